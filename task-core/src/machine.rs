@@ -1,0 +1,466 @@
+//! The task state machine: one pure function from (task, event, time) to the next task.
+//!
+//! Stores persist what [`transition`] returns and nothing else, so every backend applies the same
+//! rules. Events sent by a worker must present the epoch of the lease they hold ([`Authority::Lease`]);
+//! a worker whose lease was taken over, finished or expired is refused ([`TransitionError::LeaseLost`],
+//! [`TransitionError::LeaseExpired`]) and can write nothing more for that task.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::TaskError;
+use crate::ids::{Priority, TaskId, WorkerId};
+use crate::task::{Checkpoint, HistoryEntry, Lease, Status, Step, Task, TaskKey, TaskState};
+use crate::time::Timestamp;
+
+/// Something that happens to an existing task. (Creation is [`created`], not an event: a task
+/// cannot be created twice.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum TaskEvent {
+    /// A worker takes a ready pending task with a lease of `lease_ms`.
+    Claimed {
+        /// The claiming worker.
+        worker: WorkerId,
+        /// Lease length in milliseconds.
+        lease_ms: u64,
+    },
+    /// The holder extends its lease to `now + lease_ms` (a heartbeat).
+    LeaseExtended {
+        /// New lease length from now, in milliseconds.
+        lease_ms: u64,
+    },
+    /// The holder starts `step`, which must be the first step without a checkpoint.
+    StepStarted {
+        /// The step.
+        step: Step,
+    },
+    /// The running step succeeded; its output becomes a checkpoint.
+    StepSucceeded {
+        /// The step's serialized output.
+        output: serde_json::Value,
+        /// The output was reused from an earlier run rather than computed.
+        reused: bool,
+    },
+    /// The running step failed: retried after `retry_after_ms` if given (retryable errors only),
+    /// otherwise the task fails with `error`.
+    StepFailed {
+        /// What failed.
+        error: TaskError,
+        /// Back-off before the retry, for a retryable error that has attempts left.
+        retry_after_ms: Option<u64>,
+    },
+    /// A user asks to cancel.
+    CancelRequested,
+    /// The holder stopped the running step after a cancel request.
+    Cancelled,
+    /// The lease ran out without a heartbeat: the task goes back to the queue.
+    LeaseExpired,
+    /// The holder gives the task back unfinished (graceful shutdown).
+    LeaseReleased,
+    /// The holder finished every step.
+    Done,
+    /// The holder ends the task with `error` (attempts exhausted, internal errors).
+    Failed {
+        /// Why.
+        error: TaskError,
+    },
+}
+
+/// The name of an event, without its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// [`TaskEvent::Claimed`]
+    Claimed,
+    /// [`TaskEvent::LeaseExtended`]
+    LeaseExtended,
+    /// [`TaskEvent::StepStarted`]
+    StepStarted,
+    /// [`TaskEvent::StepSucceeded`]
+    StepSucceeded,
+    /// [`TaskEvent::StepFailed`]
+    StepFailed,
+    /// [`TaskEvent::CancelRequested`]
+    CancelRequested,
+    /// [`TaskEvent::Cancelled`]
+    Cancelled,
+    /// [`TaskEvent::LeaseExpired`]
+    LeaseExpired,
+    /// [`TaskEvent::LeaseReleased`]
+    LeaseReleased,
+    /// [`TaskEvent::Done`]
+    Done,
+    /// [`TaskEvent::Failed`]
+    Failed,
+}
+
+impl EventKind {
+    /// The snake_case name used in history.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Claimed => "claimed",
+            EventKind::LeaseExtended => "lease_extended",
+            EventKind::StepStarted => "step_started",
+            EventKind::StepSucceeded => "step_succeeded",
+            EventKind::StepFailed => "step_failed",
+            EventKind::CancelRequested => "cancel_requested",
+            EventKind::Cancelled => "cancelled",
+            EventKind::LeaseExpired => "lease_expired",
+            EventKind::LeaseReleased => "lease_released",
+            EventKind::Done => "done",
+            EventKind::Failed => "failed",
+        }
+    }
+
+    /// Whether only the lease holder may send it.
+    pub fn needs_lease(self) -> bool {
+        !matches!(
+            self,
+            EventKind::Claimed | EventKind::CancelRequested | EventKind::LeaseExpired
+        )
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TaskEvent {
+    /// The event's name.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            TaskEvent::Claimed { .. } => EventKind::Claimed,
+            TaskEvent::LeaseExtended { .. } => EventKind::LeaseExtended,
+            TaskEvent::StepStarted { .. } => EventKind::StepStarted,
+            TaskEvent::StepSucceeded { .. } => EventKind::StepSucceeded,
+            TaskEvent::StepFailed { .. } => EventKind::StepFailed,
+            TaskEvent::CancelRequested => EventKind::CancelRequested,
+            TaskEvent::Cancelled => EventKind::Cancelled,
+            TaskEvent::LeaseExpired => EventKind::LeaseExpired,
+            TaskEvent::LeaseReleased => EventKind::LeaseReleased,
+            TaskEvent::Done => EventKind::Done,
+            TaskEvent::Failed { .. } => EventKind::Failed,
+        }
+    }
+}
+
+/// Who sends an event: the engine itself, or a worker presenting its lease epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authority {
+    /// The store or a user (claims, cancel requests, lease expiry).
+    System,
+    /// A worker holding the lease with this epoch.
+    Lease(u64),
+}
+
+/// Why an event was refused. Nothing is written when a transition is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TransitionError {
+    /// The event makes no sense in the task's current state.
+    #[error("task {task}: cannot apply {event} to a {from} task: {reason}")]
+    Invalid {
+        /// The task.
+        task: TaskId,
+        /// Its status.
+        from: Status,
+        /// The refused event.
+        event: EventKind,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The sender does not hold the current lease (it was claimed again, released or finished).
+    #[error(
+        "task {task}: {event} refused, lease epoch {presented:?} is not the current lease (task is {status}, epoch {current})"
+    )]
+    LeaseLost {
+        /// The task.
+        task: TaskId,
+        /// The refused event.
+        event: EventKind,
+        /// The epoch the sender presented (None: it presented none).
+        presented: Option<u64>,
+        /// The task's current epoch.
+        current: u64,
+        /// The task's status.
+        status: Status,
+    },
+    /// The sender's lease ran out before this write.
+    #[error("task {task}: {event} refused, lease epoch {epoch} expired at {expired_at}")]
+    LeaseExpired {
+        /// The task.
+        task: TaskId,
+        /// The refused event.
+        event: EventKind,
+        /// The expired lease's epoch.
+        epoch: u64,
+        /// When it expired.
+        expired_at: Timestamp,
+    },
+}
+
+/// The result of an accepted transition: the new task and the history entry that records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// The task after the event.
+    pub task: Task,
+    /// The audit-trail entry.
+    pub entry: HistoryEntry,
+}
+
+/// A new pending task and its `created` history entry.
+pub fn created(id: TaskId, key: TaskKey, priority: Priority, now: Timestamp) -> Transition {
+    let task = Task::new(id, key, priority, now);
+    let entry = HistoryEntry {
+        at: now,
+        event: "created".into(),
+        from: None,
+        to: Status::Pending,
+        step: None,
+        attempt: 0,
+        error: None,
+        detail: Some(format!("priority {priority}")),
+    };
+    Transition { task, entry }
+}
+
+/// Applies `event`, sent with `authority`, to `task` at time `now`.
+///
+/// Returns the next task and its history entry, or why the event is refused. Terminal tasks
+/// (`done`, `failed`, `cancelled`) refuse every event.
+pub fn transition(
+    task: &Task,
+    event: &TaskEvent,
+    authority: Authority,
+    now: Timestamp,
+) -> Result<Transition, TransitionError> {
+    let kind = event.kind();
+    let invalid = |reason: &'static str| TransitionError::Invalid {
+        task: task.id,
+        from: task.status(),
+        event: kind,
+        reason,
+    };
+    if !task.status().is_active() {
+        return Err(invalid("the task has already ended"));
+    }
+    if kind.needs_lease() {
+        check_lease(task, kind, authority, now)?;
+    }
+
+    let mut next = task.clone();
+    next.updated_at = now;
+    let mut step = task.current_step();
+    let mut error = None;
+    let mut detail = None;
+
+    match (&task.state, event) {
+        (TaskState::Pending { ready_at }, TaskEvent::Claimed { worker, lease_ms }) => {
+            if *ready_at > now {
+                return Err(invalid("the task is waiting for its retry time"));
+            }
+            next.epoch = task.epoch + 1;
+            next.attempt = task.attempt + 1;
+            next.started_at = task.started_at.or(Some(now));
+            next.state = TaskState::Processing {
+                lease: Lease {
+                    worker: worker.clone(),
+                    epoch: next.epoch,
+                    expires_at: now.plus(Duration::from_millis(*lease_ms)),
+                },
+                step: None,
+                cancel_requested: false,
+            };
+            detail = Some(format!("worker {worker}, epoch {}", next.epoch));
+        }
+        (TaskState::Pending { .. }, TaskEvent::CancelRequested) => {
+            finish(&mut next, TaskState::Cancelled, now);
+        }
+        (TaskState::Pending { .. }, _) => {
+            return Err(invalid("the task is not leased to a worker"));
+        }
+        (
+            TaskState::Processing {
+                lease,
+                step: running,
+                cancel_requested,
+            },
+            event,
+        ) => {
+            let cancel_requested = *cancel_requested;
+            match event {
+                TaskEvent::Claimed { .. } => return Err(invalid("the task is already leased")),
+                TaskEvent::LeaseExtended { lease_ms } => {
+                    next.state = TaskState::Processing {
+                        lease: Lease {
+                            expires_at: now.plus(Duration::from_millis(*lease_ms)),
+                            ..lease.clone()
+                        },
+                        step: *running,
+                        cancel_requested,
+                    };
+                }
+                TaskEvent::StepStarted { step: wanted } => {
+                    if running.is_some_and(|s| task.checkpoint(s).is_none()) {
+                        return Err(invalid("another step is still running"));
+                    }
+                    if task.next_step() != Some(*wanted) {
+                        return Err(invalid(
+                            "only the first step without a checkpoint may start",
+                        ));
+                    }
+                    step = Some(*wanted);
+                    next.state = TaskState::Processing {
+                        lease: lease.clone(),
+                        step,
+                        cancel_requested,
+                    };
+                }
+                TaskEvent::StepSucceeded { output, reused } => {
+                    let Some(current) = running.filter(|s| task.checkpoint(*s).is_none()) else {
+                        return Err(invalid("no step is running"));
+                    };
+                    next.checkpoints.push(Checkpoint {
+                        step: current,
+                        output: output.clone(),
+                        finished_at: now,
+                        attempt: task.attempt,
+                        reused: *reused,
+                    });
+                    if *reused {
+                        detail =
+                            Some("output reused from an earlier run on the unchanged asset".into());
+                    }
+                }
+                TaskEvent::StepFailed {
+                    error: failure,
+                    retry_after_ms,
+                } => {
+                    if running.is_none_or(|s| task.checkpoint(s).is_some()) {
+                        return Err(invalid("no step is running"));
+                    }
+                    next.last_error = Some(failure.clone());
+                    error = Some(failure.clone());
+                    match retry_after_ms {
+                        Some(_) if !failure.is_retryable() => {
+                            return Err(invalid("a permanent error cannot be retried"));
+                        }
+                        Some(_) if cancel_requested => finish(&mut next, TaskState::Cancelled, now),
+                        Some(after) => {
+                            let ready_at = now.plus(Duration::from_millis(*after));
+                            next.state = TaskState::Pending { ready_at };
+                            detail = Some(format!("retry at {ready_at}"));
+                        }
+                        None => finish(
+                            &mut next,
+                            TaskState::Failed {
+                                error: failure.clone(),
+                            },
+                            now,
+                        ),
+                    }
+                }
+                TaskEvent::CancelRequested => {
+                    next.state = TaskState::Processing {
+                        lease: lease.clone(),
+                        step: *running,
+                        cancel_requested: true,
+                    };
+                }
+                TaskEvent::Cancelled => {
+                    if !cancel_requested {
+                        return Err(invalid("no cancel was requested"));
+                    }
+                    finish(&mut next, TaskState::Cancelled, now);
+                }
+                TaskEvent::LeaseExpired | TaskEvent::LeaseReleased => {
+                    if kind == EventKind::LeaseExpired && lease.expires_at > now {
+                        return Err(invalid("the lease has not expired"));
+                    }
+                    if cancel_requested {
+                        finish(&mut next, TaskState::Cancelled, now);
+                    } else {
+                        next.state = TaskState::Pending { ready_at: now };
+                        detail = Some(format!(
+                            "lease of {} (epoch {}) ended",
+                            lease.worker, lease.epoch
+                        ));
+                    }
+                }
+                TaskEvent::Done => {
+                    if task.next_step().is_some() {
+                        return Err(invalid("not every step has a checkpoint"));
+                    }
+                    finish(&mut next, TaskState::Done, now);
+                }
+                TaskEvent::Failed { error: failure } => {
+                    next.last_error = Some(failure.clone());
+                    error = Some(failure.clone());
+                    finish(
+                        &mut next,
+                        TaskState::Failed {
+                            error: failure.clone(),
+                        },
+                        now,
+                    );
+                }
+            }
+        }
+        (TaskState::Done | TaskState::Failed { .. } | TaskState::Cancelled, _) => {
+            return Err(invalid("the task has already ended"));
+        }
+    }
+
+    let entry = HistoryEntry {
+        at: now,
+        event: kind.as_str().into(),
+        from: Some(task.status()),
+        to: next.status(),
+        step,
+        attempt: next.attempt,
+        error,
+        detail,
+    };
+    Ok(Transition { task: next, entry })
+}
+
+fn finish(task: &mut Task, state: TaskState, now: Timestamp) {
+    task.state = state;
+    task.finished_at = Some(now);
+}
+
+fn check_lease(
+    task: &Task,
+    kind: EventKind,
+    authority: Authority,
+    now: Timestamp,
+) -> Result<(), TransitionError> {
+    let presented = match authority {
+        Authority::Lease(epoch) => Some(epoch),
+        Authority::System => None,
+    };
+    let lost = || TransitionError::LeaseLost {
+        task: task.id,
+        event: kind,
+        presented,
+        current: task.epoch,
+        status: task.status(),
+    };
+    let lease = task.lease().ok_or_else(lost)?;
+    if presented != Some(lease.epoch) {
+        return Err(lost());
+    }
+    if lease.expires_at <= now {
+        return Err(TransitionError::LeaseExpired {
+            task: task.id,
+            event: kind,
+            epoch: lease.epoch,
+            expired_at: lease.expires_at,
+        });
+    }
+    Ok(())
+}

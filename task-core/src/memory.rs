@@ -1,0 +1,589 @@
+//! An in-memory store: the reference model of the storage traits, for tests and examples.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use crate::catalog::{CatalogItem, DeletedItem, ItemUpsert};
+use crate::ids::{InventoryId, ProductName, TaskId, TenantId, Version};
+use crate::machine::{Authority, TaskEvent, created, transition};
+use crate::results::AnalysisResult;
+use crate::store::{
+    CatalogStore, ClaimRequest, CreateOutcome, NewTask, Page, PageRequest, ResultStore, StoreError,
+    TaskChange, TaskFilter, TaskStore,
+};
+use crate::task::{HistoryEntry, Task, TaskKey};
+use crate::time::{SharedClock, SystemClock, Timestamp};
+
+type ReadyKey = (u8, Timestamp, u64, TaskId);
+
+#[derive(Default)]
+struct Inner {
+    tasks: HashMap<TaskId, Task>,
+    by_tenant: BTreeSet<(TenantId, TaskId)>,
+    ready: BTreeSet<ReadyKey>,
+    ready_pos: HashMap<TaskId, ReadyKey>,
+    leases: BTreeSet<(Timestamp, TaskId)>,
+    active: HashMap<TaskKey, TaskId>,
+    latest: HashMap<TaskKey, TaskId>,
+    history: HashMap<TaskId, Vec<HistoryEntry>>,
+    items: BTreeMap<(TenantId, InventoryId), CatalogItem>,
+    results: BTreeMap<(TenantId, ProductName, InventoryId, Version), AnalysisResult>,
+    cache: HashMap<String, serde_json::Value>,
+    seq: u64,
+}
+
+impl Inner {
+    /// Stores `task` (replacing its previous version) and keeps every index in step.
+    fn put(&mut self, task: Task, entry: HistoryEntry) {
+        if let Some(old) = self.tasks.get(&task.id) {
+            if let Some(key) = self.ready_pos.remove(&old.id) {
+                self.ready.remove(&key);
+            }
+            if let Some(lease) = old.lease() {
+                self.leases.remove(&(lease.expires_at, old.id));
+            }
+        }
+        if let Some(ready_at) = task.ready_at() {
+            self.seq += 1;
+            let key = (task.priority.rank(), ready_at, self.seq, task.id);
+            self.ready.insert(key);
+            self.ready_pos.insert(task.id, key);
+        }
+        if let Some(lease) = task.lease() {
+            self.leases.insert((lease.expires_at, task.id));
+        }
+        if task.status().is_active() {
+            self.active.insert(task.key.clone(), task.id);
+        } else if self.active.get(&task.key) == Some(&task.id) {
+            self.active.remove(&task.key);
+        }
+        self.latest.insert(task.key.clone(), task.id);
+        self.by_tenant.insert((task.key.tenant.clone(), task.id));
+        self.history.entry(task.id).or_default().push(entry);
+        self.tasks.insert(task.id, task);
+    }
+
+    fn apply(
+        &mut self,
+        id: TaskId,
+        authority: Authority,
+        events: &[TaskEvent],
+        now: Timestamp,
+    ) -> Result<Task, StoreError> {
+        let mut task = self
+            .tasks
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| not_found_task(id))?;
+        let mut entries = Vec::with_capacity(events.len());
+        for event in events {
+            let step = transition(&task, event, authority, now)?;
+            task = step.task;
+            entries.push(step.entry);
+        }
+        for entry in entries {
+            self.put(task.clone(), entry);
+        }
+        Ok(task)
+    }
+
+    fn requeue_expired(&mut self, now: Timestamp) -> Vec<Task> {
+        let expired: Vec<TaskId> = self
+            .leases
+            .range(..=(now, TaskId::from_bytes([0xff; 16])))
+            .map(|(_, id)| *id)
+            .collect();
+        expired
+            .into_iter()
+            .filter_map(|id| {
+                self.apply(id, Authority::System, &[TaskEvent::LeaseExpired], now)
+                    .ok()
+            })
+            .collect()
+    }
+
+    fn next_wakeup(&self) -> Option<Timestamp> {
+        let ready = self.ready.iter().map(|(_, at, _, _)| *at).min();
+        let lease = self.leases.first().map(|(at, _)| *at);
+        ready.into_iter().chain(lease).min()
+    }
+}
+
+fn not_found_task(id: TaskId) -> StoreError {
+    StoreError::NotFound {
+        what: "task",
+        id: id.to_string(),
+    }
+}
+
+fn parse_cursor(after: &Option<String>) -> Result<Option<TaskId>, StoreError> {
+    after
+        .as_deref()
+        .map(|raw| {
+            TaskId::parse(raw).map_err(|e| StoreError::Invalid {
+                field: "cursor",
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+/// The in-memory store. Cloning gives another handle to the same data.
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+    clock: SharedClock,
+    changes: broadcast::Sender<TaskChange>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(Arc::new(SystemClock))
+    }
+}
+
+impl MemoryStore {
+    /// An empty store that reads time from `clock`.
+    pub fn new(clock: SharedClock) -> Self {
+        let (changes, _) = broadcast::channel(4096);
+        Self {
+            inner: Arc::new(Mutex::new(Inner::default())),
+            clock,
+            changes,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied update: `put` only runs
+        // after every transition of a call succeeded.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn notify<'a>(&self, tasks: impl IntoIterator<Item = &'a Task>) {
+        for task in tasks {
+            // No subscriber is fine: nobody is waiting.
+            let _ = self.changes.send(TaskChange::of(task));
+        }
+    }
+}
+
+#[async_trait]
+impl TaskStore for MemoryStore {
+    async fn create_task(&self, new: NewTask) -> Result<CreateOutcome, StoreError> {
+        let mut outcomes = self.create_tasks(vec![new]).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| StoreError::Conflict("empty create".into()))
+    }
+
+    async fn create_tasks(&self, batch: Vec<NewTask>) -> Result<Vec<CreateOutcome>, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for new in batch {
+            if let Some(existing) = inner
+                .active
+                .get(&new.key)
+                .and_then(|id| inner.tasks.get(id))
+            {
+                outcomes.push(CreateOutcome {
+                    task: existing.clone(),
+                    created: false,
+                });
+                continue;
+            }
+            let made = created(TaskId::generate(), new.key, new.priority, now);
+            inner.put(made.task.clone(), made.entry);
+            outcomes.push(CreateOutcome {
+                task: made.task,
+                created: true,
+            });
+        }
+        drop(inner);
+        self.notify(outcomes.iter().filter(|o| o.created).map(|o| &o.task));
+        Ok(outcomes)
+    }
+
+    async fn get_task(&self, tenant: &TenantId, id: TaskId) -> Result<Option<Task>, StoreError> {
+        Ok(self
+            .lock()
+            .tasks
+            .get(&id)
+            .filter(|t| t.key.tenant == *tenant)
+            .cloned())
+    }
+
+    async fn latest_task(&self, key: &TaskKey) -> Result<Option<Task>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .latest
+            .get(key)
+            .and_then(|id| inner.tasks.get(id))
+            .cloned())
+    }
+
+    async fn list_tasks(
+        &self,
+        tenant: &TenantId,
+        filter: &TaskFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Task>, StoreError> {
+        let after = parse_cursor(&page.after)?;
+        let limit = page.limit.max(1);
+        let inner = self.lock();
+        let start = match after {
+            Some(id) => Bound::Excluded((tenant.clone(), id)),
+            None => Bound::Included((tenant.clone(), TaskId::from_bytes([0; 16]))),
+        };
+        let mut items = Vec::new();
+        let mut next = None;
+        for (owner, id) in inner.by_tenant.range((start, Bound::Unbounded)) {
+            if owner != tenant {
+                break;
+            }
+            let Some(task) = inner.tasks.get(id) else {
+                continue;
+            };
+            if !filter.matches(task) {
+                continue;
+            }
+            if items.len() == limit {
+                next = items.last().map(|t: &Task| t.id.to_string());
+                break;
+            }
+            items.push(task.clone());
+        }
+        Ok(Page { items, next })
+    }
+
+    async fn request_cancel(&self, tenant: &TenantId, id: TaskId) -> Result<Task, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let task = inner
+            .tasks
+            .get(&id)
+            .filter(|t| t.key.tenant == *tenant)
+            .ok_or_else(|| not_found_task(id))?;
+        if !task.status().is_active() {
+            return Err(StoreError::Conflict(format!(
+                "task {id} is already {} and cannot be cancelled",
+                task.status()
+            )));
+        }
+        if task.cancel_requested() {
+            return Ok(task.clone());
+        }
+        let task = inner.apply(id, Authority::System, &[TaskEvent::CancelRequested], now)?;
+        drop(inner);
+        self.notify([&task]);
+        Ok(task)
+    }
+
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Task>, StoreError> {
+        let now = self.clock.now();
+        let lease_ms = u64::try_from(request.lease.as_millis()).unwrap_or(u64::MAX);
+        let mut inner = self.lock();
+        let mut changed = inner.requeue_expired(now);
+        let mut picked = Vec::new();
+        for priority in request.priority_order {
+            let rank = priority.rank();
+            let low = (rank, Timestamp(0), 0, TaskId::from_bytes([0; 16]));
+            let high = (rank, now, u64::MAX, TaskId::from_bytes([0xff; 16]));
+            for (_, _, _, id) in inner.ready.range(low..=high) {
+                if picked.len() == request.max {
+                    break;
+                }
+                let Some(task) = inner.tasks.get(id) else {
+                    continue;
+                };
+                if request.exclude_products.contains(&task.key.product) {
+                    continue;
+                }
+                picked.push(*id);
+            }
+        }
+        let event = TaskEvent::Claimed {
+            worker: request.worker.clone(),
+            lease_ms,
+        };
+        let mut claimed = Vec::with_capacity(picked.len());
+        for id in picked {
+            claimed.push(inner.apply(id, Authority::System, std::slice::from_ref(&event), now)?);
+        }
+        drop(inner);
+        changed.extend(claimed.iter().cloned());
+        self.notify(&changed);
+        Ok(claimed)
+    }
+
+    async fn apply(
+        &self,
+        id: TaskId,
+        epoch: u64,
+        events: &[TaskEvent],
+    ) -> Result<Task, StoreError> {
+        let now = self.clock.now();
+        let task = self
+            .lock()
+            .apply(id, Authority::Lease(epoch), events, now)?;
+        self.notify([&task]);
+        Ok(task)
+    }
+
+    async fn requeue_expired(&self) -> Result<Vec<TaskId>, StoreError> {
+        let now = self.clock.now();
+        let moved = self.lock().requeue_expired(now);
+        self.notify(&moved);
+        Ok(moved.into_iter().map(|t| t.id).collect())
+    }
+
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        id: TaskId,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let inner = self.lock();
+        match inner.tasks.get(&id) {
+            Some(task) if task.key.tenant == *tenant => {
+                Ok(inner.history.get(&id).cloned().unwrap_or_default())
+            }
+            _ => Err(not_found_task(id)),
+        }
+    }
+
+    async fn next_wakeup(&self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self.lock().next_wakeup())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<TaskChange> {
+        self.changes.subscribe()
+    }
+}
+
+#[async_trait]
+impl CatalogStore for MemoryStore {
+    async fn upsert_item(&self, item: ItemUpsert) -> Result<(CatalogItem, bool), StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let key = (item.tenant.clone(), item.inventory_id.clone());
+        let previous = inner.items.get(&key);
+        let created = previous.is_none_or(|p| p.deleted_at.is_some());
+        let stored = CatalogItem {
+            item,
+            created_at: previous.filter(|_| !created).map_or(now, |p| p.created_at),
+            updated_at: now,
+            deleted_at: None,
+        };
+        inner.items.insert(key, stored.clone());
+        Ok((stored, created))
+    }
+
+    async fn get_item(
+        &self,
+        tenant: &TenantId,
+        id: &InventoryId,
+        include_deleted: bool,
+    ) -> Result<Option<CatalogItem>, StoreError> {
+        Ok(self
+            .lock()
+            .items
+            .get(&(tenant.clone(), id.clone()))
+            .filter(|item| include_deleted || item.deleted_at.is_none())
+            .cloned())
+    }
+
+    async fn list_items(
+        &self,
+        tenant: &TenantId,
+        include_deleted: bool,
+        page: &PageRequest,
+    ) -> Result<Page<CatalogItem>, StoreError> {
+        let after = page
+            .after
+            .as_deref()
+            .map(InventoryId::new)
+            .transpose()
+            .map_err(|e| StoreError::Invalid {
+                field: "cursor",
+                reason: e.to_string(),
+            })?;
+        let limit = page.limit.max(1);
+        let inner = self.lock();
+        let start = match after {
+            Some(id) => Bound::Excluded((tenant.clone(), id)),
+            None => Bound::Unbounded,
+        };
+        let mut items: Vec<CatalogItem> = Vec::new();
+        let mut next = None;
+        for ((owner, _), item) in inner.items.range((start, Bound::Unbounded)) {
+            if owner < tenant {
+                continue;
+            }
+            if owner > tenant {
+                break;
+            }
+            if !include_deleted && item.deleted_at.is_some() {
+                continue;
+            }
+            if items.len() == limit {
+                next = items.last().map(|i| i.item.inventory_id.to_string());
+                break;
+            }
+            items.push(item.clone());
+        }
+        Ok(Page { items, next })
+    }
+
+    async fn delete_item(
+        &self,
+        tenant: &TenantId,
+        id: &InventoryId,
+    ) -> Result<DeletedItem, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let key = (tenant.clone(), id.clone());
+        let item = match inner.items.get_mut(&key) {
+            Some(item) if item.deleted_at.is_none() => {
+                item.deleted_at = Some(now);
+                item.updated_at = now;
+                item.clone()
+            }
+            _ => {
+                return Err(StoreError::NotFound {
+                    what: "catalog item",
+                    id: id.to_string(),
+                });
+            }
+        };
+        let active: Vec<TaskId> = inner
+            .active
+            .iter()
+            .filter(|(key, _)| key.tenant == *tenant && key.inventory_id == *id)
+            .map(|(_, task)| *task)
+            .collect();
+        let mut cancelled = Vec::new();
+        for task_id in active {
+            let already = inner
+                .tasks
+                .get(&task_id)
+                .is_some_and(|t| t.cancel_requested());
+            if !already {
+                cancelled.push(inner.apply(
+                    task_id,
+                    Authority::System,
+                    &[TaskEvent::CancelRequested],
+                    now,
+                )?);
+            }
+        }
+        drop(inner);
+        self.notify(&cancelled);
+        Ok(DeletedItem {
+            item,
+            cancelled_tasks: cancelled.iter().map(|t| t.id).collect(),
+        })
+    }
+}
+
+#[async_trait]
+impl ResultStore for MemoryStore {
+    async fn put_result(&self, result: AnalysisResult) -> Result<(), StoreError> {
+        let key = (
+            result.tenant.clone(),
+            result.product.clone(),
+            result.inventory_id.clone(),
+            result.version.clone(),
+        );
+        self.lock().results.insert(key, result);
+        Ok(())
+    }
+
+    async fn get_result(
+        &self,
+        tenant: &TenantId,
+        product: &ProductName,
+        inventory_id: &InventoryId,
+        version: Option<&Version>,
+    ) -> Result<Option<AnalysisResult>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .results
+            .values()
+            .filter(|r| {
+                r.tenant == *tenant
+                    && r.product == *product
+                    && r.inventory_id == *inventory_id
+                    && version.is_none_or(|v| *v == r.version)
+            })
+            .max_by_key(|r| r.updated_at)
+            .cloned())
+    }
+
+    async fn cache_get(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(self.lock().cache.get(key).cloned())
+    }
+
+    async fn cache_put(&self, key: &str, value: serde_json::Value) -> Result<(), StoreError> {
+        self.lock().cache.insert(key.to_owned(), value);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Priority;
+    use crate::task::{Status, TaskState};
+
+    #[tokio::test]
+    async fn indexes_follow_the_task() {
+        let store = MemoryStore::default();
+        let key = TaskKey {
+            tenant: TenantId::new("t").unwrap(),
+            inventory_id: InventoryId::new("i").unwrap(),
+            product: ProductName::new("adbreaks").unwrap(),
+            version: Version::new("1").unwrap(),
+        };
+        let made = store
+            .create_task(NewTask {
+                key,
+                priority: Priority::High,
+            })
+            .await
+            .unwrap();
+        {
+            let inner = store.lock();
+            assert_eq!(inner.ready.len(), 1);
+            assert!(inner.leases.is_empty());
+        }
+        let worker = crate::ids::WorkerId::new("w").unwrap();
+        let claimed = store
+            .claim(&ClaimRequest::one(
+                worker,
+                std::time::Duration::from_secs(5),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(claimed[0].id, made.task.id);
+        assert_eq!(claimed[0].status(), Status::Processing);
+        let inner = store.lock();
+        assert!(inner.ready.is_empty());
+        assert_eq!(inner.leases.len(), 1);
+        assert!(matches!(
+            inner.tasks[&made.task.id].state,
+            TaskState::Processing { .. }
+        ));
+    }
+}

@@ -1,0 +1,390 @@
+//! Storage traits: what a backend must do. Conveniences live in [`TaskStoreExt`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::catalog::{CatalogItem, DeletedItem, ItemUpsert};
+use crate::ids::{InventoryId, Priority, ProductName, TaskId, TenantId, Version, WorkerId};
+use crate::machine::{TaskEvent, TransitionError};
+use crate::results::AnalysisResult;
+use crate::task::{HistoryEntry, Status, Step, Task, TaskKey};
+use crate::time::Timestamp;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The addressed record does not exist (or belongs to another tenant).
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// The kind of record (`task`, `catalog item`...).
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The request conflicts with the record's state (e.g. cancelling a finished task).
+    #[error("{0}")]
+    Conflict(String),
+    /// The state machine refused the event (including fencing: a stale or expired lease).
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    /// An input the store cannot accept (e.g. a malformed cursor).
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The offending field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A stored value cannot be read: corrupted, or written by a newer format.
+    #[error("corrupt record in {location} at key {key}: {reason}")]
+    Corrupt {
+        /// The database file or tree.
+        location: String,
+        /// The key, printed.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The backend failed (I/O, lock held by another process, connection lost).
+    #[error("{backend} store error while {operation}: {message}")]
+    Backend {
+        /// Which backend.
+        backend: &'static str,
+        /// What the store was doing.
+        operation: &'static str,
+        /// The underlying error.
+        message: String,
+        /// Whether trying again may succeed.
+        retryable: bool,
+    },
+}
+
+impl StoreError {
+    /// Whether the same call may succeed if tried again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Backend {
+                retryable: true,
+                ..
+            }
+        )
+    }
+
+    /// Whether the error says the caller no longer holds the task's lease.
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Transition(
+                TransitionError::LeaseLost { .. } | TransitionError::LeaseExpired { .. }
+            )
+        )
+    }
+}
+
+/// A request to create a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewTask {
+    /// The natural key.
+    pub key: TaskKey,
+    /// Claim priority.
+    pub priority: Priority,
+}
+
+/// The outcome of a create: a new task, or the active one that already had the key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateOutcome {
+    /// The task.
+    pub task: Task,
+    /// True if it was created by this call.
+    pub created: bool,
+}
+
+/// Filters for [`TaskStore::list_tasks`]; all set fields must match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskFilter {
+    /// Only tasks of this catalog item.
+    pub inventory_id: Option<InventoryId>,
+    /// Only this product.
+    pub product: Option<ProductName>,
+    /// Only this version.
+    pub version: Option<Version>,
+    /// Only this status.
+    pub status: Option<Status>,
+}
+
+impl TaskFilter {
+    /// Whether `task` passes the filter.
+    pub fn matches(&self, task: &Task) -> bool {
+        self.inventory_id
+            .as_ref()
+            .is_none_or(|id| *id == task.key.inventory_id)
+            && self.product.as_ref().is_none_or(|p| *p == task.key.product)
+            && self.version.as_ref().is_none_or(|v| *v == task.key.version)
+            && self.status.is_none_or(|s| s == task.status())
+    }
+}
+
+/// A page request: up to `limit` items after the opaque `after` cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageRequest {
+    /// The `next` cursor of the previous page; None for the first page.
+    pub after: Option<String>,
+    /// Page size, at least 1.
+    pub limit: usize,
+}
+
+impl PageRequest {
+    /// The first page of `limit` items.
+    pub fn first(limit: usize) -> Self {
+        Self { after: None, limit }
+    }
+}
+
+/// One page of results and the cursor of the next one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items, in a stable order.
+    pub items: Vec<T>,
+    /// Cursor for the next page; None when this is the last.
+    pub next: Option<String>,
+}
+
+/// A claim: up to `max` ready tasks for `worker`, leased for `lease`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimRequest {
+    /// The claiming worker.
+    pub worker: WorkerId,
+    /// Lease length.
+    pub lease: Duration,
+    /// How many tasks at most.
+    pub max: usize,
+    /// The order in which priorities are served; FIFO by ready time within each.
+    pub priority_order: [Priority; 3],
+    /// Products not to claim now (at their concurrency limit).
+    pub exclude_products: Vec<ProductName>,
+}
+
+impl ClaimRequest {
+    /// A claim of one task, strict priority order, any product.
+    pub fn one(worker: WorkerId, lease: Duration) -> Self {
+        Self {
+            worker,
+            lease,
+            max: 1,
+            priority_order: Priority::ALL,
+            exclude_products: Vec::new(),
+        }
+    }
+}
+
+/// A change to a task, broadcast to subscribers so workers and watchers wake at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskChange {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its owner.
+    pub tenant: TenantId,
+    /// Its product.
+    pub product: ProductName,
+    /// The status after the change.
+    pub status: Status,
+    /// The step after the change.
+    pub step: Option<Step>,
+    /// Whether a cancel is pending.
+    pub cancel_requested: bool,
+    /// When a pending task becomes claimable.
+    pub ready_at: Option<Timestamp>,
+}
+
+impl TaskChange {
+    /// The change notice for `task`.
+    pub fn of(task: &Task) -> Self {
+        Self {
+            task_id: task.id,
+            tenant: task.key.tenant.clone(),
+            product: task.key.product.clone(),
+            status: task.status(),
+            step: task.current_step(),
+            cancel_requested: task.cancel_requested(),
+            ready_at: task.ready_at(),
+        }
+    }
+}
+
+/// Tasks: creation with dedup, queries, claims with leases, fenced transitions, history.
+#[async_trait]
+pub trait TaskStore: Send + Sync + 'static {
+    /// Creates a task, or returns the active (pending or processing) task with the same key.
+    async fn create_task(&self, new: NewTask) -> Result<CreateOutcome, StoreError>;
+
+    /// Creates many tasks in one commit; one outcome per entry, in order.
+    async fn create_tasks(&self, batch: Vec<NewTask>) -> Result<Vec<CreateOutcome>, StoreError>;
+
+    /// A task of `tenant` by id.
+    async fn get_task(&self, tenant: &TenantId, id: TaskId) -> Result<Option<Task>, StoreError>;
+
+    /// The most recent task with `key` (active or not).
+    async fn latest_task(&self, key: &TaskKey) -> Result<Option<Task>, StoreError>;
+
+    /// A tenant's tasks matching `filter`, oldest first, one page at a time.
+    async fn list_tasks(
+        &self,
+        tenant: &TenantId,
+        filter: &TaskFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Task>, StoreError>;
+
+    /// Asks to cancel: a pending task ends `cancelled` at once; a processing one gets
+    /// `cancel_requested` and ends when its worker stops. Finished tasks answer `Conflict`.
+    async fn request_cancel(&self, tenant: &TenantId, id: TaskId) -> Result<Task, StoreError>;
+
+    /// Leases up to `request.max` ready tasks, in the requested priority order, FIFO within a
+    /// priority. Expired leases are requeued first. Each task is given to one claimer only.
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Task>, StoreError>;
+
+    /// Applies worker `events` to task `id` atomically, presenting lease `epoch`. Either all are
+    /// applied or none; a stale or expired lease is refused.
+    async fn apply(&self, id: TaskId, epoch: u64, events: &[TaskEvent])
+    -> Result<Task, StoreError>;
+
+    /// Moves every task whose lease expired back to pending (or to cancelled if a cancel was
+    /// requested). Returns the ids moved.
+    async fn requeue_expired(&self) -> Result<Vec<TaskId>, StoreError>;
+
+    /// The audit trail of a task, oldest first.
+    async fn history(&self, tenant: &TenantId, id: TaskId)
+    -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// The earliest time a pending task becomes ready, or a processing lease expires; None if
+    /// nothing is waiting. Lets a runner sleep exactly until there is work.
+    async fn next_wakeup(&self) -> Result<Option<Timestamp>, StoreError>;
+
+    /// A stream of every task change from now on.
+    fn subscribe(&self) -> broadcast::Receiver<TaskChange>;
+}
+
+/// The catalog of a tenant's items.
+#[async_trait]
+pub trait CatalogStore: Send + Sync + 'static {
+    /// Creates or replaces an item (un-deleting it). Returns the item and whether it is new.
+    async fn upsert_item(&self, item: ItemUpsert) -> Result<(CatalogItem, bool), StoreError>;
+
+    /// An item; soft-deleted ones only with `include_deleted`.
+    async fn get_item(
+        &self,
+        tenant: &TenantId,
+        id: &InventoryId,
+        include_deleted: bool,
+    ) -> Result<Option<CatalogItem>, StoreError>;
+
+    /// A tenant's items ordered by inventory id, one page at a time.
+    async fn list_items(
+        &self,
+        tenant: &TenantId,
+        include_deleted: bool,
+        page: &PageRequest,
+    ) -> Result<Page<CatalogItem>, StoreError>;
+
+    /// Soft-deletes an item and requests cancel of its active tasks in the same commit.
+    async fn delete_item(
+        &self,
+        tenant: &TenantId,
+        id: &InventoryId,
+    ) -> Result<DeletedItem, StoreError>;
+}
+
+/// Analysis results and a cache of reusable step outputs.
+#[async_trait]
+pub trait ResultStore: Send + Sync + 'static {
+    /// Stores a result, replacing any for the same (tenant, product, inventory id, version).
+    async fn put_result(&self, result: AnalysisResult) -> Result<(), StoreError>;
+
+    /// The result for a version, or the most recently updated one when `version` is None.
+    async fn get_result(
+        &self,
+        tenant: &TenantId,
+        product: &ProductName,
+        inventory_id: &InventoryId,
+        version: Option<&Version>,
+    ) -> Result<Option<AnalysisResult>, StoreError>;
+
+    /// A cached step output by key (e.g. a probe of an asset URL + ETag + size).
+    async fn cache_get(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
+
+    /// Stores a cached step output.
+    async fn cache_put(&self, key: &str, value: serde_json::Value) -> Result<(), StoreError>;
+}
+
+/// Everything a backend provides; implemented for every type that implements the three traits.
+pub trait Store: TaskStore + CatalogStore + ResultStore {}
+
+impl<T: TaskStore + CatalogStore + ResultStore> Store for T {}
+
+/// Conveniences over [`TaskStore`] for every store.
+#[async_trait]
+pub trait TaskStoreExt: TaskStore {
+    /// Extends the lease of a held task by `lease` from now (a heartbeat).
+    async fn extend_lease(
+        &self,
+        id: TaskId,
+        epoch: u64,
+        lease: Duration,
+    ) -> Result<Task, StoreError> {
+        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+        self.apply(id, epoch, &[TaskEvent::LeaseExtended { lease_ms }])
+            .await
+    }
+
+    /// Records the running step's output as its checkpoint.
+    async fn record_checkpoint(
+        &self,
+        id: TaskId,
+        epoch: u64,
+        output: serde_json::Value,
+    ) -> Result<Task, StoreError> {
+        self.apply(
+            id,
+            epoch,
+            &[TaskEvent::StepSucceeded {
+                output,
+                reused: false,
+            }],
+        )
+        .await
+    }
+
+    /// Ends a held task as done.
+    async fn finish(&self, id: TaskId, epoch: u64) -> Result<Task, StoreError> {
+        self.apply(id, epoch, &[TaskEvent::Done]).await
+    }
+
+    /// Claims at most one task.
+    async fn claim_one(
+        &self,
+        worker: WorkerId,
+        lease: Duration,
+    ) -> Result<Option<Task>, StoreError> {
+        Ok(self
+            .claim(&ClaimRequest::one(worker, lease))
+            .await?
+            .into_iter()
+            .next())
+    }
+}
+
+impl<T: TaskStore + ?Sized> TaskStoreExt for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traits_stay_object_safe() {
+        fn _takes(_: &dyn TaskStore, _: &dyn CatalogStore, _: &dyn ResultStore) {}
+        fn _takes_store(_: std::sync::Arc<dyn Store>) {}
+    }
+}
