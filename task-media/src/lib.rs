@@ -1,0 +1,2 @@
+//! The media steps of the task engine.
+#![deny(missing_docs)]
