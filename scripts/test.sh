@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh Debian machine with cargo: installs what the tests need
+# (ffmpeg, a local S3-compatible server) when it is missing, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -f scripts/install-test-deps.sh ]; then
+  bash scripts/install-test-deps.sh
+fi
+cargo test --workspace --locked "$@"

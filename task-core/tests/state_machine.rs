@@ -1,0 +1,372 @@
+//! The state machine: every (state, event) pair against the table, and random event sequences
+//! against the invariants.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use task_core::prelude::*;
+use task_core::testing::key;
+
+const T0: Timestamp = Timestamp::from_millis(1_000_000);
+const LEASE_MS: u64 = 30_000;
+
+fn pending() -> Task {
+    Task::new(
+        TaskId::generate(),
+        key("t", "i", "adbreaks", "1"),
+        Priority::Low,
+        T0,
+    )
+}
+
+fn worker() -> WorkerId {
+    WorkerId::new("w").unwrap()
+}
+
+fn claimed() -> Task {
+    let claim = TaskEvent::Claimed {
+        worker: worker(),
+        lease_ms: LEASE_MS,
+    };
+    transition(&pending(), &claim, Authority::System, T0)
+        .unwrap()
+        .task
+}
+
+fn with_lease(task: &Task, events: &[TaskEvent]) -> Task {
+    events.iter().fold(task.clone(), |t, e| {
+        transition(&t, e, Authority::Lease(t.epoch), T0)
+            .unwrap()
+            .task
+    })
+}
+
+fn succeed() -> TaskEvent {
+    TaskEvent::StepSucceeded {
+        output: serde_json::json!({}),
+        reused: false,
+    }
+}
+
+fn transient() -> TaskError {
+    TaskError::Transient {
+        step: Step::Probe,
+        message: "reset".into(),
+    }
+}
+
+use task_core::machine::transition;
+
+/// The states of the table, named as in its rows.
+fn states() -> Vec<(&'static str, Task, Timestamp)> {
+    let mut waiting = pending();
+    waiting.state = TaskState::Pending {
+        ready_at: T0.plus(Duration::from_secs(5)),
+    };
+    let running = with_lease(
+        &claimed(),
+        &[TaskEvent::StepStarted {
+            step: Step::S3Check,
+        }],
+    );
+    let between = with_lease(&running, &[succeed()]);
+    let cancelling = transition(&running, &TaskEvent::CancelRequested, Authority::System, T0)
+        .unwrap()
+        .task;
+    let mut all_steps = Vec::new();
+    for step in Step::ALL {
+        all_steps.push(TaskEvent::StepStarted { step });
+        all_steps.push(succeed());
+    }
+    let complete = with_lease(&claimed(), &all_steps);
+    let done = with_lease(&complete, &[TaskEvent::Done]);
+    let failed = with_lease(
+        &running,
+        &[TaskEvent::StepFailed {
+            error: TaskError::ProbeFailed {
+                message: "x".into(),
+            },
+            retry_after_ms: None,
+        }],
+    );
+    let cancelled = transition(
+        &pending(),
+        &TaskEvent::CancelRequested,
+        Authority::System,
+        T0,
+    )
+    .unwrap()
+    .task;
+    let expired_at = T0.plus(Duration::from_millis(LEASE_MS));
+    vec![
+        ("pending/ready", pending(), T0),
+        ("pending/waiting", waiting, T0),
+        ("processing/idle", claimed(), T0),
+        ("processing/running", running.clone(), T0),
+        ("processing/between-steps", between, T0),
+        ("processing/cancel-requested", cancelling, T0),
+        ("processing/all-checkpoints", complete, T0),
+        ("processing/lease-expired", running, expired_at),
+        ("done", done, T0),
+        ("failed", failed, T0),
+        ("cancelled", cancelled, T0),
+    ]
+}
+
+fn events(task: &Task) -> Vec<TaskEvent> {
+    vec![
+        TaskEvent::Claimed {
+            worker: worker(),
+            lease_ms: LEASE_MS,
+        },
+        TaskEvent::LeaseExtended { lease_ms: LEASE_MS },
+        TaskEvent::StepStarted {
+            step: task.next_step().unwrap_or(Step::Analyze),
+        },
+        succeed(),
+        TaskEvent::StepFailed {
+            error: transient(),
+            retry_after_ms: Some(1_000),
+        },
+        TaskEvent::StepFailed {
+            error: TaskError::AssetNotFound {
+                url: "s3://b/k".into(),
+            },
+            retry_after_ms: None,
+        },
+        TaskEvent::CancelRequested,
+        TaskEvent::Cancelled,
+        TaskEvent::LeaseExpired,
+        TaskEvent::LeaseReleased,
+        TaskEvent::Done,
+        TaskEvent::Failed {
+            error: TaskError::Internal {
+                message: "bug".into(),
+            },
+        },
+    ]
+}
+
+/// Columns: claimed, lease_extended, step_started, step_succeeded, step_failed (retryable),
+/// step_failed (permanent), cancel_requested, cancelled, lease_expired, lease_released, done,
+/// failed. Cells: the resulting status (P pending, X processing, D done, F failed, C cancelled)
+/// or `-` for a refused event.
+const TABLE: [(&str, &str); 11] = [
+    ("pending/ready", "X-----C-----"),
+    ("pending/waiting", "------C-----"),
+    ("processing/idle", "-XX---X--P-F"),
+    ("processing/running", "-X-XPFX--P-F"),
+    ("processing/between-steps", "-XX---X--P-F"),
+    ("processing/cancel-requested", "-X-XCFXC-C-F"),
+    ("processing/all-checkpoints", "-X----X--PDF"),
+    ("processing/lease-expired", "------X-P---"),
+    ("done", "------------"),
+    ("failed", "------------"),
+    ("cancelled", "------------"),
+];
+
+fn cell(result: &Result<Transition, TransitionError>) -> char {
+    match result {
+        Err(_) => '-',
+        Ok(t) => match t.task.status() {
+            Status::Pending => 'P',
+            Status::Processing => 'X',
+            Status::Done => 'D',
+            Status::Failed => 'F',
+            Status::Cancelled => 'C',
+        },
+    }
+}
+
+use task_core::machine::Transition;
+
+#[test]
+fn every_state_event_pair_matches_the_table() {
+    let states = states();
+    assert_eq!(states.len(), TABLE.len());
+    for ((name, task, now), (row_name, row)) in states.iter().zip(TABLE) {
+        assert_eq!(*name, row_name);
+        let authority = Authority::Lease(task.epoch);
+        let got: String = events(task)
+            .iter()
+            .map(|event| cell(&transition(task, event, authority, *now)))
+            .collect();
+        assert_eq!(got, row, "row {name}");
+    }
+}
+
+#[test]
+fn worker_events_without_the_current_lease_are_fenced() {
+    for (name, task, now) in states() {
+        for event in events(&task).iter().filter(|e| e.kind().needs_lease()) {
+            for authority in [
+                Authority::System,
+                Authority::Lease(task.epoch + 1),
+                Authority::Lease(0),
+            ] {
+                let result = transition(&task, event, authority, now);
+                assert!(
+                    result.is_err(),
+                    "{name}: {:?} with {authority:?} must be refused",
+                    event.kind()
+                );
+            }
+        }
+    }
+    let stale = transition(&claimed(), &TaskEvent::Done, Authority::Lease(7), T0).unwrap_err();
+    assert!(matches!(
+        stale,
+        TransitionError::LeaseLost {
+            presented: Some(7),
+            current: 1,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn refusals_name_the_task_the_state_and_the_event() {
+    let task = pending();
+    let err = transition(&task, &TaskEvent::LeaseExpired, Authority::System, T0).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains(&task.id.to_string()), "{text}");
+    assert!(
+        text.contains("lease_expired") && text.contains("pending"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_retry_keeps_the_error_and_waits() {
+    let running = with_lease(
+        &claimed(),
+        &[TaskEvent::StepStarted {
+            step: Step::S3Check,
+        }],
+    );
+    let failed = TaskEvent::StepFailed {
+        error: transient(),
+        retry_after_ms: Some(2_500),
+    };
+    let next = transition(&running, &failed, Authority::Lease(1), T0).unwrap();
+    assert_eq!(
+        next.task.ready_at(),
+        Some(T0.plus(Duration::from_millis(2_500)))
+    );
+    assert_eq!(next.task.last_error, Some(transient()));
+    assert_eq!(next.entry.error, Some(transient()));
+    assert_eq!(next.entry.step, Some(Step::S3Check));
+    assert!(next.task.finished_at.is_none());
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Event(u8, bool),
+    Progress,
+    Advance(u16),
+}
+
+/// The event that moves a task forward, so random runs also reach `done`.
+fn progress(task: &Task) -> TaskEvent {
+    match (task.status(), task.current_step()) {
+        (Status::Pending, _) => TaskEvent::Claimed {
+            worker: worker(),
+            lease_ms: LEASE_MS,
+        },
+        (_, Some(step)) if task.checkpoint(step).is_none() => succeed(),
+        _ => match task.next_step() {
+            Some(step) => TaskEvent::StepStarted { step },
+            None => TaskEvent::Done,
+        },
+    }
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..12, any::<bool>()).prop_map(|(e, honest)| Op::Event(e, honest)),
+        5 => Just(Op::Progress),
+        1 => (0u16..40_000).prop_map(Op::Advance),
+    ]
+}
+
+fn event_for(index: u8, task: &Task) -> TaskEvent {
+    let all = events(task);
+    all[usize::from(index) % all.len()].clone()
+}
+
+/// Replays `ops`, checking the invariants after every accepted event; returns the statuses reached.
+fn run_ops(ops: &[Op]) -> Result<std::collections::HashSet<Status>, TestCaseError> {
+    let mut task = pending();
+    let mut now = T0;
+    let mut reached = std::collections::HashSet::new();
+    for op in ops {
+        let (event, honest) = match op {
+            Op::Advance(ms) => {
+                now = now.plus(Duration::from_millis(u64::from(*ms)));
+                continue;
+            }
+            Op::Event(index, honest) => (event_for(*index, &task), *honest),
+            Op::Progress => (progress(&task), true),
+        };
+        let authority = if honest {
+            Authority::Lease(task.epoch)
+        } else {
+            Authority::System
+        };
+        let before = task.clone();
+        let Ok(Transition { task: after, entry }) = transition(&before, &event, authority, now)
+        else {
+            continue;
+        };
+        prop_assert!(
+            before.status().is_active(),
+            "a terminal task changed: {:?}",
+            event.kind()
+        );
+        prop_assert!(after.attempt >= before.attempt);
+        prop_assert!(after.epoch >= before.epoch);
+        prop_assert!(after.checkpoints.len() >= before.checkpoints.len());
+        prop_assert_eq!(entry.to, after.status());
+        prop_assert_eq!(entry.from, Some(before.status()));
+        prop_assert_eq!(after.finished_at.is_some(), !after.status().is_active());
+        if after.status() == Status::Done {
+            prop_assert!(Step::ALL.iter().all(|s| after.checkpoint(*s).is_some()));
+        }
+        let order: Vec<Step> = after.checkpoints.iter().map(|c| c.step).collect();
+        prop_assert_eq!(&order[..], &Step::ALL[..order.len()]);
+        if let Some(lease) = after.lease() {
+            prop_assert_eq!(lease.epoch, after.epoch);
+        }
+        if event.kind().needs_lease() {
+            prop_assert_eq!(authority, Authority::Lease(before.epoch));
+        }
+        reached.insert(after.status());
+        task = after;
+    }
+    Ok(reached)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    #[test]
+    fn random_sequences_keep_the_invariants(ops in proptest::collection::vec(op(), 1..80)) {
+        run_ops(&ops)?;
+    }
+}
+
+#[test]
+fn random_sequences_reach_every_status() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = proptest::collection::vec(op(), 1..80);
+    let mut reached = std::collections::HashSet::new();
+    for _ in 0..500 {
+        let ops = strategy.new_tree(&mut runner).unwrap().current();
+        reached.extend(run_ops(&ops).unwrap());
+    }
+    for status in Status::ALL {
+        assert!(reached.contains(&status), "no random run reached {status}");
+    }
+}
