@@ -1,0 +1,218 @@
+//! Diagnostics: an index-consistency and invariant checker, and a raw dump of every tree.
+
+use std::collections::BTreeMap;
+
+use task_core::store::StoreError;
+use task_core::task::{HistoryEntry, Status, Step, Task, TaskState};
+
+use crate::codec::decode;
+use crate::open::tree;
+use crate::txn::StoredTask;
+use crate::{SledStore, keys};
+
+/// One key and value of a tree, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEntry {
+    /// The tree.
+    pub tree: &'static str,
+    /// The key bytes.
+    pub key: Vec<u8>,
+    /// The value bytes.
+    pub value: Vec<u8>,
+}
+
+/// At most this many problems are reported.
+const MAX_PROBLEMS: usize = 100;
+
+type Expected = BTreeMap<&'static str, BTreeMap<Vec<u8>, Vec<u8>>>;
+
+/// The invariants every stored task satisfies, whatever happened before.
+fn task_problems(task: &Task, history: &[HistoryEntry], problems: &mut Vec<String>) {
+    let id = task.id;
+    let mut bad = |what: &str| problems.push(format!("task {id}: {what}"));
+    if task.attempt as u64 != task.epoch {
+        bad("attempt differs from epoch (each claim raises both)");
+    }
+    for (index, checkpoint) in task.checkpoints.iter().enumerate() {
+        if Step::ALL.get(index) != Some(&checkpoint.step) {
+            bad("checkpoints are not the pipeline's steps in order");
+        }
+    }
+    let finished = task.finished_at.is_some();
+    match &task.state {
+        TaskState::Pending { .. } if finished => bad("pending with a finish time"),
+        TaskState::Processing { lease, .. } => {
+            if finished {
+                bad("processing with a finish time");
+            }
+            if lease.epoch != task.epoch || task.started_at.is_none() {
+                bad("processing without a current lease or start time");
+            }
+        }
+        TaskState::Done if task.checkpoints.len() != Step::ALL.len() => {
+            bad("done without every checkpoint")
+        }
+        TaskState::Done | TaskState::Failed { .. } | TaskState::Cancelled if !finished => {
+            bad("ended without a finish time")
+        }
+        _ => {}
+    }
+    match (history.first(), history.last()) {
+        (Some(first), Some(last)) => {
+            if first.event != "created" {
+                bad("history does not start with created");
+            }
+            if last.to != task.status() {
+                bad("history does not end in the task's status");
+            }
+        }
+        _ => bad("no history"),
+    }
+    let claims = history.iter().filter(|e| e.event == "claimed").count();
+    if claims != task.attempt as usize {
+        bad("number of claims in history differs from attempt");
+    }
+    if history
+        .windows(2)
+        .any(|w| w[0].to != w[1].from.unwrap_or(Status::Pending))
+    {
+        bad("history entries do not chain");
+    }
+}
+
+impl SledStore {
+    /// Every key and value of every tree, in tree then key order (for diagnostics and tests).
+    pub fn raw_dump(&self) -> Result<Vec<RawEntry>, StoreError> {
+        let inner = &self.inner;
+        let mut out = Vec::new();
+        for name in tree::ALL {
+            let Some(t) = inner.trees.by_name(name) else {
+                continue;
+            };
+            for entry in t.iter() {
+                let (key, value) = entry.map_err(|e| inner.ctx.backend("dumping", e))?;
+                out.push(RawEntry {
+                    tree: name,
+                    key: key.to_vec(),
+                    value: value.to_vec(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks that every index agrees with the task records and that no task is in an
+    /// impossible state. Returns the problems found (empty when consistent). Reads everything:
+    /// meant for tests, recovery checks and support, not for hot paths.
+    pub fn check_consistency(&self) -> Result<Vec<String>, StoreError> {
+        let inner = &self.inner;
+        let ctx = &inner.ctx;
+        let mut problems = Vec::new();
+        let mut expected: Expected = BTreeMap::new();
+        let mut latest: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut history_keys = 0usize;
+        for entry in inner.trees.tasks.iter() {
+            let (key, value) = entry.map_err(|e| ctx.backend("checking", e))?;
+            let stored: StoredTask = decode(ctx, tree::TASKS, &key, &value)?;
+            let task = &stored.task;
+            let id = task.id;
+            if key.as_ref() != id.to_bytes() {
+                problems.push(format!("task {id} stored under another key"));
+            }
+            let id_bytes = id.to_bytes().to_vec();
+            let natural = keys::task_key(&task.key);
+            match (task.ready_at(), stored.ready_seq) {
+                (Some(at), Some(seq)) => {
+                    let k = keys::ready(task.priority.rank(), at, seq, id);
+                    let v = task.key.product.as_str().as_bytes().to_vec();
+                    expected.entry(tree::READY).or_default().insert(k, v);
+                }
+                (Some(_), None) => {
+                    problems.push(format!("task {id}: pending without a queue position"))
+                }
+                _ => {}
+            }
+            if let Some(lease) = task.lease() {
+                let k = keys::lease(lease.expires_at, id);
+                expected
+                    .entry(tree::LEASES)
+                    .or_default()
+                    .insert(k, Vec::new());
+            }
+            if task.status().is_active() {
+                let active = expected.entry(tree::ACTIVE).or_default();
+                if active.insert(natural.clone(), id_bytes.clone()).is_some() {
+                    problems.push(format!("two active tasks for key {}", task.key));
+                }
+            }
+            let newest = latest.entry(natural).or_default();
+            if *newest < id_bytes {
+                *newest = id_bytes.clone();
+            }
+            let tenant = keys::strings(&[task.key.tenant.as_str()]);
+            expected
+                .entry(tree::BY_TENANT)
+                .or_default()
+                .insert(keys::with_id(tenant, id), Vec::new());
+            let item = keys::strings(&[task.key.tenant.as_str(), task.key.inventory_id.as_str()]);
+            expected
+                .entry(tree::BY_ITEM)
+                .or_default()
+                .insert(keys::with_id(item, id), Vec::new());
+            let mut history: Vec<HistoryEntry> = Vec::with_capacity(stored.history_len as usize);
+            for seq in 0..stored.history_len {
+                let k = keys::history(id, seq);
+                match inner
+                    .trees
+                    .history
+                    .get(&k)
+                    .map_err(|e| ctx.backend("checking", e))?
+                {
+                    Some(bytes) => history.push(decode(ctx, tree::HISTORY, &k, &bytes)?),
+                    None => problems.push(format!("task {id}: history entry {seq} missing")),
+                }
+            }
+            history_keys += history.len();
+            task_problems(task, &history, &mut problems);
+            if problems.len() >= MAX_PROBLEMS {
+                return Ok(problems);
+            }
+        }
+        expected.insert(tree::LATEST, latest);
+        for name in [
+            tree::READY,
+            tree::LEASES,
+            tree::ACTIVE,
+            tree::LATEST,
+            tree::BY_TENANT,
+            tree::BY_ITEM,
+        ] {
+            let mut want = expected.remove(name).unwrap_or_default();
+            let Some(actual) = inner.trees.by_name(name) else {
+                continue;
+            };
+            for entry in actual.iter() {
+                let (key, value) = entry.map_err(|e| ctx.backend("checking", e))?;
+                match want.remove(key.as_ref()) {
+                    Some(v) if v == value.as_ref() => {}
+                    Some(_) => problems.push(format!(
+                        "{name}: entry {} points elsewhere",
+                        keys::printable(&key)
+                    )),
+                    None => problems.push(format!("{name}: extra entry {}", keys::printable(&key))),
+                }
+            }
+            for key in want.keys().take(MAX_PROBLEMS) {
+                problems.push(format!("{name}: missing entry {}", keys::printable(key)));
+            }
+        }
+        let stored_history = inner.trees.history.len();
+        if stored_history != history_keys {
+            problems.push(format!(
+                "history holds {stored_history} entries, the tasks account for {history_keys}"
+            ));
+        }
+        problems.truncate(MAX_PROBLEMS);
+        Ok(problems)
+    }
+}

@@ -1,0 +1,70 @@
+//! Value encoding: one format-version byte, then JSON.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use task_core::store::StoreError;
+
+use crate::error::Ctx;
+
+/// The value format this build writes and the newest it reads.
+pub(crate) const FORMAT_VERSION: u8 = 1;
+
+/// Encodes `value` with the format byte.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut buf = Vec::with_capacity(256);
+    buf.push(FORMAT_VERSION);
+    serde_json::to_writer(&mut buf, value).map_err(|e| StoreError::Invalid {
+        field: "value",
+        reason: format!("cannot be serialized: {e}"),
+    })?;
+    Ok(buf)
+}
+
+/// Decodes a value stored in `tree` at `key`, refusing newer formats and corrupt bytes.
+pub(crate) fn decode<T: DeserializeOwned>(
+    ctx: &Ctx,
+    tree: &str,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    let Some((&version, body)) = bytes.split_first() else {
+        return Err(ctx.corrupt(tree, key, "empty value"));
+    };
+    if version == 0 || version > FORMAT_VERSION {
+        return Err(ctx.corrupt(
+            tree,
+            key,
+            format!(
+                "value format version {version} is not supported (this build reads 1..={FORMAT_VERSION})"
+            ),
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ctx.corrupt(tree, key, format!("undecodable value: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Ctx {
+        Ctx { path: "/db".into() }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_bad_bytes() {
+        let bytes = encode(&vec![1u32, 2]).expect("encode");
+        assert_eq!(bytes[0], FORMAT_VERSION);
+        let back: Vec<u32> = decode(&ctx(), "t", b"k", &bytes).expect("decode");
+        assert_eq!(back, vec![1, 2]);
+        for bad in [&b""[..], &[9, b'1'][..], &[FORMAT_VERSION, b'{'][..]] {
+            let err = decode::<Vec<u32>>(&ctx(), "tasks", b"key\x01", bad).expect_err("bad");
+            let text = err.to_string();
+            assert!(matches!(err, StoreError::Corrupt { .. }), "{text}");
+            assert!(
+                text.contains("/db") && text.contains("tasks") && text.contains("key\\x01"),
+                "{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Group commit: one flusher thread turns many concurrent commits into few fsyncs.
+//!
+//! A writer commits its sled transaction, then waits (asynchronously) until a flush that
+//! *started after* its commit has completed. While one flush runs, every writer that lands
+//! shares the next one, so the number of fsyncs stays near the flush rate while throughput
+//! grows with concurrency. Flushes are `Db::flush()` calls on a dedicated std thread; no
+//! writer calls `flush_async`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use task_core::store::StoreError;
+use tokio::sync::watch;
+
+use crate::error::BACKEND;
+
+/// How writes reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every acknowledged write is on disk (fsynced) before the call returns. The default.
+    #[default]
+    Strict,
+    /// Calls return once committed in memory; a flush runs every `interval`. A crash loses at
+    /// most the writes of the last interval, never part of one.
+    Buffered {
+        /// Time between flushes.
+        interval: Duration,
+    },
+}
+
+/// Counters of the group commit, for benchmarks and monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitStats {
+    /// Durable writes acknowledged (one per committing store call).
+    pub writes: u64,
+    /// Flushes (fsyncs) completed.
+    pub flushes: u64,
+    /// Total time spent inside flushes.
+    pub flush_time: Duration,
+}
+
+impl CommitStats {
+    /// Writes carried by one flush on average (0 before the first flush).
+    pub fn writes_per_flush(&self) -> f64 {
+        if self.flushes == 0 {
+            0.0
+        } else {
+            self.writes as f64 / self.flushes as f64
+        }
+    }
+
+    /// The counters accumulated since `earlier`.
+    pub fn since(&self, earlier: &CommitStats) -> CommitStats {
+        CommitStats {
+            writes: self.writes - earlier.writes,
+            flushes: self.flushes - earlier.flushes,
+            flush_time: self.flush_time.saturating_sub(earlier.flush_time),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Flushes started so far; the number of the running or last flush.
+    started: u64,
+    /// The highest flush number a writer waits for.
+    requested: u64,
+    /// Something was committed since the last flush started (buffered mode).
+    dirty: bool,
+    shutdown: bool,
+}
+
+/// What writers watch: the last completed flush, or the error that poisoned the store.
+#[derive(Debug, Clone, Default)]
+struct Flushed {
+    completed: u64,
+    failure: Option<Arc<str>>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    flushed: watch::Sender<Flushed>,
+    writes: AtomicU64,
+    flushes: AtomicU64,
+    flush_nanos: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is a few counters updated atomically under the lock: always consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The flusher thread and the writers' side of it.
+pub(crate) struct GroupCommit {
+    shared: Arc<Shared>,
+    durability: Durability,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl GroupCommit {
+    /// Starts the flusher thread for `db`.
+    pub fn start(db: sled::Db, durability: Durability, path: &str) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            flushed: watch::Sender::new(Flushed::default()),
+            writes: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+            flush_nanos: AtomicU64::new(0),
+        });
+        let thread_shared = shared.clone();
+        let path = path.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("sled-flusher".into())
+            .spawn(move || flusher(db, thread_shared, durability, path))?;
+        Ok(Self {
+            shared,
+            durability,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Waits until everything committed before this call is durable (per the durability mode).
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        self.shared.writes.fetch_add(1, Ordering::Relaxed);
+        let target = {
+            let mut state = self.shared.lock();
+            state.dirty = true;
+            match self.durability {
+                Durability::Strict => {
+                    let target = state.started + 1;
+                    state.requested = state.requested.max(target);
+                    self.shared.wake.notify_one();
+                    target
+                }
+                Durability::Buffered { .. } => 0,
+            }
+        };
+        let mut rx = self.shared.flushed.subscribe();
+        let flushed = rx
+            .wait_for(|f| f.completed >= target || f.failure.is_some())
+            .await
+            .map_err(|_| StoreError::Backend {
+                backend: BACKEND,
+                operation: "waiting for a flush",
+                message: "the flusher thread stopped".into(),
+                retryable: false,
+            })?;
+        match &flushed.failure {
+            Some(message) => Err(StoreError::Backend {
+                backend: BACKEND,
+                operation: "flushing to disk",
+                message: message.to_string(),
+                retryable: false,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> CommitStats {
+        CommitStats {
+            writes: self.shared.writes.load(Ordering::Relaxed),
+            flushes: self.shared.flushes.load(Ordering::Relaxed),
+            flush_time: Duration::from_nanos(self.shared.flush_nanos.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Stops the flusher after a last flush and waits for it.
+    pub fn shutdown(&self) {
+        self.shared.lock().shutdown = true;
+        self.shared.wake.notify_all();
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("the sled flusher thread panicked");
+        }
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The flusher loop: flushes when a writer waits (strict) or on a timer (buffered).
+fn flusher(db: sled::Db, shared: Arc<Shared>, durability: Durability, path: String) {
+    loop {
+        let (number, last) = {
+            let mut state = shared.lock();
+            loop {
+                if state.shutdown {
+                    break;
+                }
+                match durability {
+                    Durability::Strict if state.requested > state.started => break,
+                    Durability::Strict => {
+                        state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                    }
+                    Durability::Buffered { interval } => {
+                        let (next, _) = shared
+                            .wake
+                            .wait_timeout(state, interval)
+                            .unwrap_or_else(|p| p.into_inner());
+                        state = next;
+                        if state.dirty {
+                            break;
+                        }
+                    }
+                }
+            }
+            if state.shutdown && !state.dirty && state.requested <= state.started {
+                return;
+            }
+            state.started += 1;
+            state.dirty = false;
+            (state.started, state.shutdown)
+        };
+        let begun = Instant::now();
+        let result = db.flush();
+        let nanos = u64::try_from(begun.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        shared.flush_nanos.fetch_add(nanos, Ordering::Relaxed);
+        shared.flushes.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(_) => shared.flushed.send_modify(|f| f.completed = number),
+            Err(err) => {
+                tracing::error!(%path, %err, "flushing the sled database failed; the store refuses further writes");
+                let message: Arc<str> = format!("flushing database {path} failed: {err}").into();
+                shared.flushed.send_modify(|f| f.failure = Some(message));
+                return;
+            }
+        }
+        if last {
+            return;
+        }
+    }
+}

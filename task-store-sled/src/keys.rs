@@ -1,0 +1,157 @@
+//! Key encodings of every tree.
+//!
+//! Strings are written escaped (`0x00` becomes `0x00 0x01`) and terminated by `0x00 0x00`, so
+//! an encoded string is never a prefix of another and byte order equals string order: tenants
+//! `a` and `ab` can neither collide nor interleave. Numbers are big-endian so they sort.
+
+use task_core::ids::TaskId;
+use task_core::task::TaskKey;
+use task_core::time::Timestamp;
+
+/// Appends `s`, escaped and terminated.
+pub(crate) fn push_str(buf: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        if b == 0 {
+            buf.extend_from_slice(&[0, 1]);
+        } else {
+            buf.push(b);
+        }
+    }
+    buf.extend_from_slice(&[0, 0]);
+}
+
+/// One encoded string component.
+pub(crate) fn strings(parts: &[&str]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(parts.iter().map(|p| p.len() + 2).sum::<usize>() + 16);
+    for part in parts {
+        push_str(&mut buf, part);
+    }
+    buf
+}
+
+/// `prefix ++ id`.
+pub(crate) fn with_id(mut prefix: Vec<u8>, id: TaskId) -> Vec<u8> {
+    prefix.extend_from_slice(&id.to_bytes());
+    prefix
+}
+
+/// The task id in the last 16 bytes of an index key.
+pub(crate) fn trailing_id(key: &[u8]) -> Option<TaskId> {
+    let start = key.len().checked_sub(16)?;
+    let bytes: [u8; 16] = key[start..].try_into().ok()?;
+    Some(TaskId::from_bytes(bytes))
+}
+
+/// The natural key of a task: (tenant, inventory id, product, version).
+pub(crate) fn task_key(key: &TaskKey) -> Vec<u8> {
+    strings(&[
+        key.tenant.as_str(),
+        key.inventory_id.as_str(),
+        key.product.as_str(),
+        key.version.as_str(),
+    ])
+}
+
+/// Ready-queue key: (priority rank, ready-at, sequence, task id).
+pub(crate) fn ready(rank: u8, ready_at: Timestamp, seq: u64, id: TaskId) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(33);
+    buf.push(rank);
+    buf.extend_from_slice(&ready_at.as_millis().to_be_bytes());
+    buf.extend_from_slice(&seq.to_be_bytes());
+    buf.extend_from_slice(&id.to_bytes());
+    buf
+}
+
+/// The ready-at time in a ready-queue key.
+pub(crate) fn ready_at_of(key: &[u8]) -> Option<Timestamp> {
+    let bytes: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    Some(Timestamp::from_millis(u64::from_be_bytes(bytes)))
+}
+
+/// The last ready-queue key of `rank` that is ready at `now`.
+pub(crate) fn ready_upto(rank: u8, now: Timestamp) -> Vec<u8> {
+    ready(rank, now, u64::MAX, TaskId::from_bytes([0xff; 16]))
+}
+
+/// Lease-expiry key: (expires-at, task id).
+pub(crate) fn lease(expires_at: Timestamp, id: TaskId) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(24);
+    buf.extend_from_slice(&expires_at.as_millis().to_be_bytes());
+    buf.extend_from_slice(&id.to_bytes());
+    buf
+}
+
+/// The expiry time in a lease key.
+pub(crate) fn lease_expiry_of(key: &[u8]) -> Option<Timestamp> {
+    let bytes: [u8; 8] = key.get(..8)?.try_into().ok()?;
+    Some(Timestamp::from_millis(u64::from_be_bytes(bytes)))
+}
+
+/// History key: (task id, sequence).
+pub(crate) fn history(id: TaskId, seq: u32) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(20);
+    buf.extend_from_slice(&id.to_bytes());
+    buf.extend_from_slice(&seq.to_be_bytes());
+    buf
+}
+
+/// A key printed for error messages.
+pub(crate) fn printable(key: &[u8]) -> String {
+    key.escape_ascii().to_string()
+}
+
+/// The smallest key strictly greater than every key starting with `prefix`... or None when the
+/// prefix is all `0xff`.
+pub(crate) fn after_prefix(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_neither_collide_nor_interleave() {
+        let a = strings(&["a", "bc"]);
+        let b = strings(&["ab", "c"]);
+        assert_ne!(a, b);
+        assert!(!b.starts_with(&strings(&["a"])));
+        let mut names = ["ep-9", "ep-10", "ep-1", "ep", "e\u{0}p", "f"];
+        let mut encoded: Vec<Vec<u8>> = names.iter().map(|n| strings(&[n])).collect();
+        names.sort();
+        encoded.sort();
+        let expected: Vec<Vec<u8>> = names.iter().map(|n| strings(&[n])).collect();
+        assert_eq!(encoded, expected, "byte order is string order");
+    }
+
+    #[test]
+    fn numeric_keys_sort_by_time() {
+        let id = TaskId::generate();
+        assert!(ready(0, Timestamp(5), 9, id) < ready(0, Timestamp(6), 1, id));
+        assert!(ready(0, Timestamp(9), 9, id) < ready(1, Timestamp(1), 1, id));
+        assert!(lease(Timestamp(255), id) < lease(Timestamp(256), id));
+        assert_eq!(trailing_id(&lease(Timestamp(1), id)), Some(id));
+        assert_eq!(
+            ready_at_of(&ready(2, Timestamp(77), 3, id)),
+            Some(Timestamp(77))
+        );
+        assert_eq!(
+            lease_expiry_of(&lease(Timestamp(78), id)),
+            Some(Timestamp(78))
+        );
+    }
+
+    #[test]
+    fn after_prefix_bounds_the_prefix() {
+        assert_eq!(after_prefix(&[1, 2]), Some(vec![1, 3]));
+        assert_eq!(after_prefix(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(after_prefix(&[0xff]), None);
+    }
+}

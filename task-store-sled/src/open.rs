@@ -1,0 +1,286 @@
+//! Opening a database: sled's lock, the trees, the format check and recovery of expired leases.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use sled::transaction::Transactional;
+use task_core::store::StoreError;
+use task_core::time::{SharedClock, SystemClock};
+use tokio::sync::broadcast;
+
+use crate::error::{Ctx, OpenError};
+use crate::group_commit::{Durability, GroupCommit};
+use crate::txn::{TaskTx, TxResult};
+use crate::{Inner, SledStore};
+
+/// Tree names.
+pub(crate) mod tree {
+    /// Format marker and other metadata.
+    pub const META: &str = "meta";
+    /// Task records by id.
+    pub const TASKS: &str = "tasks";
+    /// Ready queue: (priority rank, ready-at, sequence, id) -> product.
+    pub const READY: &str = "ready";
+    /// Active tasks by natural key -> id.
+    pub const ACTIVE: &str = "active";
+    /// Most recent task by natural key -> id.
+    pub const LATEST: &str = "latest";
+    /// Leases by (expires-at, id).
+    pub const LEASES: &str = "leases";
+    /// Per-tenant listing: (tenant, id).
+    pub const BY_TENANT: &str = "by_tenant";
+    /// Per-item listing: (tenant, inventory id, id).
+    pub const BY_ITEM: &str = "by_item";
+    /// History: (id, sequence) -> entry.
+    pub const HISTORY: &str = "history";
+    /// Catalog items: (tenant, inventory id) -> item.
+    pub const ITEMS: &str = "items";
+    /// Results: (tenant, product, inventory id, version) -> result.
+    pub const RESULTS: &str = "results";
+    /// Cache of step outputs.
+    pub const CACHE: &str = "cache";
+    /// Every tree, in a stable order.
+    pub const ALL: [&str; 12] = [
+        META, TASKS, READY, ACTIVE, LATEST, LEASES, BY_TENANT, BY_ITEM, HISTORY, ITEMS, RESULTS,
+        CACHE,
+    ];
+}
+
+/// The schema version written in the meta tree.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+const FORMAT_KEY: &[u8] = b"format";
+
+/// How to open a [`SledStore`].
+#[derive(Debug, Clone)]
+pub struct SledOptions {
+    /// Strict (default) or buffered durability.
+    pub durability: Durability,
+    /// Where "now" comes from (the system clock by default).
+    pub clock: SharedClock,
+    /// sled's page cache size in bytes (64 MiB by default); bounds the resident memory.
+    pub cache_capacity: u64,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Strict,
+            clock: Arc::new(SystemClock),
+            cache_capacity: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl SledOptions {
+    /// These options with `durability`.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// These options with `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// These options with a page cache of `bytes`.
+    pub fn with_cache_capacity(mut self, bytes: u64) -> Self {
+        self.cache_capacity = bytes;
+        self
+    }
+}
+
+/// The open trees.
+pub(crate) struct Trees {
+    pub db: sled::Db,
+    pub meta: sled::Tree,
+    pub tasks: sled::Tree,
+    pub ready: sled::Tree,
+    pub active: sled::Tree,
+    pub latest: sled::Tree,
+    pub leases: sled::Tree,
+    pub by_tenant: sled::Tree,
+    pub by_item: sled::Tree,
+    pub history: sled::Tree,
+    pub items: sled::Tree,
+    pub results: sled::Tree,
+    pub cache: sled::Tree,
+}
+
+impl Trees {
+    /// The tree called `name`.
+    pub fn by_name(&self, name: &str) -> Option<&sled::Tree> {
+        Some(match name {
+            tree::META => &self.meta,
+            tree::TASKS => &self.tasks,
+            tree::READY => &self.ready,
+            tree::ACTIVE => &self.active,
+            tree::LATEST => &self.latest,
+            tree::LEASES => &self.leases,
+            tree::BY_TENANT => &self.by_tenant,
+            tree::BY_ITEM => &self.by_item,
+            tree::HISTORY => &self.history,
+            tree::ITEMS => &self.items,
+            tree::RESULTS => &self.results,
+            tree::CACHE => &self.cache,
+            _ => return None,
+        })
+    }
+
+    /// Runs `f` in one transaction over the task trees and the catalog.
+    pub fn transaction<A>(
+        &self,
+        ctx: &Ctx,
+        operation: &'static str,
+        f: impl Fn(&TaskTx<'_>) -> TxResult<A>,
+    ) -> Result<A, StoreError> {
+        (
+            &self.tasks,
+            &self.ready,
+            &self.active,
+            &self.latest,
+            &self.leases,
+            &self.by_tenant,
+            &self.by_item,
+            &self.history,
+            &self.items,
+        )
+            .transaction(
+                |(tasks, ready, active, latest, leases, by_tenant, by_item, history, items)| {
+                    f(&TaskTx {
+                        ctx,
+                        tasks,
+                        ready,
+                        active,
+                        latest,
+                        leases,
+                        by_tenant,
+                        by_item,
+                        history,
+                        items,
+                    })
+                },
+            )
+            .map_err(|e| ctx.transaction(operation, e))
+    }
+}
+
+fn open_tree(db: &sled::Db, ctx: &Ctx, name: &str) -> Result<sled::Tree, StoreError> {
+    db.open_tree(name)
+        .map_err(|e| ctx.backend("opening a tree", e))
+}
+
+/// Checks (or, on a fresh database, writes) the schema version.
+fn check_format(ctx: &Ctx, trees: &Trees) -> Result<(), StoreError> {
+    let stored = trees
+        .meta
+        .get(FORMAT_KEY)
+        .map_err(|e| ctx.backend("reading the format", e))?;
+    match stored {
+        None => {
+            let empty = tree::ALL
+                .iter()
+                .filter_map(|name| trees.by_name(name))
+                .all(|t| t.is_empty());
+            if !empty {
+                return Err(ctx.corrupt(
+                    tree::META,
+                    FORMAT_KEY,
+                    "the format marker is missing from a non-empty database",
+                ));
+            }
+            trees
+                .meta
+                .insert(FORMAT_KEY, &SCHEMA_VERSION.to_be_bytes()[..])
+                .map_err(|e| ctx.backend("writing the format", e))?;
+            Ok(())
+        }
+        Some(bytes) => {
+            let raw: [u8; 4] = bytes.as_ref().try_into().map_err(|_| {
+                ctx.corrupt(tree::META, FORMAT_KEY, "the format marker is not 4 bytes")
+            })?;
+            let found = u32::from_be_bytes(raw);
+            if found > SCHEMA_VERSION || found == 0 {
+                return Err(OpenError::NewerFormat {
+                    path: ctx.path.to_string(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                }
+                .into());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Opens (creating if needed) the database at `path`.
+pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, StoreError> {
+    let ctx = Ctx {
+        path: path.display().to_string().into(),
+    };
+    let db = sled::Config::new()
+        .path(path)
+        .cache_capacity(options.cache_capacity)
+        .flush_every_ms(None)
+        .open()
+        .map_err(|e| match e {
+            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                OpenError::Locked {
+                    path: ctx.path.to_string(),
+                    detail: io.to_string(),
+                }
+                .into()
+            }
+            other => ctx.backend("opening the database", other),
+        })?;
+    let trees = Trees {
+        meta: open_tree(&db, &ctx, tree::META)?,
+        tasks: open_tree(&db, &ctx, tree::TASKS)?,
+        ready: open_tree(&db, &ctx, tree::READY)?,
+        active: open_tree(&db, &ctx, tree::ACTIVE)?,
+        latest: open_tree(&db, &ctx, tree::LATEST)?,
+        leases: open_tree(&db, &ctx, tree::LEASES)?,
+        by_tenant: open_tree(&db, &ctx, tree::BY_TENANT)?,
+        by_item: open_tree(&db, &ctx, tree::BY_ITEM)?,
+        history: open_tree(&db, &ctx, tree::HISTORY)?,
+        items: open_tree(&db, &ctx, tree::ITEMS)?,
+        results: open_tree(&db, &ctx, tree::RESULTS)?,
+        cache: open_tree(&db, &ctx, tree::CACHE)?,
+        db: db.clone(),
+    };
+    check_format(&ctx, &trees)?;
+    let commit =
+        GroupCommit::start(db, options.durability, &ctx.path).map_err(|e| StoreError::Backend {
+            backend: crate::error::BACKEND,
+            operation: "starting the flusher thread",
+            message: e.to_string(),
+            retryable: false,
+        })?;
+    let (changes, _) = broadcast::channel(4096);
+    let inner = Inner {
+        ctx,
+        trees,
+        clock: options.clock,
+        commit,
+        changes,
+        scan_lock: Mutex::new(()),
+    };
+    let now = inner.clock.now();
+    let requeued = inner.requeue_expired_sync(now)?;
+    inner
+        .trees
+        .db
+        .flush()
+        .map_err(|e| inner.ctx.backend("flushing after recovery", e))?;
+    if !requeued.is_empty() {
+        tracing::info!(
+            path = %inner.ctx.path,
+            requeued = requeued.len(),
+            "requeued tasks whose lease expired while the store was closed"
+        );
+    }
+    Ok(SledStore {
+        inner: Arc::new(inner),
+    })
+}

@@ -1,0 +1,300 @@
+//! [`TaskStore`] for [`SledStore`]: creation with dedup, queries, cancel, transitions, history.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+
+use async_trait::async_trait;
+use task_core::ids::{TaskId, TenantId};
+use task_core::machine::{Authority, TaskEvent, created};
+use task_core::store::{
+    ClaimRequest, CreateOutcome, NewTask, Page, PageRequest, StoreError, TaskChange, TaskFilter,
+    TaskStore,
+};
+use task_core::task::{HistoryEntry, Task, TaskKey};
+use task_core::time::Timestamp;
+use tokio::sync::broadcast;
+
+use crate::codec::decode;
+use crate::open::tree;
+use crate::txn::{StoredTask, abort, task_not_found};
+use crate::{Inner, SledStore, keys};
+
+impl Inner {
+    /// Reads a task record outside a transaction.
+    pub(crate) fn load(&self, id: TaskId) -> Result<Option<StoredTask>, StoreError> {
+        let key = id.to_bytes();
+        self.trees
+            .tasks
+            .get(key)
+            .map_err(|e| self.ctx.backend("reading a task", e))?
+            .map(|bytes| decode(&self.ctx, tree::TASKS, &key, &bytes))
+            .transpose()
+    }
+
+    /// A task of `tenant`, or None.
+    fn load_owned(&self, tenant: &TenantId, id: TaskId) -> Result<Option<StoredTask>, StoreError> {
+        Ok(self.load(id)?.filter(|t| t.task.key.tenant == *tenant))
+    }
+
+    /// The task an index entry of `tree` at `key` points to; a dangling entry is corruption.
+    fn load_indexed(&self, tree: &str, key: &[u8]) -> Result<Task, StoreError> {
+        let id = keys::trailing_id(key)
+            .ok_or_else(|| self.ctx.corrupt(tree, key, "malformed index key"))?;
+        self.load(id)?.map(|t| t.task).ok_or_else(|| {
+            self.ctx
+                .corrupt(tree, key, format!("index entry for missing task {id}"))
+        })
+    }
+
+    fn create_sync(
+        &self,
+        batch: Vec<NewTask>,
+        now: Timestamp,
+    ) -> Result<Vec<CreateOutcome>, StoreError> {
+        let _guard = self.scan_guard();
+        self.trees.transaction(&self.ctx, "creating tasks", |tx| {
+            let mut in_batch: HashMap<&TaskKey, usize> = HashMap::new();
+            let mut outcomes: Vec<CreateOutcome> = Vec::with_capacity(batch.len());
+            for new in &batch {
+                if let Some(&index) = in_batch.get(&new.key) {
+                    let task = outcomes[index].task.clone();
+                    outcomes.push(CreateOutcome {
+                        task,
+                        created: false,
+                    });
+                    continue;
+                }
+                let natural = keys::task_key(&new.key);
+                if let Some(raw) = tx.active.get(&natural)? {
+                    let id = keys::trailing_id(&raw).ok_or_else(|| {
+                        abort(
+                            self.ctx
+                                .corrupt(tree::ACTIVE, &natural, "malformed task id"),
+                        )
+                    })?;
+                    let existing = tx.load(id)?.ok_or_else(|| {
+                        abort(self.ctx.corrupt(
+                            tree::ACTIVE,
+                            &natural,
+                            format!("missing task {id}"),
+                        ))
+                    })?;
+                    in_batch.insert(&new.key, outcomes.len());
+                    outcomes.push(CreateOutcome {
+                        task: existing.task,
+                        created: false,
+                    });
+                    continue;
+                }
+                let made = created(TaskId::generate(), new.key.clone(), new.priority, now);
+                tx.write(None, &made.task, std::slice::from_ref(&made.entry))?;
+                in_batch.insert(&new.key, outcomes.len());
+                outcomes.push(CreateOutcome {
+                    task: made.task,
+                    created: true,
+                });
+            }
+            Ok(outcomes)
+        })
+    }
+
+    fn list_sync(
+        &self,
+        tenant: &TenantId,
+        filter: &TaskFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Task>, StoreError> {
+        let after = page
+            .after
+            .as_deref()
+            .map(|raw| {
+                TaskId::parse(raw).map_err(|e| StoreError::Invalid {
+                    field: "cursor",
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?;
+        let limit = page.limit.max(1);
+        let (index, name, prefix) = match &filter.inventory_id {
+            Some(item) => (
+                &self.trees.by_item,
+                tree::BY_ITEM,
+                keys::strings(&[tenant.as_str(), item.as_str()]),
+            ),
+            None => (
+                &self.trees.by_tenant,
+                tree::BY_TENANT,
+                keys::strings(&[tenant.as_str()]),
+            ),
+        };
+        let start = match after {
+            Some(id) => Bound::Excluded(keys::with_id(prefix.clone(), id)),
+            None => Bound::Included(prefix.clone()),
+        };
+        let end = keys::after_prefix(&prefix).map_or(Bound::Unbounded, Bound::Excluded);
+        let mut items: Vec<Task> = Vec::new();
+        let mut next = None;
+        for entry in index.range::<Vec<u8>, _>((start, end)) {
+            let (key, _) = entry.map_err(|e| self.ctx.backend("listing tasks", e))?;
+            let task = self.load_indexed(name, &key)?;
+            if !filter.matches(&task) {
+                continue;
+            }
+            if items.len() == limit {
+                next = items.last().map(|t| t.id.to_string());
+                break;
+            }
+            items.push(task);
+        }
+        Ok(Page { items, next })
+    }
+
+    fn history_sync(&self, tenant: &TenantId, id: TaskId) -> Result<Vec<HistoryEntry>, StoreError> {
+        let stored = self
+            .load_owned(tenant, id)?
+            .ok_or_else(|| task_not_found(id))?;
+        let mut entries = Vec::with_capacity(stored.history_len as usize);
+        for entry in self.trees.history.scan_prefix(id.to_bytes()) {
+            let (key, value) = entry.map_err(|e| self.ctx.backend("reading history", e))?;
+            entries.push(decode(&self.ctx, tree::HISTORY, &key, &value)?);
+        }
+        Ok(entries)
+    }
+}
+
+#[async_trait]
+impl TaskStore for SledStore {
+    async fn create_task(&self, new: NewTask) -> Result<CreateOutcome, StoreError> {
+        let mut outcomes = self.create_tasks(vec![new]).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| StoreError::Conflict("empty create".into()))
+    }
+
+    async fn create_tasks(&self, batch: Vec<NewTask>) -> Result<Vec<CreateOutcome>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inner = &self.inner;
+        let outcomes = inner.create_sync(batch, inner.clock.now())?;
+        inner.durable().await?;
+        inner.notify(outcomes.iter().filter(|o| o.created).map(|o| &o.task));
+        Ok(outcomes)
+    }
+
+    async fn get_task(&self, tenant: &TenantId, id: TaskId) -> Result<Option<Task>, StoreError> {
+        Ok(self.inner.load_owned(tenant, id)?.map(|t| t.task))
+    }
+
+    async fn latest_task(&self, key: &TaskKey) -> Result<Option<Task>, StoreError> {
+        let inner = &self.inner;
+        let natural = keys::task_key(key);
+        let Some(raw) = inner
+            .trees
+            .latest
+            .get(&natural)
+            .map_err(|e| inner.ctx.backend("reading the latest task", e))?
+        else {
+            return Ok(None);
+        };
+        let id = keys::trailing_id(&raw).ok_or_else(|| {
+            inner
+                .ctx
+                .corrupt(tree::LATEST, &natural, "malformed task id")
+        })?;
+        Ok(inner.load(id)?.map(|t| t.task))
+    }
+
+    async fn list_tasks(
+        &self,
+        tenant: &TenantId,
+        filter: &TaskFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Task>, StoreError> {
+        self.inner.list_sync(tenant, filter, page)
+    }
+
+    async fn request_cancel(&self, tenant: &TenantId, id: TaskId) -> Result<Task, StoreError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let (task, changed) = inner
+            .trees
+            .transaction(&inner.ctx, "cancelling a task", |tx| {
+                let stored = tx
+                    .load(id)?
+                    .filter(|t| t.task.key.tenant == *tenant)
+                    .ok_or_else(|| abort(task_not_found(id)))?;
+                if !stored.task.status().is_active() {
+                    return Err(abort(StoreError::Conflict(format!(
+                        "task {id} is already {} and cannot be cancelled",
+                        stored.task.status()
+                    ))));
+                }
+                if stored.task.cancel_requested() {
+                    return Ok((stored.task, false));
+                }
+                let task = tx.apply(id, Authority::System, &[TaskEvent::CancelRequested], now)?;
+                Ok((task, true))
+            })?;
+        inner.durable().await?;
+        if changed {
+            inner.notify([&task]);
+        }
+        Ok(task)
+    }
+
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Task>, StoreError> {
+        let inner = &self.inner;
+        let (requeued, claimed) = inner.claim_sync(request, inner.clock.now())?;
+        if requeued.is_empty() && claimed.is_empty() {
+            return Ok(claimed);
+        }
+        inner.durable().await?;
+        inner.notify(requeued.iter().chain(&claimed));
+        Ok(claimed)
+    }
+
+    async fn apply(
+        &self,
+        id: TaskId,
+        epoch: u64,
+        events: &[TaskEvent],
+    ) -> Result<Task, StoreError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let task = inner
+            .trees
+            .transaction(&inner.ctx, "applying events", |tx| {
+                tx.apply(id, Authority::Lease(epoch), events, now)
+            })?;
+        inner.durable().await?;
+        inner.notify([&task]);
+        Ok(task)
+    }
+
+    async fn requeue_expired(&self) -> Result<Vec<TaskId>, StoreError> {
+        let inner = &self.inner;
+        let moved = inner.requeue_expired_sync(inner.clock.now())?;
+        if !moved.is_empty() {
+            inner.durable().await?;
+            inner.notify(&moved);
+        }
+        Ok(moved.into_iter().map(|t| t.id).collect())
+    }
+
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        id: TaskId,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.inner.history_sync(tenant, id)
+    }
+
+    async fn next_wakeup(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.inner.next_wakeup_sync()
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<TaskChange> {
+        self.inner.changes.subscribe()
+    }
+}
