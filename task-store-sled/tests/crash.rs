@@ -100,7 +100,7 @@ fn verify(dir: &Path, acks: &[Ack], round: u64) {
     runtime.block_on(async {
         let mut histories: HashMap<TaskId, (Task, Vec<HistoryEntry>)> = HashMap::new();
         for ack in acks {
-            if !histories.contains_key(&ack.id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = histories.entry(ack.id) {
                 let task = store
                     .get_task(&tenant, ack.id)
                     .await
@@ -109,7 +109,7 @@ fn verify(dir: &Path, acks: &[Ack], round: u64) {
                         panic!("round {round}: acknowledged task {} is lost", ack.id)
                     });
                 let history = store.history(&tenant, ack.id).await.expect("history");
-                histories.insert(ack.id, (task, history));
+                slot.insert((task, history));
             }
             let (task, history) = &histories[&ack.id];
             let found = history.iter().find(|e| {
