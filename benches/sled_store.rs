@@ -1,0 +1,330 @@
+//! Benchmarks of task-store-sled, printed as a table of figures measured in one run.
+//!
+//! `cargo bench --bench sled_store`. Measures, on this machine: a plain 4 KiB write + fdatasync
+//! loop (the one-fsync-per-write rate), durable creates with 1, 16 and 256 concurrent writers,
+//! the full task lifecycle with 64 concurrent workers, and opening a store of 1,000,000 tasks
+//! (100,000 pending; built once into a cache under target/) in a fresh process: time to first
+//! claim, resident memory and bytes on disk per task.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use task_core::prelude::*;
+use task_store_sled::{Durability, SledOptions, SledStore};
+
+const PHASE: Duration = Duration::from_secs(3);
+
+fn key(tenant: &str, item: String) -> TaskKey {
+    TaskKey {
+        tenant: TenantId::new(tenant).expect("tenant"),
+        inventory_id: InventoryId::new(item).expect("item"),
+        product: ProductName::new("adbreaks").expect("product"),
+        version: Version::new("1").expect("version"),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Writes of 4 KiB, each followed by fdatasync, for `PHASE`: the rate of one fsync per write.
+fn fsync_rate(dir: &Path) -> f64 {
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path).expect("create");
+    let block = [7u8; 4096];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < PHASE {
+        file.write_all(&block).expect("write");
+        file.sync_data().expect("fdatasync");
+        n += 1;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    drop(file);
+    let _ = std::fs::remove_file(path);
+    rate
+}
+
+/// Durable creates per second with `writers` concurrent writers; and writes per flush.
+fn creates(dir: &Path, writers: usize) -> (f64, f64) {
+    let store = SledStore::open(dir.join(format!("creates-{writers}"))).expect("open");
+    let rt = runtime();
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let before = store.commit_stats();
+    let start = Instant::now();
+    rt.block_on(async {
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let (store, count, stop) = (store.clone(), count.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let new = NewTask {
+                            key: key("bench", format!("w{w}-{i}")),
+                            priority: Priority::Low,
+                        };
+                        store.create_task(new).await.expect("create");
+                        count.fetch_add(1, Ordering::Relaxed);
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(PHASE).await;
+        stop.store(true, Ordering::Relaxed);
+        for handle in handles {
+            handle.await.expect("writer");
+        }
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let stats = store.commit_stats().since(&before);
+    (
+        count.load(Ordering::Relaxed) as f64 / elapsed,
+        stats.writes_per_flush(),
+    )
+}
+
+/// Full lifecycles per second (create, claim, 4 x (start, checkpoint), done: 11 durable
+/// writes each) with `workers` concurrent workers.
+fn lifecycles(dir: &Path, workers: usize) -> (f64, f64) {
+    let store = SledStore::open(dir.join("lifecycle")).expect("open");
+    let rt = runtime();
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let before = store.commit_stats();
+    let start = Instant::now();
+    rt.block_on(async {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let (store, done, stop) = (store.clone(), done.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let me = WorkerId::new(format!("w{w}")).expect("worker");
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let new = NewTask {
+                            key: key("life", format!("w{w}-{i}")),
+                            priority: Priority::Medium,
+                        };
+                        store.create_task(new).await.expect("create");
+                        i += 1;
+                        let Some(task) = store
+                            .claim_one(me.clone(), Duration::from_secs(300))
+                            .await
+                            .expect("claim")
+                        else {
+                            continue;
+                        };
+                        for step in Step::ALL {
+                            store
+                                .apply(task.id, task.epoch, &[TaskEvent::StepStarted { step }])
+                                .await
+                                .expect("start");
+                            let output = serde_json::json!({ "step": step.as_str(), "ok": true });
+                            store
+                                .record_checkpoint(task.id, task.epoch, output)
+                                .await
+                                .expect("checkpoint");
+                        }
+                        store.finish(task.id, task.epoch).await.expect("done");
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(PHASE + PHASE).await;
+        stop.store(true, Ordering::Relaxed);
+        for handle in handles {
+            handle.await.expect("worker");
+        }
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let stats = store.commit_stats().since(&before);
+    (
+        done.load(Ordering::Relaxed) as f64 / elapsed,
+        stats.writes_per_flush(),
+    )
+}
+
+/// Builds (once) a store of `total` tasks of which `pending` stay pending; the rest are done
+/// with a full history.
+fn build_cache(path: &Path, total: usize, pending: usize) {
+    let marker = path.join("bench-complete");
+    if marker.exists() {
+        return;
+    }
+    let _ = std::fs::remove_dir_all(path);
+    eprintln!(
+        "building {} ({total} tasks, {pending} pending), once...",
+        path.display()
+    );
+    let begun = Instant::now();
+    let options = SledOptions::default().with_durability(Durability::Buffered {
+        interval: Duration::from_millis(500),
+    });
+    let store = SledStore::open_with(path, options).expect("open cache");
+    let rt = runtime();
+    rt.block_on(async {
+        const BATCH: usize = 1_000;
+        for b in 0..total / BATCH {
+            let batch = (0..BATCH)
+                .map(|i| NewTask {
+                    key: key("bench", format!("item-{}", b * BATCH + i)),
+                    priority: Priority::Low,
+                })
+                .collect();
+            store.create_tasks(batch).await.expect("create");
+        }
+        let me = WorkerId::new("builder").expect("worker");
+        let mut finished = 0;
+        while finished < total - pending {
+            let request = ClaimRequest {
+                max: BATCH.min(total - pending - finished),
+                ..ClaimRequest::one(me.clone(), Duration::from_secs(3600))
+            };
+            let claimed = store.claim(&request).await.expect("claim");
+            let mut events = Vec::new();
+            for step in Step::ALL {
+                events.push(TaskEvent::StepStarted { step });
+                events.push(TaskEvent::StepSucceeded {
+                    output: serde_json::json!({ "step": step.as_str(), "ok": true }),
+                    reused: false,
+                });
+            }
+            events.push(TaskEvent::Done);
+            for task in &claimed {
+                store
+                    .apply(task.id, task.epoch, &events)
+                    .await
+                    .expect("run");
+            }
+            finished += claimed.len();
+        }
+    });
+    drop(store);
+    std::fs::write(&marker, b"ok").expect("marker");
+    eprintln!("built in {:.0} s", begun.elapsed().as_secs_f64());
+}
+
+fn dir_bytes(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// In a fresh process: open, first claim, release it again; prints `open_ms claim_ms rss_kib hwm_kib`.
+fn open_probe(path: &Path) {
+    let start = Instant::now();
+    let store = SledStore::open(path).expect("open");
+    let opened = start.elapsed();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let task = rt
+        .block_on(store.claim_one(WorkerId::new("probe").expect("w"), Duration::from_secs(60)))
+        .expect("claim")
+        .expect("a pending task");
+    let claimed = start.elapsed();
+    rt.block_on(store.apply(task.id, task.epoch, &[TaskEvent::LeaseReleased]))
+        .expect("release");
+    println!(
+        "{} {} {} {}",
+        opened.as_millis(),
+        claimed.as_millis(),
+        status_kib("VmRSS:"),
+        status_kib("VmHWM:")
+    );
+}
+
+fn probe(path: &Path) -> (u64, u64, u64, u64) {
+    let out = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .arg("--open-probe")
+        .arg(path)
+        .output()
+        .expect("probe");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (v[0], v[1], v[2], v[3])
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--open-probe") {
+        open_probe(Path::new(&args[i + 1]));
+        return;
+    }
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&target).expect("target tmp");
+    let scratch = tempfile::tempdir_in(&target).expect("scratch dir");
+
+    let fsync = fsync_rate(scratch.path());
+    println!("| measure | figure | ratio |");
+    println!("| --- | --- | --- |");
+    println!("| 4 KiB write + fdatasync loop | {fsync:.0} /s | 1.00x |");
+    for writers in [1, 16, 256] {
+        let (rate, per_flush) = creates(scratch.path(), writers);
+        println!(
+            "| durable creates, {writers} writers | {rate:.0} /s ({per_flush:.1} writes per fsync) | {:.2}x |",
+            rate / fsync
+        );
+    }
+    let (rate, per_flush) = lifecycles(scratch.path(), 64);
+    println!(
+        "| full lifecycle (11 durable writes), 64 workers | {rate:.0} tasks/s = {:.0} writes/s ({per_flush:.1} writes per fsync) | {:.2}x |",
+        rate * 11.0,
+        rate * 11.0 / fsync
+    );
+
+    let cache = target.join("sled-bench-cache");
+    for (name, total, pending) in [
+        ("100k-pending", 100_000, 100_000),
+        ("1m-tasks", 1_000_000, 100_000),
+    ] {
+        let path = cache.join(name);
+        build_cache(&path, total, pending);
+        let (open_ms, claim_ms, rss, hwm) = probe(&path);
+        let bytes = dir_bytes(&path);
+        println!(
+            "| open {name} ({total} tasks, {pending} pending) | open {open_ms} ms, first claim {claim_ms} ms, RSS {} MiB (peak {} MiB), {:.0} bytes on disk per task | |",
+            rss / 1024,
+            hwm / 1024,
+            bytes as f64 / total as f64
+        );
+    }
+}
