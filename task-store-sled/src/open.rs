@@ -223,6 +223,7 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
         .path(path)
         .cache_capacity(options.cache_capacity)
         .flush_every_ms(None)
+        .mode(sled::Mode::HighThroughput)
         .open()
         .map_err(|e| match e {
             sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
