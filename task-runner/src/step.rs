@@ -73,11 +73,17 @@ impl fmt::Debug for StepContext {
 impl StepContext {
     /// The typed output of an earlier step, from its checkpoint.
     pub fn output<T: DeserializeOwned>(&self, step: Step) -> Result<T, TaskError> {
-        let checkpoint = self.task.checkpoint(step).ok_or_else(|| TaskError::Internal {
-            message: format!("task {}: step {step} has no checkpoint", self.task.id),
-        })?;
+        let checkpoint = self
+            .task
+            .checkpoint(step)
+            .ok_or_else(|| TaskError::Internal {
+                message: format!("task {}: step {step} has no checkpoint", self.task.id),
+            })?;
         serde_json::from_value(checkpoint.output.clone()).map_err(|e| TaskError::Internal {
-            message: format!("task {}: checkpoint of {step} is unreadable: {e}", self.task.id),
+            message: format!(
+                "task {}: checkpoint of {step} is unreadable: {e}",
+                self.task.id
+            ),
         })
     }
 }

@@ -1,0 +1,204 @@
+//! The claim loop: fills free slots, wakes on store changes, and shuts down gracefully.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use task_core::ids::ProductName;
+use task_core::store::{ClaimRequest, Store, TaskChange};
+use task_core::task::Status;
+
+use crate::executor::{Shared, StopReason, execute};
+use crate::metrics::Outcome;
+use crate::priority::ClaimSchedule;
+
+/// Signals from the runner handle to its dispatcher.
+pub(crate) struct Control {
+    /// Stop claiming and begin the graceful shutdown.
+    pub(crate) shutdown: CancellationToken,
+    /// The grace period is over: stop the running tasks and release their leases.
+    pub(crate) deadline: CancellationToken,
+}
+
+/// Runs until shutdown: the watcher of store changes alongside the claim loop.
+pub(crate) async fn run<S: Store>(shared: Arc<Shared<S>>, control: Control) {
+    let wake = Arc::new(Notify::new());
+    let changes = shared.store.subscribe();
+    tokio::select! {
+        _ = watch(shared.clone(), changes, wake.clone()) => {}
+        _ = claim_loop(shared, control, wake) => {}
+    }
+}
+
+/// Wakes the claim loop when work appears, and trips running tasks whose cancel was requested.
+async fn watch<S: Store>(
+    shared: Arc<Shared<S>>,
+    mut changes: broadcast::Receiver<TaskChange>,
+    wake: Arc<Notify>,
+) {
+    loop {
+        match changes.recv().await {
+            Ok(change) => {
+                if change.cancel_requested || change.status == Status::Cancelled {
+                    if let Some(stop) = shared.running_stop(&change.task_id) {
+                        stop.stop(StopReason::CancelRequested);
+                    }
+                }
+                if change.status == Status::Pending {
+                    wake.notify_one();
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                debug!(missed, "change stream lagged; rechecking");
+                wake.notify_one();
+                recheck_running(&shared).await;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// After missed notifications, asks the store whether any running task has a cancel request.
+/// (The heartbeat learns of cancels too; this only keeps cancellation prompt.)
+async fn recheck_running<S: Store>(shared: &Shared<S>) {
+    let running: Vec<_> = shared
+        .lock_running()
+        .iter()
+        .map(|(id, (tenant, stop))| (*id, tenant.clone(), stop.clone()))
+        .collect();
+    for (id, tenant, stop) in running {
+        if let Ok(Some(task)) = shared.store.get_task(&tenant, id).await {
+            if task.cancel_requested() {
+                stop.stop(StopReason::CancelRequested);
+            }
+        }
+    }
+}
+
+async fn claim_loop<S: Store>(shared: Arc<Shared<S>>, control: Control, wake: Arc<Notify>) {
+    let config = &shared.config;
+    let mut tasks: JoinSet<(ProductName, Outcome)> = JoinSet::new();
+    let mut per_product: HashMap<ProductName, usize> = HashMap::new();
+    let mut schedule = ClaimSchedule::default();
+    while !control.shutdown.is_cancelled() {
+        while let Some(done) = tasks.try_join_next() {
+            release_slot(&mut per_product, done);
+        }
+        let free = config.concurrency.saturating_sub(tasks.len());
+        let mut queue_may_have_more = false;
+        if free > 0 {
+            let (exclude_products, product_room) = product_capacity(config, &per_product);
+            let request = ClaimRequest {
+                worker: config.worker_id.clone(),
+                lease: config.lease,
+                // One claim never takes more of a product than its remaining room.
+                max: free.min(config.claim_batch).min(product_room),
+                priority_order: schedule.next_order(),
+                exclude_products,
+            };
+            match shared.store.claim(&request).await {
+                Ok(claimed) => {
+                    shared.metrics.claimed(claimed.len());
+                    queue_may_have_more = claimed.len() == request.max;
+                    for task in claimed {
+                        *per_product.entry(task.key.product.clone()).or_default() += 1;
+                        tasks.spawn(execute(shared.clone(), task));
+                    }
+                }
+                Err(err) => warn!(error = %err, "claim failed; retrying after the poll interval"),
+            }
+        }
+        if queue_may_have_more && tasks.len() < config.concurrency {
+            continue;
+        }
+        let nap = next_nap(&shared).await;
+        tokio::select! {
+            _ = control.shutdown.cancelled() => break,
+            _ = wake.notified() => {}
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => release_slot(&mut per_product, done),
+            _ = tokio::time::sleep(nap) => {}
+        }
+    }
+    drain(&shared, &mut tasks, &control).await;
+}
+
+/// The products at their limit, and the least room left among the others.
+fn product_capacity(
+    config: &crate::config::RunnerConfig,
+    per_product: &HashMap<ProductName, usize>,
+) -> (Vec<ProductName>, usize) {
+    let mut full = Vec::new();
+    let mut room = usize::MAX;
+    for (product, settings) in &config.products {
+        let running = per_product.get(product).copied().unwrap_or(0);
+        match settings.concurrency.saturating_sub(running) {
+            0 => full.push(product.clone()),
+            left => room = room.min(left),
+        }
+    }
+    (full, room)
+}
+
+/// How long to sleep when there is nothing to claim: until the next retry or lease expiry the
+/// store knows of, at most the poll interval.
+async fn next_nap<S: Store>(shared: &Shared<S>) -> Duration {
+    let poll = shared.config.poll_interval;
+    match shared.store.next_wakeup().await {
+        Ok(Some(at)) => {
+            let now = shared.config.clock.now();
+            if at > now {
+                at.since(now).min(poll)
+            } else {
+                poll
+            }
+        }
+        Ok(None) => poll,
+        Err(err) => {
+            warn!(error = %err, "cannot read the next wake-up time");
+            poll
+        }
+    }
+}
+
+fn release_slot(
+    per_product: &mut HashMap<ProductName, usize>,
+    done: Result<(ProductName, Outcome), tokio::task::JoinError>,
+) {
+    match done {
+        Ok((product, _)) => {
+            if let Some(count) = per_product.get_mut(&product) {
+                *count = count.saturating_sub(1);
+            }
+        }
+        Err(err) => warn!(error = %err, "a task executor panicked; its lease will expire"),
+    }
+}
+
+/// Graceful shutdown: running tasks go on until the deadline, then are stopped and release
+/// their leases.
+async fn drain<S: Store>(
+    shared: &Shared<S>,
+    tasks: &mut JoinSet<(ProductName, Outcome)>,
+    control: &Control,
+) {
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => if next.is_none() { return },
+            _ = control.deadline.cancelled() => break,
+        }
+    }
+    let stops: Vec<_> = shared
+        .lock_running()
+        .values()
+        .map(|(_, stop)| stop.clone())
+        .collect();
+    for stop in stops {
+        stop.stop(StopReason::Shutdown);
+    }
+    while tasks.join_next().await.is_some() {}
+}
