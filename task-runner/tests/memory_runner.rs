@@ -5,4 +5,4 @@ mod support;
 
 use task_core::memory::MemoryStore;
 
-crate::runner_scenarios!(|| (MemoryStore::default(), ()));
+crate::runner_scenarios!(|clock| (MemoryStore::new(clock), ()));

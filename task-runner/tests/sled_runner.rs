@@ -3,10 +3,11 @@
 mod scenarios;
 mod support;
 
-use task_store_sled::SledStore;
+use task_store_sled::{SledOptions, SledStore};
 
-crate::runner_scenarios!(|| {
+crate::runner_scenarios!(|clock| {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SledStore::open(dir.path()).expect("open sled store");
+    let options = SledOptions::default().with_clock(clock);
+    let store = SledStore::open_with(dir.path(), options).expect("open sled store");
     (store, dir)
 });

@@ -385,6 +385,52 @@ pub async fn per_product_limits_hold<S: Store>(store: Arc<S>) {
     );
 }
 
+/// A runner whose lease expired (its heartbeats did not land in time) while its step ran is
+/// fenced: another runner takes the task over, and the first one's late success writes nothing.
+pub async fn a_runner_that_lost_its_lease_writes_nothing<S: Store>(
+    store: Arc<S>,
+    clock: ManualClock,
+) {
+    let gate = Arc::new(Semaphore::new(0));
+    let first = Steps::with_analyze(Behaviour::Gate(gate.clone()));
+    let mut slow = config("partitioned", &["adbreaks"]);
+    slow.lease = Duration::from_secs(30);
+    let partitioned = Runner::start(store.clone(), first.pipeline(&["adbreaks"]), slow).unwrap();
+    let task = submit(&*store, "a", "adbreaks", Priority::Low).await;
+    wait_for_step(&*store, task.id, Step::Analyze).await;
+    clock.advance(Duration::from_secs(31));
+
+    let second = Steps::all_succeed();
+    let healthy = Runner::start(
+        store.clone(),
+        second.pipeline(&["adbreaks"]),
+        config("healthy", &["adbreaks"]),
+    )
+    .unwrap();
+    let done = finished(&*store, task.id).await;
+    assert_eq!(done.status(), Status::Done);
+    assert_eq!(done.epoch, 2);
+    let history_before = store.history(&tenant(), task.id).await.unwrap();
+
+    gate.add_permits(1);
+    let metrics = partitioned.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        first.analyze.calls(),
+        1,
+        "the first runner's step did run to its end"
+    );
+    assert_eq!(metrics.lease_lost, 1);
+    assert_eq!(metrics.done, 0);
+    let after = store.get_task(&tenant(), task.id).await.unwrap().unwrap();
+    assert_eq!(after, done, "the fenced runner wrote nothing");
+    assert_eq!(
+        store.history(&tenant(), task.id).await.unwrap(),
+        history_before
+    );
+    assert_eq!(after.checkpoint(Step::Analyze).unwrap().attempt, 2);
+    healthy.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
 /// Expands into one `#[tokio::test]` per scenario for a store factory.
 #[macro_export]
 macro_rules! runner_scenarios {
@@ -400,10 +446,19 @@ macro_rules! runner_scenarios {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
+                let clock: task_core::time::SharedClock = std::sync::Arc::new(task_core::time::SystemClock);
                 #[allow(clippy::redundant_closure_call)]
-                let (store, _guard) = ($make)();
+                let (store, _guard) = ($make)(clock);
                 let _ = $crate::scenarios::$name(std::sync::Arc::new(store)).await;
             }
         )*
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_runner_that_lost_its_lease_writes_nothing() {
+            let clock = task_core::time::ManualClock::default();
+            #[allow(clippy::redundant_closure_call)]
+            let (store, _guard) = ($make)(std::sync::Arc::new(clock.clone()));
+            $crate::scenarios::a_runner_that_lost_its_lease_writes_nothing(std::sync::Arc::new(store), clock).await;
+        }
     };
 }
