@@ -1,0 +1,176 @@
+//! The errors of the API and their JSON shapes.
+//!
+//! A validation error is 422 with `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`;
+//! every other error is `{"detail": "message"}`. The `type` values follow the names clients know
+//! from pydantic: `missing`, `json_invalid`, `model_type`, `string_type`, `bool_parsing`,
+//! `int_parsing`, `float_parsing`, `list_type`, `enum`, `value_error`, `extra_forbidden`,
+//! `too_long`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use task_core::store::StoreError;
+use utoipa::ToSchema;
+
+/// One element of a `loc`: a name or a list index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LocItem {
+    /// A field or parameter name, or `body`/`query`/`path`.
+    Name(String),
+    /// An index in a list.
+    Index(usize),
+}
+
+impl From<&str> for LocItem {
+    fn from(name: &str) -> Self {
+        LocItem::Name(name.to_owned())
+    }
+}
+
+impl From<usize> for LocItem {
+    fn from(index: usize) -> Self {
+        LocItem::Index(index)
+    }
+}
+
+/// One invalid input: where it is, what is wrong, and a machine-readable kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// Where the input is: `["body", "product"]`, `["query", "page_size"]`, `["path", "task_id"]`.
+    pub loc: Vec<LocItem>,
+    /// What is wrong, for a human.
+    pub msg: String,
+    /// The kind of error (`missing`, `value_error`, `extra_forbidden`...).
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl FieldError {
+    /// An error at `loc`.
+    pub fn new(loc: Vec<LocItem>, msg: impl Into<String>, kind: &str) -> Self {
+        Self {
+            loc,
+            msg: msg.into(),
+            kind: kind.to_owned(),
+        }
+    }
+
+    /// An error in query parameter `name`.
+    pub fn query(name: &str, msg: impl Into<String>, kind: &str) -> Self {
+        Self::new(vec!["query".into(), name.into()], msg, kind)
+    }
+
+    /// An error in path parameter `name`.
+    pub fn path(name: &str, msg: impl Into<String>, kind: &str) -> Self {
+        Self::new(vec!["path".into(), name.into()], msg, kind)
+    }
+}
+
+/// The body of a 422.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationErrorBody {
+    /// Every invalid input found.
+    pub detail: Vec<FieldError>,
+}
+
+/// The body of every other error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageBody {
+    /// What went wrong.
+    pub detail: String,
+}
+
+/// Why a request was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Invalid input (422).
+    #[error("invalid request: {0:?}")]
+    Validation(Vec<FieldError>),
+    /// No valid API key (401).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The resource does not exist for this tenant (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the resource's state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is over the limit (413).
+    #[error("Request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The store cannot serve now; trying again may work (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A failure inside the service (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A single validation error.
+    pub fn field(error: FieldError) -> Self {
+        ApiError::Validation(vec![error])
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound { what, id } => {
+                ApiError::NotFound(format!("{what} {id} not found"))
+            }
+            StoreError::Conflict(message) => ApiError::Conflict(message),
+            StoreError::Invalid { field, reason } => {
+                ApiError::field(FieldError::query(field, reason, "value_error"))
+            }
+            StoreError::Transition(e) => ApiError::Conflict(e.to_string()),
+            e if e.is_retryable() => ApiError::Unavailable(e.to_string()),
+            e => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match self {
+            ApiError::Validation(detail) => {
+                (status, Json(ValidationErrorBody { detail })).into_response()
+            }
+            ApiError::Internal(message) => {
+                tracing::error!(%message, "internal error");
+                let detail = format!("Internal error: {message}");
+                (status, Json(MessageBody { detail })).into_response()
+            }
+            other => {
+                let detail = other.to_string();
+                let mut response = (status, Json(MessageBody { detail })).into_response();
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    response.headers_mut().insert(
+                        axum::http::header::RETRY_AFTER,
+                        axum::http::HeaderValue::from_static("1"),
+                    );
+                }
+                response
+            }
+        }
+    }
+}

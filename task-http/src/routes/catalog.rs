@@ -1,0 +1,239 @@
+//! `/catalog/v1/item`: upsert, list, get and soft delete of catalog items.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, response::IntoResponse};
+use task_core::catalog::{ItemType, ItemUpsert};
+use task_core::ids::InventoryId;
+use task_core::store::PageRequest;
+
+use crate::body::{ApiPath, Fields, JsonBody, RawQuery, check, parse_bool, parse_int, path_param};
+use crate::error::{ApiError, MessageBody, ValidationErrorBody};
+use crate::state::{ApiState, Tenant};
+use crate::views::{CatalogItemView, CatalogPage, DeletedItemView};
+
+/// The fields of an item the service reads; any other field is kept as given, except these
+/// read-only ones, which are refused.
+const KNOWN: [&str; 5] = ["id", "type", "title", "asset_url", "tags"];
+const READ_ONLY: [&str; 4] = ["created_at", "updated_at", "deleted_at", "tenant"];
+/// The largest `page_size`.
+pub const MAX_PAGE_SIZE: u64 = 1000;
+
+/// The body of `PUT /catalog/v1/item`.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ItemBody {
+    /// The inventory id: 1-256 characters, no control characters.
+    id: String,
+    /// `standalone`, `series`, `season` or `episode`.
+    #[schema(rename = "type")]
+    item_type: String,
+    /// Title.
+    title: String,
+    /// Where the video is, in a scheme the deployment allows (e.g. `s3://bucket/key`).
+    asset_url: String,
+    /// Free tags.
+    tags: Option<Vec<String>>,
+}
+
+/// Upserts a catalog item. Fields other than the known ones are stored and returned as given;
+/// `created_at`, `updated_at`, `deleted_at` and `tenant` are read-only and refused.
+#[utoipa::path(put, path = "/catalog/v1/item", tag = "catalog",
+    request_body = ItemBody,
+    responses(
+        (status = 201, description = "Created (or re-created after a delete)", body = CatalogItemView),
+        (status = 200, description = "Replaced", body = CatalogItemView),
+        (status = 401, body = MessageBody), (status = 413, body = MessageBody),
+        (status = 422, body = ValidationErrorBody),
+    ))]
+pub(crate) async fn put_item(
+    State(state): State<ApiState>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut errors = Vec::new();
+    let mut upsert = None;
+    if let Some(mut fields) = Fields::of(&body, vec!["body".into()], &mut errors) {
+        for name in READ_ONLY {
+            if fields.raw(name).is_some() {
+                fields.error(name, "Field is read-only", "extra_forbidden");
+            }
+        }
+        let id: Option<InventoryId> = fields.parse("id", true);
+        let item_type: Option<ItemType> = fields.parse("type", true);
+        let title = fields.string("title", true);
+        let asset_url = fields.string("asset_url", true);
+        let tags = fields.strings("tags").unwrap_or_default();
+        if let Some(url) = asset_url {
+            let verdict = match &state.config.asset_url_validator {
+                Some(validate) => validate(url),
+                None if url.trim().is_empty() => Err("must not be empty".to_owned()),
+                None => Ok(()),
+            };
+            if let Err(reason) = verdict {
+                fields.error(
+                    "asset_url",
+                    format!("Invalid asset URL {url:?}: {reason}"),
+                    "value_error",
+                );
+            }
+        }
+        let extra = fields.rest(&KNOWN);
+        if let (Some(id), Some(item_type), Some(title), Some(url)) =
+            (id, item_type, title, asset_url)
+        {
+            upsert = Some(ItemUpsert {
+                tenant: tenant.clone(),
+                inventory_id: id,
+                item_type,
+                title: title.to_owned(),
+                asset_url: url.to_owned(),
+                tags,
+                extra,
+            });
+        }
+    }
+    check(errors)?;
+    let upsert = upsert.ok_or_else(|| ApiError::Internal("item body lost".into()))?;
+    let (item, created) = state.store.upsert_item(upsert).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(CatalogItemView::of(&item))))
+}
+
+/// Lists the tenant's items by id, a page at a time. Query: `page_num` (from 1, default 1),
+/// `page_size` (1-1000, default 50), `allow_deleted` (default false).
+#[utoipa::path(get, path = "/catalog/v1/item", tag = "catalog",
+    params(
+        ("page_num" = Option<u64>, Query, description = "Page number from 1 (default 1)"),
+        ("page_size" = Option<u64>, Query, description = "Items per page, 1-1000 (default 50)"),
+        ("allow_deleted" = Option<bool>, Query, description = "Include soft-deleted items (default false)"),
+    ),
+    responses(
+        (status = 200, body = CatalogPage),
+        (status = 401, body = MessageBody), (status = 422, body = ValidationErrorBody),
+    ))]
+pub(crate) async fn list_items(
+    State(state): State<ApiState>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    query: RawQuery,
+) -> Result<Json<CatalogPage>, ApiError> {
+    let mut errors = Vec::new();
+    let page_num = query
+        .get("page_num", &mut errors, |r| parse_int(r, 1, 1_000_000))
+        .unwrap_or(1);
+    let page_size = query
+        .get("page_size", &mut errors, |r| parse_int(r, 1, MAX_PAGE_SIZE))
+        .unwrap_or(50);
+    let allow_deleted = query
+        .get("allow_deleted", &mut errors, parse_bool)
+        .unwrap_or(false);
+    check(errors)?;
+    let limit = usize::try_from(page_size).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut request = PageRequest::first(limit);
+    let mut page = state
+        .store
+        .list_items(&tenant, allow_deleted, &request)
+        .await?;
+    for _ in 1..page_num {
+        let Some(next) = page.next.take() else {
+            page.items.clear();
+            break;
+        };
+        request.after = Some(next);
+        page = state
+            .store
+            .list_items(&tenant, allow_deleted, &request)
+            .await?;
+    }
+    Ok(Json(CatalogPage {
+        items: page.items.iter().map(CatalogItemView::of).collect(),
+        page_num,
+        page_size,
+        has_next: page.next.is_some(),
+    }))
+}
+
+fn item_path(item_type: &str, inventory_id: &str) -> Result<(ItemType, InventoryId), ApiError> {
+    let mut errors = Vec::new();
+    let item_type = path_param::<ItemType>("type", item_type, &mut errors);
+    let id = path_param::<InventoryId>("inventory_id", inventory_id, &mut errors);
+    check(errors)?;
+    match (item_type, id) {
+        (Some(t), Some(id)) => Ok((t, id)),
+        _ => Err(ApiError::Internal("path parameters lost".into())),
+    }
+}
+
+fn item_not_found(item_type: ItemType, id: &InventoryId) -> ApiError {
+    ApiError::NotFound(format!(
+        "Catalog item {item_type}/{:?} not found",
+        id.as_str()
+    ))
+}
+
+/// One item by type and inventory id; a soft-deleted one only with `allow_deleted=true`.
+#[utoipa::path(get, path = "/catalog/v1/item/{type}/{inventory_id}", tag = "catalog",
+    params(
+        ("type" = String, Path, description = "standalone, series, season or episode"),
+        ("inventory_id" = String, Path, description = "The item's inventory id"),
+        ("allow_deleted" = Option<bool>, Query, description = "Also find a soft-deleted item"),
+    ),
+    responses(
+        (status = 200, body = CatalogItemView),
+        (status = 401, body = MessageBody), (status = 404, body = MessageBody),
+        (status = 422, body = ValidationErrorBody),
+    ))]
+pub(crate) async fn get_item(
+    State(state): State<ApiState>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    ApiPath((item_type, inventory_id)): ApiPath<(String, String)>,
+    query: RawQuery,
+) -> Result<Json<CatalogItemView>, ApiError> {
+    let (item_type, id) = item_path(&item_type, &inventory_id)?;
+    let mut errors = Vec::new();
+    let allow_deleted = query
+        .get("allow_deleted", &mut errors, parse_bool)
+        .unwrap_or(false);
+    check(errors)?;
+    match state.store.get_item(&tenant, &id, allow_deleted).await? {
+        Some(item) if item.item.item_type == item_type => Ok(Json(CatalogItemView::of(&item))),
+        _ => Err(item_not_found(item_type, &id)),
+    }
+}
+
+/// Soft-deletes an item; its pending tasks are cancelled and its processing ones asked to stop.
+#[utoipa::path(delete, path = "/catalog/v1/item/{type}/{inventory_id}", tag = "catalog",
+    params(
+        ("type" = String, Path, description = "standalone, series, season or episode"),
+        ("inventory_id" = String, Path, description = "The item's inventory id"),
+    ),
+    responses(
+        (status = 200, body = DeletedItemView),
+        (status = 401, body = MessageBody), (status = 404, body = MessageBody),
+        (status = 422, body = ValidationErrorBody),
+    ))]
+pub(crate) async fn delete_item(
+    State(state): State<ApiState>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    ApiPath((item_type, inventory_id)): ApiPath<(String, String)>,
+) -> Result<Json<DeletedItemView>, ApiError> {
+    let (item_type, id) = item_path(&item_type, &inventory_id)?;
+    match state.store.get_item(&tenant, &id, false).await? {
+        Some(item) if item.item.item_type == item_type => {}
+        _ => return Err(item_not_found(item_type, &id)),
+    }
+    let deleted = state.store.delete_item(&tenant, &id).await?;
+    Ok(Json(DeletedItemView {
+        item: CatalogItemView::of(&deleted.item),
+        cancelled_tasks: deleted
+            .cancelled_tasks
+            .iter()
+            .map(|t| t.to_string())
+            .collect(),
+    }))
+}
