@@ -34,7 +34,6 @@ pub struct BatchEntryResult {
     /// The task, for 200 and 201.
     pub task: Option<TaskView>,
     /// Why the entry was refused: a message (404) or a list of field errors (422).
-    #[schema(value_type = Option<Object>)]
     pub detail: Option<Value>,
 }
 

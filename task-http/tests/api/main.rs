@@ -1,0 +1,12 @@
+//! The Task API over real HTTP: a reqwest client against the router served on a free port.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod auth;
+mod batch;
+mod catalog;
+mod common;
+mod errors;
+mod live;
+mod openapi;
+mod results;
+mod tasks;
