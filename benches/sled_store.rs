@@ -153,6 +153,110 @@ fn lifecycles(dir: &Path, workers: usize) -> (f64, f64) {
     )
 }
 
+/// The runner's write pattern, as task-runner's executor does it: tasks created one per call by
+/// 16 producers (at most 1,024 tasks in the system), a dispatcher claiming up to 16 tasks per
+/// call for the free slots of `workers`, and 5 applies per task with the runner's event groups
+/// ([start s3_check], [checkpoint, start probe], [checkpoint, start length_gate],
+/// [checkpoint, start analyze], [checkpoint, done]): 7 durable calls per task (the claim shared).
+fn runner_pattern(dir: &Path, workers: usize) -> (f64, task_store_sled::CommitStats) {
+    use tokio::sync::Semaphore;
+    let store = SledStore::open(dir.join(format!("runner-{workers}"))).expect("open");
+    let rt = runtime();
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let before = store.commit_stats();
+    let start = Instant::now();
+    rt.block_on(async {
+        let backlog = Arc::new(Semaphore::new(1_024));
+        let slots = Arc::new(Semaphore::new(workers));
+        let producers: Vec<_> = (0..16)
+            .map(|p| {
+                let (store, stop, backlog) = (store.clone(), stop.clone(), backlog.clone());
+                tokio::spawn(async move {
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let permit = backlog.clone().acquire_owned().await.expect("backlog");
+                        permit.forget();
+                        let new = NewTask {
+                            key: key("runner", format!("p{p}-{i}")),
+                            priority: Priority::Medium,
+                        };
+                        store.create_task(new).await.expect("create");
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        let dispatcher = {
+            let (store, stop, done) = (store.clone(), stop.clone(), done.clone());
+            let (slots, backlog) = (slots.clone(), backlog.clone());
+            tokio::spawn(async move {
+                let me = WorkerId::new("runner").expect("worker");
+                while !stop.load(Ordering::Relaxed) {
+                    let mut permits = slots.clone().acquire_owned().await.expect("slot");
+                    while permits.num_permits() < 16 {
+                        match slots.clone().try_acquire_owned() {
+                            Ok(more) => permits.merge(more),
+                            Err(_) => break,
+                        }
+                    }
+                    let request = ClaimRequest {
+                        max: permits.num_permits(),
+                        ..ClaimRequest::one(me.clone(), Duration::from_secs(300))
+                    };
+                    let claimed = store.claim(&request).await.expect("claim");
+                    if claimed.is_empty() {
+                        drop(permits);
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    for task in claimed {
+                        let slot = permits.split(1).expect("a permit per task");
+                        let (store, done, backlog) = (store.clone(), done.clone(), backlog.clone());
+                        tokio::spawn(async move {
+                            for events in runner_events() {
+                                store
+                                    .apply(task.id, task.epoch, &events)
+                                    .await
+                                    .expect("apply");
+                            }
+                            done.fetch_add(1, Ordering::Relaxed);
+                            backlog.add_permits(1);
+                            drop(slot);
+                        });
+                    }
+                }
+            })
+        };
+        tokio::time::sleep(PHASE + PHASE).await;
+        stop.store(true, Ordering::Relaxed);
+        backlog.add_permits(1_024);
+        for handle in producers {
+            handle.await.expect("producer");
+        }
+        dispatcher.await.expect("dispatcher");
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let stats = store.commit_stats().since(&before);
+    (done.load(Ordering::Relaxed) as f64 / elapsed, stats)
+}
+
+/// The event groups of task-runner's executor for a task with four no-op steps.
+fn runner_events() -> Vec<Vec<TaskEvent>> {
+    let succeeded = |step: Step| TaskEvent::StepSucceeded {
+        output: serde_json::json!({ "step": step.as_str(), "ok": true }),
+        reused: false,
+    };
+    let mut groups = vec![vec![TaskEvent::StepStarted {
+        step: Step::S3Check,
+    }]];
+    for pair in Step::ALL.windows(2) {
+        groups.push(vec![succeeded(pair[0]), TaskEvent::StepStarted { step: pair[1] }]);
+    }
+    groups.push(vec![succeeded(Step::Analyze), TaskEvent::Done]);
+    groups
+}
+
 /// Builds (once) a store of `total` tasks of which `pending` stay pending; the rest are done
 /// with a full history.
 fn build_cache(path: &Path, total: usize, pending: usize) {
@@ -310,6 +414,16 @@ fn main() {
         rate * 11.0,
         rate * 11.0 / fsync
     );
+    let (rate, stats) = runner_pattern(scratch.path(), 64);
+    println!(
+        "| runner pattern (create, claim x16, 5 applies), 64 workers | {rate:.0} tasks/s ({:.1} writes per commit, {:.1} writes per fsync, fsync busy {:.0}%) | |",
+        stats.writes_per_commit(),
+        stats.writes_per_flush(),
+        100.0 * stats.flush_time.as_secs_f64() / (PHASE + PHASE).as_secs_f64()
+    );
+    if std::env::args().any(|a| a == "--no-open") {
+        return;
+    }
 
     let cache = target.join("sled-bench-cache");
     for (name, total, pending) in [

@@ -3,18 +3,19 @@
 use std::ops::Bound;
 
 use async_trait::async_trait;
-use sled::transaction::ConflictableTransactionError;
 use task_core::catalog::{CatalogItem, DeletedItem, ItemUpsert};
 use task_core::ids::{InventoryId, ProductName, TaskId, TenantId, Version};
 use task_core::machine::{Authority, TaskEvent};
 use task_core::results::AnalysisResult;
 use task_core::store::{CatalogStore, Page, PageRequest, ResultStore, StoreError};
 use task_core::task::Task;
+use task_core::time::Timestamp;
 
 use crate::codec::{decode, encode};
-use crate::open::tree;
-use crate::txn::abort;
-use crate::{SledStore, keys};
+use crate::committer::{Done, Op};
+use crate::open::{Tk, tree};
+use crate::stage::Stage;
+use crate::{SledStore, keys, unexpected};
 
 fn item_not_found(id: &InventoryId) -> StoreError {
     StoreError::NotFound {
@@ -26,35 +27,10 @@ fn item_not_found(id: &InventoryId) -> StoreError {
 #[async_trait]
 impl CatalogStore for SledStore {
     async fn upsert_item(&self, item: ItemUpsert) -> Result<(CatalogItem, bool), StoreError> {
-        let inner = &self.inner;
-        let now = inner.clock.now();
-        let key = keys::strings(&[item.tenant.as_str(), item.inventory_id.as_str()]);
-        let ctx = &inner.ctx;
-        let outcome = inner
-            .trees
-            .items
-            .transaction(|items| {
-                let previous: Option<CatalogItem> = items
-                    .get(&key)?
-                    .map(|bytes| decode(ctx, tree::ITEMS, &key, &bytes))
-                    .transpose()
-                    .map_err(abort)?;
-                let created = previous.as_ref().is_none_or(|p| p.deleted_at.is_some());
-                let stored = CatalogItem {
-                    item: item.clone(),
-                    created_at: previous
-                        .as_ref()
-                        .filter(|_| !created)
-                        .map_or(now, |p| p.created_at),
-                    updated_at: now,
-                    deleted_at: None,
-                };
-                items.insert(key.as_slice(), encode(&stored).map_err(abort)?)?;
-                Ok((stored, created))
-            })
-            .map_err(|e| ctx.transaction("upserting an item", e))?;
-        inner.durable().await?;
-        Ok(outcome)
+        match self.inner.write(Op::Upsert(item)).await? {
+            Done::Upserted(item, created) => Ok((item, created)),
+            other => Err(unexpected(&other)),
+        }
     }
 
     async fn get_item(
@@ -121,84 +97,29 @@ impl CatalogStore for SledStore {
         id: &InventoryId,
     ) -> Result<DeletedItem, StoreError> {
         let inner = &self.inner;
-        let now = inner.clock.now();
-        let key = keys::strings(&[tenant.as_str(), id.as_str()]);
-        let (item, cancelled) = {
-            let _guard = inner.scan_guard();
-            // The active index is keyed (tenant, inventory id, product, version): the item's
-            // active tasks are exactly the entries under its prefix.
-            let mut active: Vec<TaskId> = Vec::new();
-            for entry in inner.trees.active.scan_prefix(&key) {
-                let (index_key, raw) =
-                    entry.map_err(|e| inner.ctx.backend("scanning active tasks", e))?;
-                active.push(keys::trailing_id(&raw).ok_or_else(|| {
-                    inner
-                        .ctx
-                        .corrupt(tree::ACTIVE, &index_key, "malformed task id")
-                })?);
+        match inner
+            .write(Op::DeleteItem(tenant.clone(), id.clone()))
+            .await?
+        {
+            Done::Deleted(item, cancelled) => {
+                inner.notify(&cancelled);
+                Ok(DeletedItem {
+                    item,
+                    cancelled_tasks: cancelled.iter().map(|t| t.id).collect(),
+                })
             }
-            inner
-                .trees
-                .transaction(&inner.ctx, "deleting an item", |tx| {
-                    let mut item: CatalogItem = match tx.items.get(&key)? {
-                        Some(bytes) => decode(tx.ctx, tree::ITEMS, &key, &bytes).map_err(abort)?,
-                        None => return Err(abort(item_not_found(id))),
-                    };
-                    if item.deleted_at.is_some() {
-                        return Err(abort(item_not_found(id)));
-                    }
-                    item.deleted_at = Some(now);
-                    item.updated_at = now;
-                    tx.items
-                        .insert(key.as_slice(), encode(&item).map_err(abort)?)?;
-                    let mut cancelled: Vec<Task> = Vec::new();
-                    for task_id in &active {
-                        let Some(stored) = tx.load(*task_id)? else {
-                            continue;
-                        };
-                        if !stored.task.status().is_active() || stored.task.cancel_requested() {
-                            continue;
-                        }
-                        match tx.apply(
-                            *task_id,
-                            Authority::System,
-                            &[TaskEvent::CancelRequested],
-                            now,
-                        ) {
-                            Ok(task) => cancelled.push(task),
-                            Err(ConflictableTransactionError::Abort(StoreError::Transition(_))) => {
-                            }
-                            Err(err) => return Err(err),
-                        }
-                    }
-                    Ok((item, cancelled))
-                })?
-        };
-        inner.durable().await?;
-        inner.notify(&cancelled);
-        Ok(DeletedItem {
-            item,
-            cancelled_tasks: cancelled.iter().map(|t| t.id).collect(),
-        })
+            other => Err(unexpected(&other)),
+        }
     }
 }
 
 #[async_trait]
 impl ResultStore for SledStore {
     async fn put_result(&self, result: AnalysisResult) -> Result<(), StoreError> {
-        let inner = &self.inner;
-        let key = keys::strings(&[
-            result.tenant.as_str(),
-            result.product.as_str(),
-            result.inventory_id.as_str(),
-            result.version.as_str(),
-        ]);
-        inner
-            .trees
-            .results
-            .insert(key, encode(&result)?)
-            .map_err(|e| inner.ctx.backend("writing a result", e))?;
-        inner.durable().await
+        match self.inner.write(Op::PutResult(result)).await? {
+            Done::Stored => Ok(()),
+            other => Err(unexpected(&other)),
+        }
     }
 
     async fn get_result(
@@ -251,12 +172,109 @@ impl ResultStore for SledStore {
     }
 
     async fn cache_put(&self, key: &str, value: serde_json::Value) -> Result<(), StoreError> {
-        let inner = &self.inner;
-        inner
-            .trees
-            .cache
-            .insert(key.as_bytes(), encode(&value)?)
-            .map_err(|e| inner.ctx.backend("writing the cache", e))?;
-        inner.durable().await
+        match self
+            .inner
+            .write(Op::CachePut(key.to_owned(), value))
+            .await?
+        {
+            Done::Stored => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+impl Stage<'_> {
+    /// Creates or replaces an item (un-deleting it). Returns the item and whether it is new.
+    pub fn upsert_item(
+        &mut self,
+        item: ItemUpsert,
+        now: Timestamp,
+    ) -> Result<(CatalogItem, bool), StoreError> {
+        let key = keys::strings(&[item.tenant.as_str(), item.inventory_id.as_str()]);
+        let previous: Option<CatalogItem> = self
+            .get(Tk::Items, &key)?
+            .map(|bytes| decode(self.ctx, tree::ITEMS, &key, &bytes))
+            .transpose()?;
+        let created = previous.as_ref().is_none_or(|p| p.deleted_at.is_some());
+        let stored = CatalogItem {
+            item,
+            created_at: previous
+                .as_ref()
+                .filter(|_| !created)
+                .map_or(now, |p| p.created_at),
+            updated_at: now,
+            deleted_at: None,
+        };
+        self.put(Tk::Items, key, encode(&stored)?);
+        Ok((stored, created))
+    }
+
+    /// Soft-deletes an item and requests cancel of its active tasks.
+    pub fn delete_item(
+        &mut self,
+        tenant: &TenantId,
+        id: &InventoryId,
+        now: Timestamp,
+    ) -> Result<(CatalogItem, Vec<Task>), StoreError> {
+        let key = keys::strings(&[tenant.as_str(), id.as_str()]);
+        let mut item: CatalogItem = match self.get(Tk::Items, &key)? {
+            Some(bytes) => decode(self.ctx, tree::ITEMS, &key, &bytes)?,
+            None => return Err(item_not_found(id)),
+        };
+        if item.deleted_at.is_some() {
+            return Err(item_not_found(id));
+        }
+        item.deleted_at = Some(now);
+        item.updated_at = now;
+        self.put(Tk::Items, key.clone(), encode(&item)?);
+        // The active index is keyed (tenant, inventory id, product, version): the item's
+        // active tasks are exactly the entries under its prefix.
+        let end = keys::after_prefix(&key).map_or(Bound::Unbounded, Bound::Excluded);
+        let mut active: Vec<TaskId> = Vec::new();
+        for entry in self.range(Tk::Active, (Bound::Included(key.clone()), end)) {
+            let (index_key, raw) = entry?;
+            active.push(keys::trailing_id(&raw).ok_or_else(|| {
+                self.ctx
+                    .corrupt(tree::ACTIVE, &index_key, "malformed task id")
+            })?);
+        }
+        let mut cancelled: Vec<Task> = Vec::new();
+        for task_id in active {
+            let Some(stored) = self.load(task_id)? else {
+                continue;
+            };
+            if !stored.task.status().is_active() || stored.task.cancel_requested() {
+                continue;
+            }
+            match self.apply(
+                task_id,
+                Authority::System,
+                &[TaskEvent::CancelRequested],
+                now,
+            ) {
+                Ok(task) => cancelled.push(task),
+                Err(StoreError::Transition(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok((item, cancelled))
+    }
+
+    /// Stores a result, replacing any for the same key.
+    pub fn put_result(&mut self, result: &AnalysisResult) -> Result<(), StoreError> {
+        let key = keys::strings(&[
+            result.tenant.as_str(),
+            result.product.as_str(),
+            result.inventory_id.as_str(),
+            result.version.as_str(),
+        ]);
+        self.put(Tk::Results, key, encode(result)?);
+        Ok(())
+    }
+
+    /// Stores a cached step output.
+    pub fn cache_put(&mut self, key: &str, value: &serde_json::Value) -> Result<(), StoreError> {
+        self.put(Tk::Cache, key.as_bytes().to_vec(), encode(value)?);
+        Ok(())
     }
 }

@@ -7,7 +7,7 @@ use task_core::task::{HistoryEntry, Status, Step, Task, TaskState};
 
 use crate::codec::decode;
 use crate::open::tree;
-use crate::txn::StoredTask;
+use crate::stage::StoredTask;
 use crate::{SledStore, keys};
 
 /// One key and value of a tree, as stored.

@@ -1,10 +1,11 @@
-//! Group commit: one flusher thread turns many concurrent commits into few fsyncs.
+//! Group commit: one flusher thread turns many commits into few fsyncs.
 //!
-//! A writer commits its sled transaction, then waits (asynchronously) until a flush that
-//! *started after* its commit has completed. While one flush runs, every writer that lands
-//! shares the next one, so the number of fsyncs stays near the flush rate while throughput
-//! grows with concurrency. Flushes are `Db::flush()` calls on a dedicated std thread; no
-//! writer calls `flush_async`.
+//! The committer thread (see `committer`) commits a group of calls as one sled transaction and
+//! takes a [`Ticket`]: the number of the first flush that *starts after* that commit. Each
+//! caller of the group waits (asynchronously) for its ticket. While one flush runs, the
+//! committer keeps committing the next groups, which all share the next flush: CPU work and
+//! fsyncs overlap. Flushes are `Db::flush()` calls on a dedicated std thread; no writer calls
+//! `flush_async`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -35,6 +36,8 @@ pub enum Durability {
 pub struct CommitStats {
     /// Durable writes acknowledged (one per committing store call).
     pub writes: u64,
+    /// Groups committed (one sled transaction each, carrying one or more writes).
+    pub commits: u64,
     /// Flushes (fsyncs) completed.
     pub flushes: u64,
     /// Total time spent inside flushes.
@@ -51,14 +54,33 @@ impl CommitStats {
         }
     }
 
+    /// Writes carried by one commit (one sled transaction) on average (0 before the first).
+    pub fn writes_per_commit(&self) -> f64 {
+        if self.commits == 0 {
+            0.0
+        } else {
+            self.writes as f64 / self.commits as f64
+        }
+    }
+
     /// The counters accumulated since `earlier`.
     pub fn since(&self, earlier: &CommitStats) -> CommitStats {
         CommitStats {
             writes: self.writes - earlier.writes,
+            commits: self.commits - earlier.commits,
             flushes: self.flushes - earlier.flushes,
             flush_time: self.flush_time.saturating_sub(earlier.flush_time),
         }
     }
+}
+
+/// What a caller waits for: the number of a flush (0: nothing to wait for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Ticket(u64);
+
+impl Ticket {
+    /// No flush to wait for (buffered mode, or nothing was written).
+    pub const NONE: Ticket = Ticket(0);
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +106,7 @@ struct Shared {
     wake: Condvar,
     flushed: watch::Sender<Flushed>,
     writes: AtomicU64,
+    commits: AtomicU64,
     flushes: AtomicU64,
     flush_nanos: AtomicU64,
 }
@@ -110,6 +133,7 @@ impl GroupCommit {
             wake: Condvar::new(),
             flushed: watch::Sender::new(Flushed::default()),
             writes: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
             flush_nanos: AtomicU64::new(0),
         });
@@ -125,22 +149,34 @@ impl GroupCommit {
         })
     }
 
-    /// Waits until everything committed before this call is durable (per the durability mode).
-    pub async fn durable(&self) -> Result<(), StoreError> {
-        self.shared.writes.fetch_add(1, Ordering::Relaxed);
-        let target = {
-            let mut state = self.shared.lock();
-            state.dirty = true;
-            match self.durability {
-                Durability::Strict => {
-                    let target = state.started + 1;
-                    state.requested = state.requested.max(target);
-                    self.shared.wake.notify_one();
-                    target
-                }
-                Durability::Buffered { .. } => 0,
+    /// Records a committed group carrying `writes` acknowledged calls and returns the ticket
+    /// its callers wait for. In strict mode it asks the flusher for a flush that starts after
+    /// this commit.
+    pub fn committed(&self, writes: u64) -> Ticket {
+        self.shared.writes.fetch_add(writes, Ordering::Relaxed);
+        self.shared.commits.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.shared.lock();
+        state.dirty = true;
+        match self.durability {
+            Durability::Strict => {
+                let target = state.started + 1;
+                state.requested = state.requested.max(target);
+                self.shared.wake.notify_one();
+                Ticket(target)
             }
-        };
+            Durability::Buffered { .. } => Ticket::NONE,
+        }
+    }
+
+    /// Counts `writes` more acknowledged calls that wrote nothing themselves (they wait for
+    /// an earlier ticket).
+    pub fn acknowledged(&self, writes: u64) {
+        self.shared.writes.fetch_add(writes, Ordering::Relaxed);
+    }
+
+    /// Waits until the flush of `ticket` completed (or the store failed).
+    pub async fn wait(&self, ticket: Ticket) -> Result<(), StoreError> {
+        let target = ticket.0;
         let mut rx = self.shared.flushed.subscribe();
         let flushed = rx
             .wait_for(|f| f.completed >= target || f.failure.is_some())
@@ -166,6 +202,7 @@ impl GroupCommit {
     pub fn stats(&self) -> CommitStats {
         CommitStats {
             writes: self.shared.writes.load(Ordering::Relaxed),
+            commits: self.shared.commits.load(Ordering::Relaxed),
             flushes: self.shared.flushes.load(Ordering::Relaxed),
             flush_time: Duration::from_nanos(self.shared.flush_nanos.load(Ordering::Relaxed)),
         }

@@ -65,26 +65,28 @@ mod catalog;
 mod check;
 mod claim;
 mod codec;
+mod committer;
 mod error;
 mod group_commit;
 mod keys;
 mod open;
+mod ops;
+mod stage;
 mod tasks;
-mod txn;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use task_core::store::{StoreError, TaskChange};
 use task_core::task::Task;
-use task_core::time::SharedClock;
 use tokio::sync::broadcast;
 
 pub use check::RawEntry;
 pub use group_commit::{CommitStats, Durability};
 pub use open::SledOptions;
 
-use error::Ctx;
+use committer::{Committer, Done, Op};
+use error::{BACKEND, Ctx};
 use group_commit::GroupCommit;
 use open::Trees;
 
@@ -96,14 +98,12 @@ pub struct SledStore {
 }
 
 pub(crate) struct Inner {
+    /// Dropped first: its thread finishes the queued calls before the last flush.
+    committer: Committer,
     ctx: Ctx,
-    trees: Trees,
-    clock: SharedClock,
-    commit: GroupCommit,
+    trees: Arc<Trees>,
+    commit: Arc<GroupCommit>,
     changes: broadcast::Sender<TaskChange>,
-    /// Held by the calls that scan an index and then write what they found (claim, create,
-    /// delete_item), so two of them never race over the same entries.
-    scan_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -146,14 +146,12 @@ impl SledStore {
 }
 
 impl Inner {
-    fn scan_guard(&self) -> MutexGuard<'_, ()> {
-        // The guard protects no data, only the order of calls: a poisoned lock is still usable.
-        self.scan_lock.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Waits until the last commit is durable (per the durability mode).
-    async fn durable(&self) -> Result<(), StoreError> {
-        self.commit.durable().await
+    /// Has the committer run `op`, then waits until its group is durable (per the durability
+    /// mode).
+    async fn write(&self, op: Op) -> Result<Done, StoreError> {
+        let (done, ticket) = self.committer.submit(op).await?;
+        self.commit.wait(ticket).await?;
+        Ok(done)
     }
 
     fn notify<'a>(&self, tasks: impl IntoIterator<Item = &'a Task>) {
@@ -161,5 +159,15 @@ impl Inner {
             // No subscriber is fine: nobody is waiting.
             let _ = self.changes.send(TaskChange::of(task));
         }
+    }
+}
+
+/// The error for a committer answer that does not match the operation (a bug).
+fn unexpected(done: &Done) -> StoreError {
+    StoreError::Backend {
+        backend: BACKEND,
+        operation: "committing",
+        message: format!("unexpected answer from the committer: {done:?}"),
+        retryable: false,
     }
 }

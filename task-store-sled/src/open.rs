@@ -1,16 +1,17 @@
 //! Opening a database: sled's lock, the trees, the format check and recovery of expired leases.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use sled::transaction::Transactional;
 use task_core::store::StoreError;
+use task_core::task::Task;
 use task_core::time::{SharedClock, SystemClock};
 use tokio::sync::broadcast;
 
+use crate::committer::{Committer, Parts};
 use crate::error::{Ctx, OpenError};
 use crate::group_commit::{Durability, GroupCommit};
-use crate::txn::{TaskTx, TxResult};
+use crate::stage::{Stage, TaskCache};
 use crate::{Inner, SledStore};
 
 /// Tree names.
@@ -44,6 +45,79 @@ pub(crate) mod tree {
         META, TASKS, READY, ACTIVE, LATEST, LEASES, BY_TENANT, BY_ITEM, HISTORY, ITEMS, RESULTS,
         CACHE,
     ];
+}
+
+/// The trees the committer writes (every tree but `meta`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tk {
+    /// [`tree::TASKS`].
+    Tasks,
+    /// [`tree::READY`].
+    Ready,
+    /// [`tree::ACTIVE`].
+    Active,
+    /// [`tree::LATEST`].
+    Latest,
+    /// [`tree::LEASES`].
+    Leases,
+    /// [`tree::BY_TENANT`].
+    ByTenant,
+    /// [`tree::BY_ITEM`].
+    ByItem,
+    /// [`tree::HISTORY`].
+    History,
+    /// [`tree::ITEMS`].
+    Items,
+    /// [`tree::RESULTS`].
+    Results,
+    /// [`tree::CACHE`].
+    Cache,
+}
+
+impl Tk {
+    /// How many there are.
+    pub const COUNT: usize = 11;
+    /// All of them, in index order.
+    pub const ALL: [Tk; Tk::COUNT] = [
+        Tk::Tasks,
+        Tk::Ready,
+        Tk::Active,
+        Tk::Latest,
+        Tk::Leases,
+        Tk::ByTenant,
+        Tk::ByItem,
+        Tk::History,
+        Tk::Items,
+        Tk::Results,
+        Tk::Cache,
+    ];
+
+    /// The tree's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tk::Tasks => tree::TASKS,
+            Tk::Ready => tree::READY,
+            Tk::Active => tree::ACTIVE,
+            Tk::Latest => tree::LATEST,
+            Tk::Leases => tree::LEASES,
+            Tk::ByTenant => tree::BY_TENANT,
+            Tk::ByItem => tree::BY_ITEM,
+            Tk::History => tree::HISTORY,
+            Tk::Items => tree::ITEMS,
+            Tk::Results => tree::RESULTS,
+            Tk::Cache => tree::CACHE,
+        }
+    }
+
+    /// What a failed scan of this tree was doing, for errors.
+    pub fn scan_operation(self) -> &'static str {
+        match self {
+            Tk::Ready => "scanning the ready queue",
+            Tk::Leases => "scanning leases",
+            Tk::Active => "scanning active tasks",
+            _ => "scanning",
+        }
+    }
 }
 
 /// The schema version written in the meta tree.
@@ -128,41 +202,21 @@ impl Trees {
         })
     }
 
-    /// Runs `f` in one transaction over the task trees and the catalog.
-    pub fn transaction<A>(
-        &self,
-        ctx: &Ctx,
-        operation: &'static str,
-        f: impl Fn(&TaskTx<'_>) -> TxResult<A>,
-    ) -> Result<A, StoreError> {
-        (
-            &self.tasks,
-            &self.ready,
-            &self.active,
-            &self.latest,
-            &self.leases,
-            &self.by_tenant,
-            &self.by_item,
-            &self.history,
-            &self.items,
-        )
-            .transaction(
-                |(tasks, ready, active, latest, leases, by_tenant, by_item, history, items)| {
-                    f(&TaskTx {
-                        ctx,
-                        tasks,
-                        ready,
-                        active,
-                        latest,
-                        leases,
-                        by_tenant,
-                        by_item,
-                        history,
-                        items,
-                    })
-                },
-            )
-            .map_err(|e| ctx.transaction(operation, e))
+    /// The tree `tk`.
+    pub fn get(&self, tk: Tk) -> &sled::Tree {
+        match tk {
+            Tk::Tasks => &self.tasks,
+            Tk::Ready => &self.ready,
+            Tk::Active => &self.active,
+            Tk::Latest => &self.latest,
+            Tk::Leases => &self.leases,
+            Tk::ByTenant => &self.by_tenant,
+            Tk::ByItem => &self.by_item,
+            Tk::History => &self.history,
+            Tk::Items => &self.items,
+            Tk::Results => &self.results,
+            Tk::Cache => &self.cache,
+        }
     }
 }
 
@@ -214,6 +268,30 @@ fn check_format(ctx: &Ctx, trees: &Trees) -> Result<(), StoreError> {
     }
 }
 
+fn thread_error(operation: &'static str, err: std::io::Error) -> StoreError {
+    StoreError::Backend {
+        backend: crate::error::BACKEND,
+        operation,
+        message: err.to_string(),
+        retryable: false,
+    }
+}
+
+/// Requeues the tasks whose lease expired while the store was closed, durably, before any
+/// call is served. Returns them.
+fn recover(ctx: &Ctx, trees: &Trees, clock: &SharedClock) -> Result<Vec<Task>, StoreError> {
+    let mut cache = TaskCache::default();
+    let mut stage = Stage::new(ctx, trees, &mut cache);
+    let requeued = stage.requeue_expired(clock.now())?;
+    stage.commit()?;
+    // Also makes a new database's format marker durable.
+    trees
+        .db
+        .flush()
+        .map_err(|e| ctx.backend("flushing after recovery", e))?;
+    Ok(requeued)
+}
+
 /// Opens (creating if needed) the database at `path`.
 pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, StoreError> {
     let ctx = Ctx {
@@ -251,36 +329,33 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
         db: db.clone(),
     };
     check_format(&ctx, &trees)?;
-    let commit =
-        GroupCommit::start(db, options.durability, &ctx.path).map_err(|e| StoreError::Backend {
-            backend: crate::error::BACKEND,
-            operation: "starting the flusher thread",
-            message: e.to_string(),
-            retryable: false,
-        })?;
-    let (changes, _) = broadcast::channel(4096);
-    let inner = Inner {
-        ctx,
-        trees,
-        clock: options.clock,
-        commit,
-        changes,
-        scan_lock: Mutex::new(()),
-    };
-    let now = inner.clock.now();
-    let requeued = inner.requeue_expired_sync(now)?;
-    inner
-        .trees
-        .db
-        .flush()
-        .map_err(|e| inner.ctx.backend("flushing after recovery", e))?;
+    let trees = Arc::new(trees);
+    let requeued = recover(&ctx, &trees, &options.clock)?;
     if !requeued.is_empty() {
         tracing::info!(
-            path = %inner.ctx.path,
+            path = %ctx.path,
             requeued = requeued.len(),
             "requeued tasks whose lease expired while the store was closed"
         );
     }
+    let commit = GroupCommit::start(db, options.durability, &ctx.path)
+        .map(Arc::new)
+        .map_err(|e| thread_error("starting the flusher thread", e))?;
+    let committer = Committer::start(Parts {
+        ctx: ctx.clone(),
+        trees: trees.clone(),
+        clock: options.clock,
+        commit: commit.clone(),
+    })
+    .map_err(|e| thread_error("starting the committer thread", e))?;
+    let (changes, _) = broadcast::channel(4096);
+    let inner = Inner {
+        committer,
+        ctx,
+        trees,
+        commit,
+        changes,
+    };
     Ok(SledStore {
         inner: Arc::new(inner),
     })

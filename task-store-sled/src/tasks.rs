@@ -1,11 +1,10 @@
 //! [`TaskStore`] for [`SledStore`]: creation with dedup, queries, cancel, transitions, history.
 
-use std::collections::HashMap;
 use std::ops::Bound;
 
 use async_trait::async_trait;
 use task_core::ids::{TaskId, TenantId};
-use task_core::machine::{Authority, TaskEvent, created};
+use task_core::machine::TaskEvent;
 use task_core::store::{
     ClaimRequest, CreateOutcome, NewTask, Page, PageRequest, StoreError, TaskChange, TaskFilter,
     TaskStore,
@@ -15,9 +14,10 @@ use task_core::time::Timestamp;
 use tokio::sync::broadcast;
 
 use crate::codec::decode;
+use crate::committer::{Done, Op};
 use crate::open::tree;
-use crate::txn::{StoredTask, abort, task_not_found};
-use crate::{Inner, SledStore, keys};
+use crate::stage::{StoredTask, task_not_found};
+use crate::{Inner, SledStore, keys, unexpected};
 
 impl Inner {
     /// Reads a task record outside a transaction.
@@ -43,58 +43,6 @@ impl Inner {
         self.load(id)?.map(|t| t.task).ok_or_else(|| {
             self.ctx
                 .corrupt(tree, key, format!("index entry for missing task {id}"))
-        })
-    }
-
-    fn create_sync(
-        &self,
-        batch: Vec<NewTask>,
-        now: Timestamp,
-    ) -> Result<Vec<CreateOutcome>, StoreError> {
-        let _guard = self.scan_guard();
-        self.trees.transaction(&self.ctx, "creating tasks", |tx| {
-            let mut in_batch: HashMap<&TaskKey, usize> = HashMap::new();
-            let mut outcomes: Vec<CreateOutcome> = Vec::with_capacity(batch.len());
-            for new in &batch {
-                if let Some(&index) = in_batch.get(&new.key) {
-                    let task = outcomes[index].task.clone();
-                    outcomes.push(CreateOutcome {
-                        task,
-                        created: false,
-                    });
-                    continue;
-                }
-                let natural = keys::task_key(&new.key);
-                if let Some(raw) = tx.active.get(&natural)? {
-                    let id = keys::trailing_id(&raw).ok_or_else(|| {
-                        abort(
-                            self.ctx
-                                .corrupt(tree::ACTIVE, &natural, "malformed task id"),
-                        )
-                    })?;
-                    let existing = tx.load(id)?.ok_or_else(|| {
-                        abort(self.ctx.corrupt(
-                            tree::ACTIVE,
-                            &natural,
-                            format!("missing task {id}"),
-                        ))
-                    })?;
-                    in_batch.insert(&new.key, outcomes.len());
-                    outcomes.push(CreateOutcome {
-                        task: existing.task,
-                        created: false,
-                    });
-                    continue;
-                }
-                let made = created(TaskId::generate(), new.key.clone(), new.priority, now);
-                tx.write(None, &made.task, std::slice::from_ref(&made.entry))?;
-                in_batch.insert(&new.key, outcomes.len());
-                outcomes.push(CreateOutcome {
-                    task: made.task,
-                    created: true,
-                });
-            }
-            Ok(outcomes)
         })
     }
 
@@ -176,10 +124,13 @@ impl TaskStore for SledStore {
             return Ok(Vec::new());
         }
         let inner = &self.inner;
-        let outcomes = inner.create_sync(batch, inner.clock.now())?;
-        inner.durable().await?;
-        inner.notify(outcomes.iter().filter(|o| o.created).map(|o| &o.task));
-        Ok(outcomes)
+        match inner.write(Op::Create(batch)).await? {
+            Done::Created(outcomes) => {
+                inner.notify(outcomes.iter().filter(|o| o.created).map(|o| &o.task));
+                Ok(outcomes)
+            }
+            other => Err(unexpected(&other)),
+        }
     }
 
     async fn get_task(&self, tenant: &TenantId, id: TaskId) -> Result<Option<Task>, StoreError> {
@@ -216,42 +167,26 @@ impl TaskStore for SledStore {
 
     async fn request_cancel(&self, tenant: &TenantId, id: TaskId) -> Result<Task, StoreError> {
         let inner = &self.inner;
-        let now = inner.clock.now();
-        let (task, changed) = inner
-            .trees
-            .transaction(&inner.ctx, "cancelling a task", |tx| {
-                let stored = tx
-                    .load(id)?
-                    .filter(|t| t.task.key.tenant == *tenant)
-                    .ok_or_else(|| abort(task_not_found(id)))?;
-                if !stored.task.status().is_active() {
-                    return Err(abort(StoreError::Conflict(format!(
-                        "task {id} is already {} and cannot be cancelled",
-                        stored.task.status()
-                    ))));
+        match inner.write(Op::Cancel(tenant.clone(), id)).await? {
+            Done::Cancelled(task, changed) => {
+                if changed {
+                    inner.notify([&task]);
                 }
-                if stored.task.cancel_requested() {
-                    return Ok((stored.task, false));
-                }
-                let task = tx.apply(id, Authority::System, &[TaskEvent::CancelRequested], now)?;
-                Ok((task, true))
-            })?;
-        inner.durable().await?;
-        if changed {
-            inner.notify([&task]);
+                Ok(task)
+            }
+            other => Err(unexpected(&other)),
         }
-        Ok(task)
     }
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Task>, StoreError> {
         let inner = &self.inner;
-        let (requeued, claimed) = inner.claim_sync(request, inner.clock.now())?;
-        if requeued.is_empty() && claimed.is_empty() {
-            return Ok(claimed);
+        match inner.write(Op::Claim(request.clone())).await? {
+            Done::Claimed(requeued, claimed) => {
+                inner.notify(requeued.iter().chain(&claimed));
+                Ok(claimed)
+            }
+            other => Err(unexpected(&other)),
         }
-        inner.durable().await?;
-        inner.notify(requeued.iter().chain(&claimed));
-        Ok(claimed)
     }
 
     async fn apply(
@@ -261,25 +196,29 @@ impl TaskStore for SledStore {
         events: &[TaskEvent],
     ) -> Result<Task, StoreError> {
         let inner = &self.inner;
-        let now = inner.clock.now();
-        let task = inner
-            .trees
-            .transaction(&inner.ctx, "applying events", |tx| {
-                tx.apply(id, Authority::Lease(epoch), events, now)
-            })?;
-        inner.durable().await?;
-        inner.notify([&task]);
-        Ok(task)
+        let op = Op::Apply {
+            id,
+            epoch,
+            events: events.to_vec(),
+        };
+        match inner.write(op).await? {
+            Done::Applied(task) => {
+                inner.notify([&task]);
+                Ok(task)
+            }
+            other => Err(unexpected(&other)),
+        }
     }
 
     async fn requeue_expired(&self) -> Result<Vec<TaskId>, StoreError> {
         let inner = &self.inner;
-        let moved = inner.requeue_expired_sync(inner.clock.now())?;
-        if !moved.is_empty() {
-            inner.durable().await?;
-            inner.notify(&moved);
+        match inner.write(Op::Requeue).await? {
+            Done::Requeued(moved) => {
+                inner.notify(&moved);
+                Ok(moved.into_iter().map(|t| t.id).collect())
+            }
+            other => Err(unexpected(&other)),
         }
-        Ok(moved.into_iter().map(|t| t.id).collect())
     }
 
     async fn history(

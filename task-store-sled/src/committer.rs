@@ -1,0 +1,262 @@
+//! The committer: one thread that owns every write.
+//!
+//! Store calls send their operation over a channel and await a reply. The committer takes
+//! everything queued (a group), runs the operations in arrival order against a [`Stage`] (each
+//! sees the effects of the ones before it; one that fails leaves nothing behind), commits the
+//! whole group as one sled transaction and hands every caller its result with the group's
+//! flush [`Ticket`]. Callers then wait for that flush (strict durability) before returning and
+//! publishing change notifications. While the flusher thread runs one fsync, the committer
+//! already builds and commits the next groups, which share the next fsync.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use task_core::catalog::{CatalogItem, ItemUpsert};
+use task_core::ids::{InventoryId, TaskId, TenantId};
+use task_core::machine::{Authority, TaskEvent};
+use task_core::results::AnalysisResult;
+use task_core::store::{ClaimRequest, CreateOutcome, NewTask, StoreError};
+use task_core::task::Task;
+use task_core::time::SharedClock;
+use tokio::sync::oneshot;
+
+use crate::error::{BACKEND, Ctx};
+use crate::group_commit::{GroupCommit, Ticket};
+use crate::open::Trees;
+use crate::stage::{Stage, TaskCache};
+
+/// At most this many calls form one group.
+const MAX_GROUP: usize = 4096;
+
+/// A write, as sent to the committer.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// Create tasks (or find the active ones).
+    Create(Vec<NewTask>),
+    /// Requeue expired leases, then claim.
+    Claim(ClaimRequest),
+    /// Apply worker events under a lease.
+    Apply {
+        /// The task.
+        id: TaskId,
+        /// The presented lease epoch.
+        epoch: u64,
+        /// The events, all or none.
+        events: Vec<TaskEvent>,
+    },
+    /// Request a cancel.
+    Cancel(TenantId, TaskId),
+    /// Requeue expired leases.
+    Requeue,
+    /// Create or replace a catalog item.
+    Upsert(ItemUpsert),
+    /// Soft-delete an item and cancel its active tasks.
+    DeleteItem(TenantId, InventoryId),
+    /// Store a result.
+    PutResult(AnalysisResult),
+    /// Store a cached step output.
+    CachePut(String, serde_json::Value),
+}
+
+/// What an operation produced.
+#[derive(Debug)]
+pub(crate) enum Done {
+    /// Outcomes of a create.
+    Created(Vec<CreateOutcome>),
+    /// Tasks requeued and claimed by a claim.
+    Claimed(Vec<Task>, Vec<Task>),
+    /// The task after an apply.
+    Applied(Task),
+    /// The task after a cancel request, and whether it changed.
+    Cancelled(Task, bool),
+    /// Tasks moved back to pending.
+    Requeued(Vec<Task>),
+    /// The item and whether it is new.
+    Upserted(CatalogItem, bool),
+    /// The deleted item and the tasks whose cancel it requested.
+    Deleted(CatalogItem, Vec<Task>),
+    /// Written.
+    Stored,
+}
+
+impl Done {
+    /// Whether the caller must wait for a flush before answering: a claim that found nothing
+    /// promises nothing about the disk.
+    fn needs_flush(&self) -> bool {
+        !matches!(self, Done::Claimed(requeued, claimed) if requeued.is_empty() && claimed.is_empty())
+    }
+}
+
+type Reply = Result<(Done, Ticket), StoreError>;
+
+struct Request {
+    op: Op,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// What the committer thread owns.
+pub(crate) struct Parts {
+    pub ctx: Ctx,
+    pub trees: Arc<Trees>,
+    pub clock: SharedClock,
+    pub commit: Arc<GroupCommit>,
+}
+
+/// The callers' handle on the committer thread; dropping it ends the thread after the queued
+/// calls are done.
+pub(crate) struct Committer {
+    sender: Option<mpsc::Sender<Request>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn stopped() -> StoreError {
+    StoreError::Backend {
+        backend: BACKEND,
+        operation: "committing",
+        message: "the committer thread stopped".into(),
+        retryable: false,
+    }
+}
+
+impl Committer {
+    /// Starts the committer thread.
+    pub fn start(parts: Parts) -> std::io::Result<Self> {
+        let (sender, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("sled-committer".into())
+            .spawn(move || run(parts, receiver))?;
+        Ok(Self {
+            sender: Some(sender),
+            thread: Some(thread),
+        })
+    }
+
+    /// Sends `op` and waits for its result and flush ticket.
+    pub async fn submit(&self, op: Op) -> Result<(Done, Ticket), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(Request { op, reply })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.sender = None;
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the sled committer thread panicked");
+        }
+    }
+}
+
+/// Runs one operation.
+pub(crate) fn execute(
+    stage: &mut Stage<'_>,
+    op: Op,
+    clock: &SharedClock,
+) -> Result<Done, StoreError> {
+    let now = clock.now();
+    Ok(match op {
+        Op::Create(batch) => Done::Created(stage.create(&batch, now)?),
+        Op::Claim(request) => {
+            let (requeued, claimed) = stage.claim(&request, now)?;
+            Done::Claimed(requeued, claimed)
+        }
+        Op::Apply { id, epoch, events } => {
+            Done::Applied(stage.apply(id, Authority::Lease(epoch), &events, now)?)
+        }
+        Op::Cancel(tenant, id) => {
+            let (task, changed) = stage.cancel(&tenant, id, now)?;
+            Done::Cancelled(task, changed)
+        }
+        Op::Requeue => Done::Requeued(stage.requeue_expired(now)?),
+        Op::Upsert(item) => {
+            let (item, created) = stage.upsert_item(item, now)?;
+            Done::Upserted(item, created)
+        }
+        Op::DeleteItem(tenant, id) => {
+            let (item, cancelled) = stage.delete_item(&tenant, &id, now)?;
+            Done::Deleted(item, cancelled)
+        }
+        Op::PutResult(result) => {
+            stage.put_result(&result)?;
+            Done::Stored
+        }
+        Op::CachePut(key, value) => {
+            stage.cache_put(&key, &value)?;
+            Done::Stored
+        }
+    })
+}
+
+/// The committer loop: a group per wake-up, until every sender is gone.
+fn run(parts: Parts, receiver: mpsc::Receiver<Request>) {
+    let mut cache = TaskCache::default();
+    let mut last = Ticket::NONE;
+    while let Ok(first) = receiver.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        let mut stage = Stage::new(&parts.ctx, &parts.trees, &mut cache);
+        let mut results = Vec::with_capacity(group.len());
+        for Request { op, reply } in group {
+            let point = stage.savepoint();
+            let result = execute(&mut stage, op, &parts.clock);
+            if result.is_err() {
+                stage.rollback(point);
+            }
+            results.push((reply, result));
+        }
+        let acknowledged = results
+            .iter()
+            .filter(|(_, r)| r.as_ref().is_ok_and(Done::needs_flush))
+            .count() as u64;
+        let ticket = match stage.commit() {
+            Ok(true) => {
+                last = parts.commit.committed(acknowledged);
+                Ok(last)
+            }
+            Ok(false) => {
+                // Nothing new to write: the answers rest on earlier commits.
+                parts.commit.acknowledged(acknowledged);
+                Ok(last)
+            }
+            Err(err) => {
+                tracing::error!(path = %parts.ctx.path, %err, "committing a group failed");
+                cache.clear();
+                Err(err.to_string())
+            }
+        };
+        for (reply, result) in results {
+            let answer = match (&ticket, result) {
+                (Ok(ticket), Ok(done)) => {
+                    let ticket = if done.needs_flush() {
+                        *ticket
+                    } else {
+                        Ticket::NONE
+                    };
+                    Ok((done, ticket))
+                }
+                (_, Err(err)) => Err(err),
+                (Err(message), Ok(_)) => Err(StoreError::Backend {
+                    backend: BACKEND,
+                    operation: "committing",
+                    message: message.clone(),
+                    retryable: false,
+                }),
+            };
+            // A caller that went away no longer needs its answer.
+            let _ = reply.send(answer);
+        }
+    }
+}

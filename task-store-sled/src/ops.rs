@@ -1,0 +1,273 @@
+//! The task operations, run by the committer against a [`Stage`]: each reads what it needs,
+//! checks it, then writes the record, its index entries and its history.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+
+use task_core::ids::{TaskId, TenantId};
+use task_core::machine::{Authority, TaskEvent, created, transition};
+use task_core::store::{ClaimRequest, CreateOutcome, NewTask, StoreError};
+use task_core::task::{HistoryEntry, Task, TaskKey};
+use task_core::time::Timestamp;
+
+use crate::codec::encode;
+use crate::keys;
+use crate::open::Tk;
+use crate::stage::{Stage, StoredTask, task_not_found};
+
+/// Whether an error only concerns one task of a scan (refused or vanished): skip it.
+fn is_skippable(err: &StoreError) -> bool {
+    matches!(err, StoreError::Transition(_) | StoreError::NotFound { .. })
+}
+
+impl Stage<'_> {
+    /// Writes `task` (new when `old` is None) with its history `entries`, keeping every index
+    /// in step. Index keys that do not change are not rewritten.
+    fn write_task(
+        &mut self,
+        old: Option<&StoredTask>,
+        task: Task,
+        entries: &[HistoryEntry],
+    ) -> Result<(), StoreError> {
+        let id = task.id;
+        let rank = task.priority.rank();
+        if let Some(old) = old
+            && let (Some(seq), Some(at)) = (old.ready_seq, old.task.ready_at())
+        {
+            self.del(
+                Tk::Ready,
+                keys::ready(old.task.priority.rank(), at, seq, id),
+            );
+        }
+        let ready_seq = match task.ready_at() {
+            Some(at) => {
+                let seq = self
+                    .trees
+                    .db
+                    .generate_id()
+                    .map_err(|e| self.ctx.backend("numbering the ready queue", e))?;
+                self.put(
+                    Tk::Ready,
+                    keys::ready(rank, at, seq, id),
+                    task.key.product.as_str().as_bytes(),
+                );
+                Some(seq)
+            }
+            None => None,
+        };
+        let old_lease = old.and_then(|o| o.task.lease()).map(|l| l.expires_at);
+        let new_lease = task.lease().map(|l| l.expires_at);
+        if old_lease != new_lease {
+            if let Some(at) = old_lease {
+                self.del(Tk::Leases, keys::lease(at, id));
+            }
+            if let Some(at) = new_lease {
+                self.put(Tk::Leases, keys::lease(at, id), &[] as &[u8]);
+            }
+        }
+        let was_active = old.is_some_and(|o| o.task.status().is_active());
+        let is_active = task.status().is_active();
+        if is_active != was_active || old.is_none() {
+            let natural = keys::task_key(&task.key);
+            if is_active {
+                self.put(Tk::Active, natural.clone(), &id.to_bytes()[..]);
+            } else if self.get(Tk::Active, &natural)?.as_deref() == Some(&id.to_bytes()[..]) {
+                self.del(Tk::Active, natural.clone());
+            }
+            if old.is_none() {
+                self.put(Tk::Latest, natural, &id.to_bytes()[..]);
+                let tenant = keys::strings(&[task.key.tenant.as_str()]);
+                self.put(Tk::ByTenant, keys::with_id(tenant, id), &[] as &[u8]);
+                let item =
+                    keys::strings(&[task.key.tenant.as_str(), task.key.inventory_id.as_str()]);
+                self.put(Tk::ByItem, keys::with_id(item, id), &[] as &[u8]);
+            }
+        }
+        let mut len = old.map_or(0, |o| o.history_len);
+        for entry in entries {
+            self.put(Tk::History, keys::history(id, len), encode(entry)?);
+            len += 1;
+        }
+        self.store(StoredTask {
+            task,
+            ready_seq,
+            history_len: len,
+        });
+        Ok(())
+    }
+
+    /// Applies `events` to task `id` with `authority`: all of them or none.
+    pub fn apply(
+        &mut self,
+        id: TaskId,
+        authority: Authority,
+        events: &[TaskEvent],
+        now: Timestamp,
+    ) -> Result<Task, StoreError> {
+        let old = self.load(id)?.ok_or_else(|| task_not_found(id))?;
+        if events.is_empty() {
+            return Ok(old.task);
+        }
+        let mut task = old.task.clone();
+        let mut entries = Vec::with_capacity(events.len());
+        for event in events {
+            let step = transition(&task, event, authority, now)?;
+            task = step.task;
+            entries.push(step.entry);
+        }
+        self.write_task(Some(&old), task.clone(), &entries)?;
+        Ok(task)
+    }
+
+    /// Creates the batch's tasks, or finds the active task of each key.
+    pub fn create(
+        &mut self,
+        batch: &[NewTask],
+        now: Timestamp,
+    ) -> Result<Vec<CreateOutcome>, StoreError> {
+        let mut in_batch: HashMap<&TaskKey, usize> = HashMap::new();
+        let mut outcomes: Vec<CreateOutcome> = Vec::with_capacity(batch.len());
+        for new in batch {
+            if let Some(&index) = in_batch.get(&new.key) {
+                let task = outcomes[index].task.clone();
+                outcomes.push(CreateOutcome {
+                    task,
+                    created: false,
+                });
+                continue;
+            }
+            let natural = keys::task_key(&new.key);
+            if let Some(raw) = self.get(Tk::Active, &natural)? {
+                let active = Tk::Active.name();
+                let id = keys::trailing_id(&raw)
+                    .ok_or_else(|| self.ctx.corrupt(active, &natural, "malformed task id"))?;
+                let existing = self.load(id)?.ok_or_else(|| {
+                    self.ctx
+                        .corrupt(active, &natural, format!("missing task {id}"))
+                })?;
+                in_batch.insert(&new.key, outcomes.len());
+                outcomes.push(CreateOutcome {
+                    task: existing.task,
+                    created: false,
+                });
+                continue;
+            }
+            let made = created(TaskId::generate(), new.key.clone(), new.priority, now);
+            self.write_task(None, made.task.clone(), std::slice::from_ref(&made.entry))?;
+            in_batch.insert(&new.key, outcomes.len());
+            outcomes.push(CreateOutcome {
+                task: made.task,
+                created: true,
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// Asks to cancel a task of `tenant`. Returns the task and whether it changed.
+    pub fn cancel(
+        &mut self,
+        tenant: &TenantId,
+        id: TaskId,
+        now: Timestamp,
+    ) -> Result<(Task, bool), StoreError> {
+        let stored = self
+            .load(id)?
+            .filter(|t| t.task.key.tenant == *tenant)
+            .ok_or_else(|| task_not_found(id))?;
+        if !stored.task.status().is_active() {
+            return Err(StoreError::Conflict(format!(
+                "task {id} is already {} and cannot be cancelled",
+                stored.task.status()
+            )));
+        }
+        if stored.task.cancel_requested() {
+            return Ok((stored.task, false));
+        }
+        let task = self.apply(id, Authority::System, &[TaskEvent::CancelRequested], now)?;
+        Ok((task, true))
+    }
+
+    /// Moves every task whose lease expired at `now` back to pending (or cancelled).
+    pub fn requeue_expired(&mut self, now: Timestamp) -> Result<Vec<Task>, StoreError> {
+        let upto = keys::lease(now, TaskId::from_bytes([0xff; 16]));
+        let mut ids = Vec::new();
+        for entry in self.range(Tk::Leases, (Bound::Unbounded, Bound::Included(upto))) {
+            let (key, _) = entry?;
+            let id = keys::trailing_id(&key).ok_or_else(|| {
+                self.ctx
+                    .corrupt(Tk::Leases.name(), &key, "malformed lease key")
+            })?;
+            ids.push(id);
+        }
+        let mut moved = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.apply(id, Authority::System, &[TaskEvent::LeaseExpired], now) {
+                Ok(task) => moved.push(task),
+                Err(err) if is_skippable(&err) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Up to `request.max` ready ids claimable at `now`, in the requested order.
+    fn candidates(
+        &self,
+        request: &ClaimRequest,
+        now: Timestamp,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        let mut picked: Vec<TaskId> = Vec::with_capacity(request.max.min(1024));
+        for priority in request.priority_order {
+            let rank = priority.rank();
+            let range = (
+                Bound::Included(vec![rank]),
+                Bound::Included(keys::ready_upto(rank, now)),
+            );
+            for entry in self.range(Tk::Ready, range) {
+                if picked.len() == request.max {
+                    return Ok(picked);
+                }
+                let (key, product) = entry?;
+                if request
+                    .exclude_products
+                    .iter()
+                    .any(|p| p.as_str().as_bytes() == product.as_ref())
+                {
+                    continue;
+                }
+                let id = keys::trailing_id(&key).ok_or_else(|| {
+                    self.ctx
+                        .corrupt(Tk::Ready.name(), &key, "malformed ready key")
+                })?;
+                if !picked.contains(&id) {
+                    picked.push(id);
+                }
+            }
+        }
+        Ok(picked)
+    }
+
+    /// Requeues expired leases, then claims up to `request.max` ready tasks.
+    /// Returns (requeued, claimed).
+    pub fn claim(
+        &mut self,
+        request: &ClaimRequest,
+        now: Timestamp,
+    ) -> Result<(Vec<Task>, Vec<Task>), StoreError> {
+        let requeued = self.requeue_expired(now)?;
+        let lease_ms = u64::try_from(request.lease.as_millis()).unwrap_or(u64::MAX);
+        let event = TaskEvent::Claimed {
+            worker: request.worker.clone(),
+            lease_ms,
+        };
+        let mut claimed = Vec::new();
+        for id in self.candidates(request, now)? {
+            match self.apply(id, Authority::System, std::slice::from_ref(&event), now) {
+                Ok(task) => claimed.push(task),
+                Err(err) if is_skippable(&err) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Ok((requeued, claimed))
+    }
+}
