@@ -142,7 +142,6 @@ impl TaskError {
                 | TaskError::Transient { .. }
                 | TaskError::StepTimeout { .. }
                 | TaskError::WorkerLost { .. }
-                | TaskError::AssetChanged { .. }
         )
     }
 

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the tests need when it is missing: ffmpeg/ffprobe (Debian package) and a local
+# S3-compatible server (moto, from PyPI, in a venv under target/test-deps). Idempotent and quiet
+# when everything is there. Needs only the package registries (apt, PyPI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+deps_dir="${TEST_DEPS_DIR:-$PWD/target/test-deps}"
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if ! command -v ffprobe >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1; then
+  echo "installing ffmpeg (apt)..." >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+if [ ! -x "$deps_dir/moto/bin/moto_server" ]; then
+  echo "installing moto[server] into $deps_dir/moto (PyPI)..." >&2
+  if ! python3 -m venv "$deps_dir/moto" 2>/dev/null; then
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$deps_dir/moto"
+  fi
+  "$deps_dir/moto/bin/pip" install -q --disable-pip-version-check 'moto[server]'
+fi
