@@ -251,7 +251,10 @@ fn runner_events() -> Vec<Vec<TaskEvent>> {
         step: Step::S3Check,
     }]];
     for pair in Step::ALL.windows(2) {
-        groups.push(vec![succeeded(pair[0]), TaskEvent::StepStarted { step: pair[1] }]);
+        groups.push(vec![
+            succeeded(pair[0]),
+            TaskEvent::StepStarted { step: pair[1] },
+        ]);
     }
     groups.push(vec![succeeded(Step::Analyze), TaskEvent::Done]);
     groups
@@ -397,6 +400,11 @@ fn main() {
     std::fs::create_dir_all(&target).expect("target tmp");
     let scratch = tempfile::tempdir_in(&target).expect("scratch dir");
 
+    if args.iter().any(|a| a == "--runner-only") {
+        let (rate, stats) = runner_pattern(scratch.path(), 64);
+        println!("runner pattern: {rate:.0} tasks/s, {stats:?}");
+        return;
+    }
     let fsync = fsync_rate(scratch.path());
     println!("| measure | figure | ratio |");
     println!("| --- | --- | --- |");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use task_core::store::StoreError;
 use task_core::task::{HistoryEntry, Status, Step, Task, TaskState};
 
-use crate::codec::decode;
+use crate::codec::{decode, decode_history};
 use crate::open::tree;
 use crate::stage::StoredTask;
 use crate::{SledStore, keys};
@@ -160,19 +160,25 @@ impl SledStore {
                 .or_default()
                 .insert(keys::with_id(item, id), Vec::new());
             let mut history: Vec<HistoryEntry> = Vec::with_capacity(stored.history_len as usize);
-            for seq in 0..stored.history_len {
-                let k = keys::history(id, seq);
-                match inner
-                    .trees
-                    .history
-                    .get(&k)
-                    .map_err(|e| ctx.backend("checking", e))?
-                {
-                    Some(bytes) => history.push(decode(ctx, tree::HISTORY, &k, &bytes)?),
-                    None => problems.push(format!("task {id}: history entry {seq} missing")),
+            for entry in inner.trees.history.scan_prefix(id.to_bytes()) {
+                let (k, bytes) = entry.map_err(|e| ctx.backend("checking", e))?;
+                if k.as_ref() != keys::history(id, history.len() as u32).as_slice() {
+                    problems.push(format!(
+                        "task {id}: history key {} after {} entries",
+                        keys::printable(&k),
+                        history.len()
+                    ));
                 }
+                decode_history(ctx, tree::HISTORY, &k, &bytes, &mut history)?;
+                history_keys += 1;
             }
-            history_keys += history.len();
+            if history.len() != stored.history_len as usize {
+                problems.push(format!(
+                    "task {id}: {} history entries stored, the record counts {}",
+                    history.len(),
+                    stored.history_len
+                ));
+            }
             task_problems(task, &history, &mut problems);
             if problems.len() >= MAX_PROBLEMS {
                 return Ok(problems);
@@ -209,7 +215,7 @@ impl SledStore {
         let stored_history = inner.trees.history.len();
         if stored_history != history_keys {
             problems.push(format!(
-                "history holds {stored_history} entries, the tasks account for {history_keys}"
+                "history holds {stored_history} values, the tasks account for {history_keys}"
             ));
         }
         problems.truncate(MAX_PROBLEMS);

@@ -3,6 +3,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use task_core::store::StoreError;
+use task_core::task::HistoryEntry;
 
 use crate::error::Ctx;
 
@@ -41,6 +42,23 @@ pub(crate) fn decode<T: DeserializeOwned>(
     }
     serde_json::from_slice(body)
         .map_err(|e| ctx.corrupt(tree, key, format!("undecodable value: {e}")))
+}
+
+/// Decodes a history value: the entries one store call added (an array), or a single entry
+/// (as written before history values held a call's entries together).
+pub(crate) fn decode_history(
+    ctx: &Ctx,
+    tree: &str,
+    key: &[u8],
+    bytes: &[u8],
+    into: &mut Vec<HistoryEntry>,
+) -> Result<(), StoreError> {
+    if bytes.get(1) == Some(&b'[') {
+        into.extend(decode::<Vec<HistoryEntry>>(ctx, tree, key, bytes)?);
+    } else {
+        into.push(decode(ctx, tree, key, bytes)?);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -83,10 +83,11 @@ impl Stage<'_> {
                 self.put(Tk::ByItem, keys::with_id(item, id), &[] as &[u8]);
             }
         }
+        // One history value per call: keyed by the sequence number of its first entry.
         let mut len = old.map_or(0, |o| o.history_len);
-        for entry in entries {
-            self.put(Tk::History, keys::history(id, len), encode(entry)?);
-            len += 1;
+        if !entries.is_empty() {
+            self.put(Tk::History, keys::history(id, len), encode(entries)?);
+            len += u32::try_from(entries.len()).unwrap_or(u32::MAX);
         }
         self.store(StoredTask {
             task,

@@ -13,7 +13,7 @@ use task_core::task::{HistoryEntry, Task, TaskKey};
 use task_core::time::Timestamp;
 use tokio::sync::broadcast;
 
-use crate::codec::decode;
+use crate::codec::{decode, decode_history};
 use crate::committer::{Done, Op};
 use crate::open::tree;
 use crate::stage::{StoredTask, task_not_found};
@@ -104,7 +104,7 @@ impl Inner {
         let mut entries = Vec::with_capacity(stored.history_len as usize);
         for entry in self.trees.history.scan_prefix(id.to_bytes()) {
             let (key, value) = entry.map_err(|e| self.ctx.backend("reading history", e))?;
-            entries.push(decode(&self.ctx, tree::HISTORY, &key, &value)?);
+            decode_history(&self.ctx, tree::HISTORY, &key, &value, &mut entries)?;
         }
         Ok(entries)
     }
