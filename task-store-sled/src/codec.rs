@@ -85,4 +85,24 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn history_values_hold_one_entry_or_a_call_s_entries() {
+        let entry = HistoryEntry {
+            at: task_core::time::Timestamp(1),
+            event: "created".into(),
+            from: None,
+            to: task_core::task::Status::Pending,
+            step: None,
+            attempt: 0,
+            error: None,
+            detail: None,
+        };
+        let mut read = Vec::new();
+        let one = encode(&entry).expect("encode");
+        decode_history(&ctx(), "history", b"k", &one, &mut read).expect("one");
+        let many = encode(&[entry.clone(), entry.clone()][..]).expect("encode");
+        decode_history(&ctx(), "history", b"k", &many, &mut read).expect("many");
+        assert_eq!(read, vec![entry.clone(), entry.clone(), entry]);
+    }
 }

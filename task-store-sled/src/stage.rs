@@ -340,3 +340,59 @@ impl Iterator for Merged<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::open::{SledOptions, open};
+
+    #[test]
+    fn ranges_merge_pending_writes_and_rollback_undoes_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path(), SledOptions::default()).expect("open");
+        let inner = &store.inner;
+        for key in [b"a", b"c", b"e"] {
+            inner.trees.cache.insert(key, &b"stored"[..]).expect("seed");
+        }
+        let mut cache = TaskCache::default();
+        let mut stage = Stage::new(&inner.ctx, &inner.trees, &mut cache);
+        stage.put(Tk::Cache, b"b".to_vec(), &b"new"[..]);
+        stage.put(Tk::Cache, b"c".to_vec(), &b"replaced"[..]);
+        let point = stage.savepoint();
+        stage.del(Tk::Cache, b"e".to_vec());
+        stage.put(Tk::Cache, b"f".to_vec(), &b"new"[..]);
+        let seen = |stage: &Stage<'_>, lo: &[u8]| -> Vec<(Vec<u8>, Vec<u8>)> {
+            stage
+                .range(Tk::Cache, (Bound::Included(lo.to_vec()), Bound::Unbounded))
+                .map(|e| e.map(|(k, v)| (k, v.to_vec())).expect("entry"))
+                .collect()
+        };
+        let pairs = |list: &[(&[u8], &[u8])]| -> Vec<(Vec<u8>, Vec<u8>)> {
+            list.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+        };
+        assert_eq!(
+            seen(&stage, b"a"),
+            pairs(&[
+                (b"a", b"stored"),
+                (b"b", b"new"),
+                (b"c", b"replaced"),
+                (b"f", b"new")
+            ])
+        );
+        assert_eq!(seen(&stage, b"d"), pairs(&[(b"f", b"new")]));
+        assert!(stage.get(Tk::Cache, b"e").expect("get").is_none());
+        stage.rollback(point);
+        assert_eq!(
+            seen(&stage, b"c"),
+            pairs(&[(b"c", b"replaced"), (b"e", b"stored")])
+        );
+        assert!(stage.commit().expect("commit"));
+        let stored: Vec<Vec<u8>> = inner
+            .trees
+            .cache
+            .iter()
+            .map(|e| e.expect("entry").1.to_vec())
+            .collect();
+        assert_eq!(stored, [&b"stored"[..], b"new", b"replaced", b"stored"]);
+    }
+}
