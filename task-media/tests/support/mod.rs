@@ -100,11 +100,18 @@ fn encode(out: &Path, seconds: u32, gaps: bool, faststart: bool) {
     run(&mut command);
 }
 
+/// The workspace root: the nearest directory above this crate holding Cargo.lock.
+pub fn workspace_root() -> PathBuf {
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    while !dir.join("Cargo.lock").exists() && dir.pop() {}
+    dir
+}
+
 /// Makes the fixtures once per run (cached under target/ across runs).
 pub fn fixtures() -> &'static Fixtures {
     static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
     FIXTURES.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/media-fixtures/v1");
+        let dir = workspace_root().join("target/media-fixtures/v1");
         let done = dir.join(".complete");
         if !done.exists() {
             std::fs::create_dir_all(&dir).unwrap();

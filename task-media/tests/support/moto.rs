@@ -67,9 +67,7 @@ fn moto_binary() -> PathBuf {
         .unwrap_or_else(|| {
             let dir = std::env::var_os("TEST_DEPS_DIR")
                 .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-deps")
-                });
+                .unwrap_or_else(|| super::workspace_root().join("target/test-deps"));
             dir.join("moto/bin/moto_server")
         })
 }
