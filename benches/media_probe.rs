@@ -2,7 +2,7 @@
 //! size, probe time pure-Rust vs ffprobe (ratio within one run), and the adbreaks analysis time
 //! of the 11-minute fixture. Needs ffmpeg (scripts/install-test-deps.sh). Prints its figures.
 
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 #[path = "../task-media/tests/support/mod.rs"]
 mod support;
 

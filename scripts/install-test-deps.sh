@@ -2,6 +2,7 @@
 # Installs what the tests need when it is missing: ffmpeg/ffprobe (Debian package) and a local
 # S3-compatible server (moto, from PyPI, in a venv under target/test-deps). Idempotent and quiet
 # when everything is there. Needs only the package registries (apt, PyPI).
+# `install-test-deps.sh ffmpeg` installs ffmpeg only (what the quickstart needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deps_dir="${TEST_DEPS_DIR:-$PWD/target/test-deps}"
@@ -14,6 +15,10 @@ if ! command -v ffprobe >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1; 
   echo "installing ffmpeg (apt)..." >&2
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+if [ "${1:-}" = "ffmpeg" ]; then
+  exit 0
 fi
 
 if [ ! -x "$deps_dir/moto/bin/moto_server" ]; then

@@ -21,6 +21,10 @@ use crate::error::storage_error;
 
 const BLOCK: u64 = 64 * 1024;
 const MAX_MOOV: u64 = 256 * 1024 * 1024;
+/// Boxes an MP4/MOV file may start with.
+const TOP_LEVEL: [&str; 11] = [
+    "ftyp", "moov", "mdat", "free", "skip", "wide", "pdin", "uuid", "styp", "sidx", "meta",
+];
 
 /// The range-reading MP4 prober.
 #[derive(Debug, Clone, Copy, Default)]
@@ -95,6 +99,11 @@ async fn walk(reader: &Reader<'_>, size: u64) -> Result<TopLevel, TaskError> {
         {
             return Err(probe_failed(format!(
                 "not an MP4/MOV file: invalid box header at byte {offset}"
+            )));
+        }
+        if offset == 0 && !TOP_LEVEL.contains(&kind.as_str()) {
+            return Err(probe_failed(format!(
+                "not an MP4/MOV file: it starts with {kind:?}, not a known box"
             )));
         }
         if box_size < header_len {
