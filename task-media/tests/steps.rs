@@ -161,6 +161,31 @@ async fn undecodable_files_fail_with_the_probers_message() {
     );
 }
 
+/// A faststart file cut short whose `mdat` header was rewritten to fit: every box lies inside
+/// the object, but the sample tables point past its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_tables_past_the_end_fail_the_probe() {
+    let server = seeded().await;
+    let locator = locator(server);
+    let full = std::fs::read(fixtures().path("long-faststart.mp4")).unwrap();
+    let mut cut = full[..full.len() / 2].to_vec();
+    let mdat = cut.windows(4).position(|w| w == b"mdat").unwrap() - 4;
+    let fitted = u32::try_from(cut.len() - mdat).unwrap();
+    cut[mdat..mdat + 4].copy_from_slice(&fitted.to_be_bytes());
+    server
+        .client(BUCKET)
+        .put(&Path::from("patched.mp4"), cut.clone().into())
+        .await
+        .unwrap();
+    let location = locator.locate(&s3_url("patched.mp4")).unwrap();
+    let err = Mp4Prober
+        .probe(&location, cut.len() as u64)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "probe_failed");
+    assert!(err.to_string().contains("past the end"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_are_reused_for_an_unchanged_object_only() {
     let server = seeded().await;
