@@ -1,0 +1,372 @@
+//! Configuration: a TOML file, overridden by environment variables and flags (clap resolves
+//! flag-over-env), over defaults that work with no file at all.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use task_core::ids::{ProductName, TenantId, Version};
+
+use crate::error::TaskdError;
+
+/// The key used when none is configured (only on a loopback address).
+pub const DEV_KEY: &str = "dev-key";
+/// The tenant of [`DEV_KEY`].
+pub const DEV_TENANT: &str = "default";
+
+/// The TOML file, every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `host:port` to listen on (default `127.0.0.1:8080`).
+    pub listen: Option<String>,
+    /// Where sled keeps its files (default `./data`).
+    pub data_dir: Option<PathBuf>,
+    /// Root of `file://` asset URLs (default `./media`).
+    pub media_root: Option<PathBuf>,
+    /// API keys and their tenants.
+    #[serde(default)]
+    pub api_keys: Vec<KeyEntry>,
+    /// Enabled products and their settings (default: `adbreaks`).
+    #[serde(default)]
+    pub products: BTreeMap<String, ProductEntry>,
+    /// Runner settings.
+    #[serde(default)]
+    pub runner: RunnerEntry,
+    /// HTTP settings.
+    #[serde(default)]
+    pub http: HttpEntry,
+    /// S3 endpoint and credentials (else the standard AWS variables).
+    #[serde(default)]
+    pub s3: S3Entry,
+}
+
+/// One API key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// The secret.
+    pub key: String,
+    /// Its tenant.
+    pub tenant: String,
+}
+
+/// One product's settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductEntry {
+    /// Accepted versions (default: any).
+    pub versions: Option<Vec<String>>,
+    /// Minimum asset length in seconds (default 0).
+    pub min_duration_secs: Option<f64>,
+    /// Step timeout in seconds (default 600).
+    pub step_timeout_secs: Option<u64>,
+    /// Attempts on retryable errors (default 5).
+    pub max_attempts: Option<u32>,
+    /// Concurrent tasks of this product (default 4).
+    pub concurrency: Option<usize>,
+}
+
+/// Runner settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunnerEntry {
+    /// Tasks at once (default 16).
+    pub concurrency: Option<usize>,
+    /// Lease in seconds (default 15).
+    pub lease_secs: Option<u64>,
+    /// Seconds running tasks get to finish at shutdown (default 10).
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpEntry {
+    /// Largest body in bytes (default 1 MiB).
+    pub body_limit: Option<usize>,
+    /// Longest long-poll in seconds (default 60).
+    pub max_wait_secs: Option<u64>,
+    /// Most entries per batch (default 5000).
+    pub max_batch: Option<usize>,
+}
+
+/// S3 settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Entry {
+    /// Endpoint such as `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret key.
+    pub secret_access_key: Option<String>,
+}
+
+/// What flags and environment variables override.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen` / `TASKD_LISTEN`.
+    pub listen: Option<String>,
+    /// `--data-dir` / `TASKD_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--media-root` / `TASKD_MEDIA_ROOT`.
+    pub media_root: Option<PathBuf>,
+    /// `--api-key KEY=TENANT` / `TASKD_API_KEYS` (comma-separated); replace the file's keys.
+    pub api_keys: Vec<String>,
+    /// `--product NAME` / `TASKD_PRODUCTS`; replace the file's list (keeping its settings).
+    pub products: Vec<String>,
+}
+
+/// One enabled product, resolved.
+#[derive(Debug, Clone)]
+pub struct Product {
+    /// Its name.
+    pub name: ProductName,
+    /// Accepted versions.
+    pub versions: Option<Vec<Version>>,
+    /// Runner settings.
+    pub settings: task_runner::step::ProductSettings,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// sled directory.
+    pub data_dir: PathBuf,
+    /// `file://` root.
+    pub media_root: PathBuf,
+    /// (key, tenant) pairs.
+    pub api_keys: Vec<(String, TenantId)>,
+    /// Whether the development key was added because none was configured.
+    pub dev_key: bool,
+    /// Enabled products.
+    pub products: Vec<Product>,
+    /// Runner concurrency.
+    pub concurrency: usize,
+    /// Runner lease.
+    pub lease: Duration,
+    /// Shutdown grace for running tasks.
+    pub shutdown_grace: Duration,
+    /// HTTP settings.
+    pub http: HttpEntry,
+    /// S3 settings.
+    pub s3: S3Entry,
+}
+
+fn setting(field: &str, reason: impl ToString) -> TaskdError {
+    TaskdError::Setting {
+        field: field.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+impl FileConfig {
+    /// Reads `path`.
+    pub fn load(path: &Path) -> Result<Self, TaskdError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TaskdError::ConfigFile {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&text).map_err(|message| TaskdError::ConfigFile {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Applies `overrides` and the defaults.
+    pub fn resolve(mut self, overrides: Overrides) -> Result<Settings, TaskdError> {
+        let listen = overrides
+            .listen
+            .or(self.listen.take())
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|e| setting("listen", format!("{listen:?}: {e}")))?;
+        let mut api_keys = Vec::new();
+        let raw_keys: Vec<(String, String)> = if overrides.api_keys.is_empty() {
+            self.api_keys
+                .iter()
+                .map(|k| (k.key.clone(), k.tenant.clone()))
+                .collect()
+        } else {
+            overrides
+                .api_keys
+                .iter()
+                .map(|pair| {
+                    pair.split_once('=')
+                        .map(|(k, t)| (k.to_owned(), t.to_owned()))
+                        .ok_or_else(|| setting("api_key", "expected KEY=TENANT"))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        for (key, tenant) in raw_keys {
+            if key.len() < 8 {
+                return Err(setting(
+                    "api_key",
+                    format!("keys must be at least 8 characters (tenant {tenant})"),
+                ));
+            }
+            let tenant = TenantId::new(tenant).map_err(|e| setting("api_key", e))?;
+            api_keys.push((key, tenant));
+        }
+        let dev_key = api_keys.is_empty();
+        if dev_key {
+            if !listen.ip().is_loopback() {
+                return Err(setting(
+                    "api_keys",
+                    format!(
+                        "none configured: set some to listen on {listen} (only a loopback address gets the development key)"
+                    ),
+                ));
+            }
+            api_keys.push((
+                DEV_KEY.to_owned(),
+                TenantId::new(DEV_TENANT).map_err(|e| setting("api_key", e))?,
+            ));
+        }
+        let mut names: Vec<String> = if overrides.products.is_empty() {
+            self.products.keys().cloned().collect()
+        } else {
+            overrides.products.clone()
+        };
+        if names.is_empty() {
+            names.push("adbreaks".to_owned());
+        }
+        let mut products = Vec::new();
+        for name in names {
+            let entry = self.products.get(&name).cloned().unwrap_or_default();
+            let product = ProductName::new(name.clone()).map_err(|e| setting("products", e))?;
+            let versions = entry
+                .versions
+                .map(|vs| {
+                    vs.into_iter()
+                        .map(Version::new)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()
+                .map_err(|e| setting(&format!("products.{name}.versions"), e))?;
+            let mut settings = task_runner::step::ProductSettings::new(product.clone());
+            if let Some(secs) = entry.min_duration_secs {
+                settings.min_duration = Duration::try_from_secs_f64(secs)
+                    .map_err(|e| setting(&format!("products.{name}.min_duration_secs"), e))?;
+            }
+            if let Some(secs) = entry.step_timeout_secs {
+                settings.step_timeout = Duration::from_secs(secs);
+            }
+            if let Some(n) = entry.max_attempts {
+                settings.max_attempts = n;
+            }
+            if let Some(n) = entry.concurrency {
+                settings.concurrency = n;
+            }
+            products.push(Product {
+                name: product,
+                versions,
+                settings,
+            });
+        }
+        Ok(Settings {
+            listen,
+            data_dir: overrides
+                .data_dir
+                .or(self.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            media_root: overrides
+                .media_root
+                .or(self.media_root)
+                .unwrap_or_else(|| PathBuf::from("./media")),
+            api_keys,
+            dev_key,
+            products,
+            concurrency: self.runner.concurrency.unwrap_or(16),
+            lease: Duration::from_secs(self.runner.lease_secs.unwrap_or(15)),
+            shutdown_grace: Duration::from_secs(self.runner.shutdown_grace_secs.unwrap_or(10)),
+            http: self.http,
+            s3: self.s3,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_file_gives_working_defaults() {
+        let s = FileConfig::default().resolve(Overrides::default()).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert_eq!(s.media_root, PathBuf::from("./media"));
+        assert!(s.dev_key);
+        assert_eq!(s.api_keys[0].1.as_str(), DEV_TENANT);
+        assert_eq!(s.products.len(), 1);
+        assert_eq!(s.products[0].name.as_str(), "adbreaks");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = FileConfig::parse(
+            r#"
+            listen = "127.0.0.1:9000"
+            data_dir = "/var/lib/taskd"
+            [[api_keys]]
+            key = "file-key-123"
+            tenant = "acme"
+            [products.adbreaks]
+            min_duration_secs = 600
+            versions = ["1.0"]
+            [products.markers]
+            "#,
+        )
+        .unwrap();
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            api_keys: vec!["flag-key-456=globex".into()],
+            products: vec!["adbreaks".into()],
+            ..Overrides::default()
+        };
+        let s = file.resolve(overrides).unwrap();
+        assert_eq!(s.listen.port(), 0);
+        assert_eq!(s.data_dir, PathBuf::from("/var/lib/taskd"));
+        assert_eq!(s.api_keys.len(), 1);
+        assert_eq!(s.api_keys[0].1.as_str(), "globex");
+        assert!(!s.dev_key);
+        assert_eq!(s.products.len(), 1);
+        assert_eq!(
+            s.products[0].settings.min_duration,
+            Duration::from_secs(600)
+        );
+        assert_eq!(s.products[0].versions.as_ref().unwrap()[0].as_str(), "1.0");
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let err = FileConfig::parse("listen = 5").unwrap_err();
+        assert!(err.contains("listen"), "{err}");
+        let err = FileConfig::parse("unknown = 1").unwrap_err();
+        assert!(err.contains("unknown"), "{err}");
+        let open = Overrides {
+            listen: Some("0.0.0.0:8080".into()),
+            ..Overrides::default()
+        };
+        let err = FileConfig::default().resolve(open).unwrap_err();
+        assert!(err.to_string().contains("api_keys"), "{err}");
+        let short = Overrides {
+            api_keys: vec!["abc=acme".into()],
+            ..Overrides::default()
+        };
+        assert!(FileConfig::default().resolve(short).is_err());
+    }
+}

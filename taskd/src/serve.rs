@@ -1,0 +1,148 @@
+//! `taskd serve`: the Task API and the runner over one sled store, with the media steps, until
+//! SIGTERM or SIGINT; then it stops accepting, finishes in-flight requests (event streams and
+//! long-polls end at once), and shuts the runner down, releasing what it still holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use task_core::ids::WorkerId;
+use task_http::{ServiceConfig, TaskApi};
+use task_media::asset_url::{AssetLocator, S3Settings, validate_asset_url};
+use task_media::probe_step::ProberChoice;
+use task_runner::{Runner, RunnerConfig};
+use task_store_sled::SledStore;
+
+use crate::config::Settings;
+use crate::error::TaskdError;
+use crate::presenter::AdbreaksPresenter;
+
+fn service_config(settings: &Settings) -> ServiceConfig {
+    let mut config = ServiceConfig::new()
+        .with_asset_url_validator(|url| validate_asset_url(url).map_err(|e| e.to_string()));
+    for (key, tenant) in &settings.api_keys {
+        config = config.with_api_key(key.clone(), tenant.clone());
+    }
+    for product in &settings.products {
+        config = match &product.versions {
+            Some(versions) => config.with_product_versions(product.name.clone(), versions.clone()),
+            None => config.with_product(product.name.clone()),
+        };
+        if product.name.as_str() == "adbreaks" {
+            config = config.with_presenter(product.name.clone(), AdbreaksPresenter);
+        }
+    }
+    if let Some(limit) = settings.http.body_limit {
+        config = config.with_body_limit(limit);
+    }
+    if let Some(secs) = settings.http.max_wait_secs {
+        config.max_wait = Duration::from_secs(secs);
+    }
+    if let Some(max) = settings.http.max_batch {
+        config.max_batch = max;
+    }
+    config
+}
+
+fn pipeline(settings: &Settings) -> Result<task_runner::Pipeline, TaskdError> {
+    let s3 = S3Settings {
+        endpoint: settings.s3.endpoint.clone(),
+        region: settings.s3.region.clone(),
+        access_key_id: settings.s3.access_key_id.clone(),
+        secret_access_key: settings.s3.secret_access_key.clone(),
+        request_timeout: None,
+    };
+    let root = std::path::absolute(&settings.media_root)
+        .map_err(|e| TaskdError::io(format!("media root {}", settings.media_root.display()), e))?;
+    let locator = Arc::new(AssetLocator::new(s3, Some(root)));
+    let mut analyzers = Vec::new();
+    for product in &settings.products {
+        let analyzer =
+            task_media::builtin_analyzer(&product.name).ok_or_else(|| TaskdError::Setting {
+                field: "products".into(),
+                reason: format!(
+                    "no analyzer for {} in this build (available: adbreaks)",
+                    product.name
+                ),
+            })?;
+        analyzers.push((product.name.clone(), analyzer));
+    }
+    Ok(task_media::pipeline(
+        locator,
+        ProberChoice::Auto,
+        analyzers,
+    )?)
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGTERM handler unavailable; waiting for SIGINT");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// Runs the daemon until a shutdown signal.
+pub async fn serve(settings: Settings) -> Result<(), TaskdError> {
+    std::fs::create_dir_all(&settings.media_root)
+        .map_err(|e| TaskdError::io(format!("media root {}", settings.media_root.display()), e))?;
+    let store = Arc::new(SledStore::open(&settings.data_dir)?);
+    let pipeline = pipeline(&settings)?;
+    let worker = format!("taskd-{}-{}", std::process::id(), settings.listen.port());
+    let mut runner_config =
+        RunnerConfig::new(WorkerId::new(worker).map_err(|e| TaskdError::Setting {
+            field: "worker_id".into(),
+            reason: e.to_string(),
+        })?);
+    runner_config.concurrency = settings.concurrency;
+    runner_config.lease = settings.lease;
+    for product in &settings.products {
+        runner_config = runner_config.with_product(product.settings.clone());
+    }
+    let runner = Runner::start(store.clone(), pipeline, runner_config)?;
+    let api = TaskApi::new(store.clone(), service_config(&settings));
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| TaskdError::io(format!("listen on {}", settings.listen), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| TaskdError::io("local address", e))?;
+    if settings.dev_key {
+        tracing::warn!(
+            "no API keys configured: the development key of tenant {} is accepted on this loopback address",
+            crate::config::DEV_TENANT
+        );
+    }
+    let products: Vec<&str> = settings.products.iter().map(|p| p.name.as_str()).collect();
+    tracing::info!(%addr, data_dir = %settings.data_dir.display(), products = ?products, "taskd serving");
+    // The line scripts and tests wait for.
+    println!("taskd listening on http://{addr}");
+    let drain = api.clone();
+    axum::serve(listener, api.router())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown: no new connections; finishing in-flight requests");
+            drain.drain();
+        })
+        .await
+        .map_err(|e| TaskdError::io("serve", e))?;
+    tracing::info!("requests finished; stopping the runner");
+    let metrics = runner.shutdown(settings.shutdown_grace).await?;
+    tracing::info!(?metrics, "runner stopped");
+    drop(store);
+    println!("taskd stopped cleanly");
+    Ok(())
+}
