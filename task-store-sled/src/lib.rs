@@ -10,26 +10,45 @@
 //! - A call that returned `Ok` is on disk: a `kill -9` or a power cut right after it loses
 //!   nothing it acknowledged. Calls that change nothing (a create that found the active task, a
 //!   repeated cancel) also wait for the disk, so what they return is durable too.
-//! - Every call is one sled transaction over all the trees it touches (the task record, its
-//!   index entries and its history entries), so a half-written update is never visible, before
-//!   or after a crash, and an acknowledged transition is never applied twice (the state machine
-//!   refuses a repeated event, fenced by the lease epoch).
-//! - Durability costs one fsync per flush, shared by every writer whose commit landed before the
-//!   flush started (group commit, see [`CommitStats`]): throughput grows with concurrency while
-//!   each writer still waits for its own data.
+//! - A half-written update is never visible, before or after a crash, and an acknowledged
+//!   transition is never applied twice (the state machine refuses a repeated event, fenced by
+//!   the lease epoch).
+//!
+//! # The write path
+//!
+//! One committer thread owns every write. A store call sends its operation (create, claim,
+//! apply, cancel, requeue, catalog, result and cache writes) over a channel and awaits the
+//! answer. The committer takes everything queued (a *group*), runs the operations in arrival
+//! order against sled's state plus the group's pending writes (each operation sees the ones
+//! before it; one that fails is undone and leaves nothing behind), and commits the whole group
+//! as **one sled transaction** over the trees it touches. sled writes a transaction as one
+//! batch in its log, recovered whole or not at all, and applies it under its write lock, which
+//! every read takes shared: neither a crash nor a concurrent reader can see part of a group.
+//! Then a flusher thread fsyncs (one `Db::flush` for every group committed since the last
+//! one) and only then do the callers return and publish their change notifications. While one
+//! fsync runs the committer already builds the next groups (see [`CommitStats`]: writes per
+//! commit and per flush), so throughput grows with concurrency while each caller still waits
+//! for its own data. Task records are kept decoded by the committer (it is the only writer, so
+//! its cache is always right) and encoded once per group; index keys that do not change are not
+//! rewritten, and the history entries of one call are one value.
+//!
+//! Reads (`get_task`, `list_tasks`, `history`, `next_wakeup`, catalog and result reads) go to
+//! sled directly on the calling task: they see every committed group whole, possibly before its
+//! fsync has completed (a crash at that moment can lose a write that a reader saw but whose
+//! caller was never answered).
 //!
 //! With [`Durability::Buffered`], calls return once committed in memory and a flush runs on a
-//! timer: a crash may lose the writes of the last interval (whole transactions only, never a
-//! part of one). If a flush ever fails, the store refuses every later write: reopen it.
+//! timer: a crash may lose the writes of the last interval (whole groups only, never a part of
+//! one). If a flush ever fails, the store refuses every later write: reopen it.
 //!
 //! Opening a database requeues the tasks whose lease expired while it was closed; tasks waiting
 //! for a retry keep their retry time. A second process opening the same directory gets a
-//! [`StoreError::Backend`](task_core::store::StoreError::Backend) naming the path. Values carry a
+//! [`StoreError::Backend`] naming the path. Values carry a
 //! format version; a value written by a newer format, or a corrupted one, is reported as
-//! [`StoreError::Corrupt`](task_core::store::StoreError::Corrupt) with the path, tree and key.
+//! [`StoreError::Corrupt`] with the path, tree and key.
 //!
-//! sled calls are synchronous and short (microseconds); they run on the calling task. Waiting
-//! for the disk is asynchronous and never blocks the runtime.
+//! Reads are synchronous and short (microseconds); they run on the calling task. Waiting for the
+//! committer and for the disk is asynchronous and never blocks the runtime.
 //!
 //! ```
 //! use std::time::Duration;
