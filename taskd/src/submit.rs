@@ -121,14 +121,12 @@ pub async fn file(
         for result in answer["results"].as_array().into_iter().flatten() {
             let index = n * chunk.max(1) + result["index"].as_u64().unwrap_or(0) as usize;
             match result["task"]["task_id"].as_str() {
-                Some(id) if ids => bar.println(id),
+                Some(id) if ids => bar.suspend(|| println!("{id}")),
                 Some(_) => {}
-                None => bar.println(format!(
-                    "entry {}: HTTP {} {}",
-                    index + 1,
-                    result["status"],
-                    result["detail"]
-                )),
+                None => bar.suspend(|| {
+                    let (status, detail) = (&result["status"], &result["detail"]);
+                    eprintln!("entry {}: HTTP {status} {detail}", index + 1);
+                }),
             }
         }
         bar.inc(batch.len() as u64);

@@ -1,0 +1,234 @@
+//! The real `taskd` binary: serve on a free port with real media (ffmpeg-made fixtures), drive
+//! it with its own client subcommands and with reqwest, stop it with SIGTERM, restart it on the
+//! same data directory and find every task, history and result again.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+const KEY: &str = "daemon-test-key";
+const BIN: &str = env!("CARGO_BIN_EXE_taskd");
+
+fn encode(out: &Path, seconds: u32) {
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=size=64x36:rate=2:duration={seconds}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=440:sample_rate=16000:duration={seconds}"
+        ))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            "-ac",
+            "1",
+            "-movflags",
+            "+faststart",
+        ])
+        .arg(out)
+        .status()
+        .expect("ffmpeg is needed (scripts/install-test-deps.sh installs it)");
+    assert!(status.success());
+}
+
+struct Daemon {
+    child: Child,
+    url: String,
+}
+
+impl Daemon {
+    fn start(dir: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--config")
+            .arg(dir.join("taskd.toml"))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--media-root")
+            .arg(dir.join("media"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("taskd listening on ")
+            .unwrap_or_else(|| panic!("{line:?}"))
+            .to_owned();
+        Self { child, url }
+    }
+
+    /// SIGTERM, then the exit status and the rest of stdout.
+    fn terminate(mut self) -> (bool, String) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let output = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
+            .wait_with_output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+
+    fn cli(&self, args: &[&str]) -> (i32, String) {
+        let output = Command::new(BIN)
+            .args(args)
+            .args(["--url", &self.url, "--key", KEY])
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> (u16, Value) {
+    let resp = http.get(url).header("X-API-Key", KEY).send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_drive_terminate_restart_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    encode(&media.join("good.mp4"), 40);
+    encode(&media.join("short.mp4"), 8);
+    std::fs::write(media.join("garbage.mp4"), vec![7u8; 50_000]).unwrap();
+    std::fs::write(
+        dir.path().join("taskd.toml"),
+        format!("[[api_keys]]\nkey = \"{KEY}\"\ntenant = \"acme\"\n\n[products.adbreaks]\nmin_duration_secs = 20\n"),
+    )
+    .unwrap();
+    let daemon = Daemon::start(dir.path());
+    let m = media.canonicalize().unwrap();
+    for (id, file) in [
+        ("good", "good.mp4"),
+        ("short", "short.mp4"),
+        ("garbage", "garbage.mp4"),
+        ("missing", "missing.mp4"),
+    ] {
+        let url = format!("file://{}", m.join(file).display());
+        let (code, out) = daemon.cli(&["ingest", id, &url]);
+        assert_eq!(code, 0, "{out}");
+    }
+    let batch = dir.path().join("tasks.jsonl");
+    let lines: Vec<String> = ["good", "short", "garbage", "missing"]
+        .iter()
+        .map(|id| {
+            format!(
+                "{{\"inventory_id\": \"{id}\", \"product\": \"adbreaks\", \"version\": \"1.0\"}}"
+            )
+        })
+        .collect();
+    std::fs::write(&batch, lines.join("\n")).unwrap();
+    let (code, out) = daemon.cli(&["submit", "--file", batch.to_str().unwrap(), "--ids"]);
+    assert_eq!(code, 0, "{out}");
+    let ids: Vec<String> = out.lines().map(str::to_owned).collect();
+    assert_eq!(ids.len(), 4, "{out}");
+
+    // watch follows all four to their end over SSE; not all end done, so it exits 1.
+    let mut args = vec!["watch"];
+    args.extend(ids.iter().map(String::as_str));
+    let (code, out) = daemon.cli(&args);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("Asset shorter than the minimum required length."),
+        "{out}"
+    );
+    assert!(
+        out.contains("error_code=probe_failed error=\"Probe failed with error = "),
+        "{out}"
+    );
+
+    let http = reqwest::Client::new();
+    let mut before = Vec::new();
+    let expected = [
+        ("done", None),
+        ("failed", Some("asset_too_short")),
+        ("failed", Some("probe_failed")),
+        ("failed", Some("asset_not_found")),
+    ];
+    for (id, (status, code)) in ids.iter().zip(expected) {
+        let (_, task) = get(&http, &format!("{}/task/{id}", daemon.url)).await;
+        assert_eq!(task["status"], status, "{task}");
+        assert_eq!(task["error_code"].as_str(), code, "{task}");
+        let (_, history) = get(&http, &format!("{}/task/{id}/history", daemon.url)).await;
+        before.push((task, history));
+    }
+    assert_eq!(
+        before[3].0["error"],
+        "Asset not found in the provided S3 location."
+    );
+    let (status, result) = get(
+        &http,
+        &format!("{}/results/adbreaks/good?version=1.0", daemon.url),
+    )
+    .await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["status"], "success");
+    assert!(result["data"]["adbreak"].is_array(), "{result}");
+    let (code, out) = daemon.cli(&[
+        "results",
+        "adbreaks",
+        "good",
+        "--version",
+        "1.0",
+        "--minimum-separation",
+        "0.5",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"status\": \"success\""), "{out}");
+    let (code, _) = daemon.cli(&["cancel", &ids[0]]);
+    assert_eq!(code, 2, "cancelling a done task is a 409");
+
+    let (clean, out) = daemon.terminate();
+    assert!(clean, "{out}");
+    assert!(out.contains("taskd stopped cleanly"), "{out}");
+
+    let daemon = Daemon::start(dir.path());
+    for (id, (task, history)) in ids.iter().zip(&before) {
+        let (_, again) = get(&http, &format!("{}/task/{id}", daemon.url)).await;
+        assert_eq!(&again, task);
+        let (_, again) = get(&http, &format!("{}/task/{id}/history", daemon.url)).await;
+        assert_eq!(&again, history);
+    }
+    let (status, again) = get(
+        &http,
+        &format!("{}/results/adbreaks/good?version=1.0", daemon.url),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(again, result);
+    let (code, out) = daemon.cli(&["status", &ids[1]]);
+    assert_eq!(code, 0);
+    assert!(out.contains("asset_too_short"), "{out}");
+    let (clean, _) = daemon.terminate();
+    assert!(clean);
+}
