@@ -120,8 +120,10 @@ impl Tk {
     }
 }
 
-/// The schema version written in the meta tree.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+/// The schema version written in the meta tree. Version 2 stores the history entries of one
+/// call as one value; it reads version 1 databases (one entry per value) and marks them 2 on
+/// open, so that an older build refuses them instead of misreading them.
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 const FORMAT_KEY: &[u8] = b"format";
 
 /// How to open a [`SledStore`].
@@ -262,6 +264,12 @@ fn check_format(ctx: &Ctx, trees: &Trees) -> Result<(), StoreError> {
                     supported: SCHEMA_VERSION,
                 }
                 .into());
+            }
+            if found < SCHEMA_VERSION {
+                trees
+                    .meta
+                    .insert(FORMAT_KEY, &SCHEMA_VERSION.to_be_bytes()[..])
+                    .map_err(|e| ctx.backend("upgrading the format", e))?;
             }
             Ok(())
         }

@@ -256,7 +256,7 @@ async fn corrupt_values_and_newer_formats_are_reported_not_dropped() {
     let db = sled::open(dir.path()).expect("raw open");
     db.open_tree("meta")
         .expect("tree")
-        .insert("format", &2u32.to_be_bytes()[..])
+        .insert("format", &3u32.to_be_bytes()[..])
         .expect("bump");
     db.flush().expect("flush");
     drop(db);
@@ -264,7 +264,58 @@ async fn corrupt_values_and_newer_formats_are_reported_not_dropped() {
     let text = err.to_string();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{text}");
     assert!(
-        text.contains(&dir.path().display().to_string()) && text.contains("format version 2"),
+        text.contains(&dir.path().display().to_string()) && text.contains("format version 3"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_version_1_database_is_read_and_marked_version_2() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::default();
+    let store = open(dir.path(), &clock);
+    let made = store
+        .create_task(new_task("a", Priority::Low))
+        .await
+        .expect("create")
+        .task;
+    let history = store
+        .history(&made.key.tenant, made.id)
+        .await
+        .expect("history");
+    drop(store);
+
+    // Rewrite it as version 1 wrote it: marker 1, one history entry per value.
+    let db = sled::open(dir.path()).expect("raw open");
+    let meta = db.open_tree("meta").expect("tree");
+    meta.insert("format", &1u32.to_be_bytes()[..])
+        .expect("marker");
+    let tree = db.open_tree("history").expect("tree");
+    let (key, _) = tree
+        .scan_prefix(made.id.to_bytes())
+        .next()
+        .expect("one value")
+        .expect("read");
+    let mut single = vec![1u8];
+    single.extend(serde_json::to_vec(&history[0]).expect("json"));
+    tree.insert(key, single).expect("rewrite");
+    db.flush().expect("flush");
+    drop((meta, tree, db));
+
+    let store = open(dir.path(), &clock);
+    assert_eq!(
+        store
+            .history(&made.key.tenant, made.id)
+            .await
+            .expect("history"),
+        history
+    );
+    assert!(store.check_consistency().expect("check").is_empty());
+    let marker = store
+        .raw_dump()
+        .expect("dump")
+        .into_iter()
+        .find(|e| e.tree == "meta")
+        .expect("marker");
+    assert_eq!(marker.value, 2u32.to_be_bytes());
 }
