@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use media_task_engine::core::prelude::*;
 use media_task_engine::runner::step::{ProductSettings, StepContext, StepOutput, TaskStep};
 use media_task_engine::runner::{Pipeline, Runner, RunnerConfig};
-use media_task_engine::sled::SledStore;
+use media_task_engine::sled::{Durability, SledOptions, SledStore};
 
 /// A step that does nothing.
 pub struct Noop(pub Step);
@@ -99,10 +99,17 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
-/// Runs `tasks` no-op tasks through a runner with `workers` slots; prints and returns tasks/s.
+/// Runs `tasks` no-op tasks through a runner with `workers` slots over a store with strict
+/// durability (an fsync before every acknowledgement); prints and returns tasks/s.
 pub async fn throughput(tasks: usize, workers: usize) -> f64 {
+    throughput_with(tasks, workers, Durability::Strict).await
+}
+
+/// [`throughput`] with the given durability.
+pub async fn throughput_with(tasks: usize, workers: usize, durability: Durability) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(SledStore::open(dir.path()).expect("open"));
+    let options = SledOptions::default().with_durability(durability);
+    let store = Arc::new(SledStore::open_with(dir.path(), options).expect("open"));
     let batch = ingest(&store, tasks).await;
     let runner = Runner::start(
         store.clone(),
@@ -147,7 +154,7 @@ pub async fn throughput(tasks: usize, workers: usize) -> f64 {
     latencies.sort_unstable();
     let rate = tasks as f64 / elapsed.as_secs_f64();
     println!(
-        "runner end-to-end, sled strict durability, {workers} workers: {tasks} tasks in {:.2} s = {rate:.0} tasks/s; create->done p50 {} ms, p99 {} ms; {:.1} writes per fsync; claimed {}",
+        "runner end-to-end, sled {durability:?}, {workers} workers: {tasks} tasks in {:.2} s = {rate:.0} tasks/s; create->done p50 {} ms, p99 {} ms; {:.1} writes per fsync; claimed {}",
         elapsed.as_secs_f64(),
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),

@@ -59,3 +59,37 @@ pub fn storage_error(url: &str, err: object_store::Error) -> TaskError {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_access_is_permanent_and_says_to_check_permissions() {
+        for err in [
+            object_store::Error::PermissionDenied {
+                path: "k".into(),
+                source: "403 Forbidden".into(),
+            },
+            object_store::Error::Unauthenticated {
+                path: "k".into(),
+                source: "401".into(),
+            },
+        ] {
+            let mapped = storage_error("s3://b/k", err);
+            assert_eq!(mapped.code(), "asset_access_denied");
+            assert!(!mapped.is_retryable());
+            assert!(mapped.to_string().contains("verify"), "{mapped}");
+        }
+        let missing = object_store::Error::NotFound {
+            path: "k".into(),
+            source: "404".into(),
+        };
+        assert_eq!(storage_error("s3://b/k", missing).code(), "asset_not_found");
+        let flaky = object_store::Error::Generic {
+            store: "S3",
+            source: "503 Slow Down".into(),
+        };
+        assert!(storage_error("s3://b/k", flaky).is_retryable());
+    }
+}

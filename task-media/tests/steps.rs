@@ -161,6 +161,31 @@ async fn undecodable_files_fail_with_the_probers_message() {
     );
 }
 
+/// A fragmented MP4 spreads its duration over fragments: the MP4 prober declines it and the
+/// probe step hands it to ffprobe, which reads the full duration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fragmented_files_go_to_ffprobe() {
+    let server = seeded().await;
+    let locator = locator(server);
+    let location = locator.locate(&s3_url("fragmented.mp4")).unwrap();
+    let size = std::fs::metadata(fixtures().path("fragmented.mp4"))
+        .unwrap()
+        .len();
+    let declined = Mp4Prober.probe_or_decline(&location, size).await.unwrap();
+    assert_eq!(
+        declined.unwrap_err(),
+        task_media::probe::Mp4Verdict::Fragmented
+    );
+    let step = ProbeStep::new(
+        locator.clone(),
+        FfprobeProber::default(),
+        ProberChoice::Auto,
+    );
+    let output = step.probe(&location, size).await.unwrap();
+    assert_eq!(output.prober, "ffprobe");
+    assert!((output.duration_secs - 660.0).abs() <= 0.5, "{output:?}");
+}
+
 /// A faststart file cut short whose `mdat` header was rewritten to fit: every box lies inside
 /// the object, but the sample tables point past its end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

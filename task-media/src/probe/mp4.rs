@@ -133,7 +133,11 @@ async fn walk(reader: &Reader<'_>, size: u64) -> Result<TopLevel, TaskError> {
                 }
                 top.moov = Some(moov);
             }
-            "moof" | "mfra" => top.fragmented = true,
+            "moof" | "mfra" => {
+                // Fragmented: another prober reads it; no need to walk every fragment.
+                top.fragmented = true;
+                return Ok(top);
+            }
             _ => {}
         }
         offset = end;

@@ -26,12 +26,13 @@ impl Fixtures {
     }
 
     /// Every fixture name with the kind of file it is.
-    pub const ALL: [&'static str; 5] = [
+    pub const ALL: [&'static str; 6] = [
         "long-faststart.mp4",
         "long-moov-at-end.mp4",
         "short.mp4",
         "truncated.mp4",
         "random.mp4",
+        "fragmented.mp4",
     ];
 
     /// The fixtures that are valid MP4 files.
@@ -54,7 +55,7 @@ fn run(command: &mut Command) {
     );
 }
 
-fn encode(out: &Path, seconds: u32, gaps: bool, faststart: bool) {
+fn encode(out: &Path, seconds: u32, gaps: bool, movflags: Option<&str>) {
     let enable = GAPS
         .iter()
         .map(|(a, b)| format!("between(t,{a},{b})"))
@@ -93,8 +94,8 @@ fn encode(out: &Path, seconds: u32, gaps: bool, faststart: bool) {
         "-ac",
         "1",
     ]);
-    if faststart {
-        command.args(["-movflags", "+faststart"]);
+    if let Some(flags) = movflags {
+        command.args(["-movflags", flags]);
     }
     command.arg(out);
     run(&mut command);
@@ -111,13 +112,24 @@ pub fn workspace_root() -> PathBuf {
 pub fn fixtures() -> &'static Fixtures {
     static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
     FIXTURES.get_or_init(|| {
-        let dir = workspace_root().join("target/media-fixtures/v1");
+        let dir = workspace_root().join("target/media-fixtures/v2");
         let done = dir.join(".complete");
         if !done.exists() {
             std::fs::create_dir_all(&dir).unwrap();
-            encode(&dir.join("long-faststart.mp4"), 660, true, true);
-            encode(&dir.join("long-moov-at-end.mp4"), 660, true, false);
-            encode(&dir.join("short.mp4"), 540, false, true);
+            encode(
+                &dir.join("long-faststart.mp4"),
+                660,
+                true,
+                Some("+faststart"),
+            );
+            encode(&dir.join("long-moov-at-end.mp4"), 660, true, None);
+            encode(&dir.join("short.mp4"), 540, false, Some("+faststart"));
+            encode(
+                &dir.join("fragmented.mp4"),
+                660,
+                false,
+                Some("frag_keyframe+empty_moov"),
+            );
             let full = std::fs::read(dir.join("long-faststart.mp4")).unwrap();
             std::fs::write(dir.join("truncated.mp4"), &full[..full.len() / 2]).unwrap();
             let mut state = 0x9e37_79b9_7f4a_7c15u64;
