@@ -300,27 +300,45 @@ fn recover(ctx: &Ctx, trees: &Trees, clock: &SharedClock) -> Result<Vec<Task>, S
     Ok(requeued)
 }
 
+/// How long `open` keeps trying while sled's lock is held. sled's own background threads can
+/// hold a just-dropped handle of this process for a moment (a close followed at once by a
+/// reopen); another process holding it is reported once this has passed.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn open_db(path: &Path, options: &SledOptions, ctx: &Ctx) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_capacity)
+            .flush_every_ms(None)
+            .mode(sled::Mode::HighThroughput)
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(OpenError::Locked {
+                        path: ctx.path.to_string(),
+                        detail: io.to_string(),
+                    }
+                    .into());
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(200));
+            }
+            Err(other) => return Err(ctx.backend("opening the database", other)),
+        }
+    }
+}
+
 /// Opens (creating if needed) the database at `path`.
 pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, StoreError> {
     let ctx = Ctx {
         path: path.display().to_string().into(),
     };
-    let db = sled::Config::new()
-        .path(path)
-        .cache_capacity(options.cache_capacity)
-        .flush_every_ms(None)
-        .mode(sled::Mode::HighThroughput)
-        .open()
-        .map_err(|e| match e {
-            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                OpenError::Locked {
-                    path: ctx.path.to_string(),
-                    detail: io.to_string(),
-                }
-                .into()
-            }
-            other => ctx.backend("opening the database", other),
-        })?;
+    let db = open_db(path, &options, &ctx)?;
     let trees = Trees {
         meta: open_tree(&db, &ctx, tree::META)?,
         tasks: open_tree(&db, &ctx, tree::TASKS)?,
