@@ -120,18 +120,6 @@ fn not_found_task(id: TaskId) -> StoreError {
     }
 }
 
-fn parse_cursor(after: &Option<String>) -> Result<Option<TaskId>, StoreError> {
-    after
-        .as_deref()
-        .map(|raw| {
-            TaskId::parse(raw).map_err(|e| StoreError::Invalid {
-                field: "cursor",
-                reason: e.to_string(),
-            })
-        })
-        .transpose()
-}
-
 /// The in-memory store. Cloning gives another handle to the same data.
 #[derive(Clone)]
 pub struct MemoryStore {
@@ -240,7 +228,7 @@ impl TaskStore for MemoryStore {
         filter: &TaskFilter,
         page: &PageRequest,
     ) -> Result<Page<Task>, StoreError> {
-        let after = parse_cursor(&page.after)?;
+        let after = page.task_cursor()?;
         let limit = page.limit.max(1);
         let inner = self.lock();
         let start = match after {
@@ -410,15 +398,7 @@ impl CatalogStore for MemoryStore {
         include_deleted: bool,
         page: &PageRequest,
     ) -> Result<Page<CatalogItem>, StoreError> {
-        let after = page
-            .after
-            .as_deref()
-            .map(InventoryId::new)
-            .transpose()
-            .map_err(|e| StoreError::Invalid {
-                field: "cursor",
-                reason: e.to_string(),
-            })?;
+        let after = page.item_cursor()?;
         let limit = page.limit.max(1);
         let inner = self.lock();
         let start = match after {

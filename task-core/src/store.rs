@@ -142,6 +142,30 @@ impl PageRequest {
     pub fn first(limit: usize) -> Self {
         Self { after: None, limit }
     }
+
+    /// The cursor of a task listing (a task id), or why it is malformed.
+    pub fn task_cursor(&self) -> Result<Option<TaskId>, StoreError> {
+        self.cursor(TaskId::parse)
+    }
+
+    /// The cursor of a catalog listing (an inventory id), or why it is malformed.
+    pub fn item_cursor(&self) -> Result<Option<InventoryId>, StoreError> {
+        self.cursor(|raw| InventoryId::new(raw))
+    }
+
+    fn cursor<T>(
+        &self,
+        parse: impl FnOnce(&str) -> Result<T, crate::ids::ValidationError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.after
+            .as_deref()
+            .map(parse)
+            .transpose()
+            .map_err(|e| StoreError::Invalid {
+                field: "cursor",
+                reason: e.to_string(),
+            })
+    }
 }
 
 /// One page of results and the cursor of the next one.

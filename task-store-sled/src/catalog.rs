@@ -58,15 +58,7 @@ impl CatalogStore for SledStore {
         page: &PageRequest,
     ) -> Result<Page<CatalogItem>, StoreError> {
         let inner = &self.inner;
-        let after = page
-            .after
-            .as_deref()
-            .map(InventoryId::new)
-            .transpose()
-            .map_err(|e| StoreError::Invalid {
-                field: "cursor",
-                reason: e.to_string(),
-            })?;
+        let after = page.item_cursor()?;
         let limit = page.limit.max(1);
         let prefix = keys::strings(&[tenant.as_str()]);
         let start = match after {

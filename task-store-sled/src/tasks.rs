@@ -52,16 +52,7 @@ impl Inner {
         filter: &TaskFilter,
         page: &PageRequest,
     ) -> Result<Page<Task>, StoreError> {
-        let after = page
-            .after
-            .as_deref()
-            .map(|raw| {
-                TaskId::parse(raw).map_err(|e| StoreError::Invalid {
-                    field: "cursor",
-                    reason: e.to_string(),
-                })
-            })
-            .transpose()?;
+        let after = page.task_cursor()?;
         let limit = page.limit.max(1);
         let (index, name, prefix) = match &filter.inventory_id {
             Some(item) => (
