@@ -13,7 +13,7 @@ use task_core::time::Timestamp;
 
 use crate::codec::{decode, encode};
 use crate::committer::{Done, Op};
-use crate::open::{Tk, tree};
+use crate::layout::{Tk, tree};
 use crate::stage::Stage;
 use crate::{SledStore, keys, unexpected};
 
@@ -43,7 +43,7 @@ impl CatalogStore for SledStore {
         let key = keys::strings(&[tenant.as_str(), id.as_str()]);
         let item: Option<CatalogItem> = inner
             .trees
-            .items
+            .view(Tk::Items)
             .get(&key)
             .map_err(|e| inner.ctx.backend("reading an item", e))?
             .map(|bytes| decode(&inner.ctx, tree::ITEMS, &key, &bytes))
@@ -68,7 +68,7 @@ impl CatalogStore for SledStore {
         let end = keys::after_prefix(&prefix).map_or(Bound::Unbounded, Bound::Excluded);
         let mut items: Vec<CatalogItem> = Vec::new();
         let mut next = None;
-        for entry in inner.trees.items.range::<Vec<u8>, _>((start, end)) {
+        for entry in inner.trees.view(Tk::Items).range((start, end)) {
             let (key, value) = entry.map_err(|e| inner.ctx.backend("listing items", e))?;
             let item: CatalogItem = decode(&inner.ctx, tree::ITEMS, &key, &value)?;
             if !include_deleted && item.deleted_at.is_some() {
@@ -122,7 +122,7 @@ impl ResultStore for SledStore {
         version: Option<&Version>,
     ) -> Result<Option<AnalysisResult>, StoreError> {
         let inner = &self.inner;
-        let results = &inner.trees.results;
+        let results = inner.trees.view(Tk::Results);
         if let Some(version) = version {
             let key = keys::strings(&[
                 tenant.as_str(),
@@ -156,7 +156,7 @@ impl ResultStore for SledStore {
         let inner = &self.inner;
         inner
             .trees
-            .cache
+            .view(Tk::Cache)
             .get(key.as_bytes())
             .map_err(|e| inner.ctx.backend("reading the cache", e))?
             .map(|bytes| decode(&inner.ctx, tree::CACHE, key.as_bytes(), &bytes))

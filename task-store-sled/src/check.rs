@@ -1,13 +1,12 @@
-//! Diagnostics: an index-consistency and invariant checker, and a raw dump of every tree.
+//! Diagnostics: an index-consistency and invariant checker, and a raw dump of every keyspace.
 
 use std::collections::BTreeMap;
 
 use task_core::store::StoreError;
 use task_core::task::{HistoryEntry, Status, Step, Task, TaskState};
 
-use crate::codec::{decode, decode_history};
-use crate::open::tree;
-use crate::stage::StoredTask;
+use crate::layout::{Tk, tree};
+use crate::record::decode_record;
 use crate::{SledStore, keys};
 
 /// One key and value of a tree, as stored.
@@ -81,19 +80,39 @@ fn task_problems(task: &Task, history: &[HistoryEntry], problems: &mut Vec<Strin
 }
 
 impl SledStore {
-    /// Every key and value of every tree, in tree then key order (for diagnostics and tests).
+    /// Every key and value of the database, in keyspace then key order: the meta tree, the
+    /// persistent keyspaces (keys without their prefix), then the in-memory ready queue and
+    /// lease index (for diagnostics and tests).
     pub fn raw_dump(&self) -> Result<Vec<RawEntry>, StoreError> {
         let inner = &self.inner;
+        let ctx = &inner.ctx;
         let mut out = Vec::new();
-        for name in tree::ALL {
-            let Some(t) = inner.trees.by_name(name) else {
-                continue;
-            };
-            for entry in t.iter() {
-                let (key, value) = entry.map_err(|e| inner.ctx.backend("dumping", e))?;
+        for entry in inner.trees.meta.iter() {
+            let (key, value) = entry.map_err(|e| ctx.backend("dumping", e))?;
+            out.push(RawEntry {
+                tree: tree::META,
+                key: key.to_vec(),
+                value: value.to_vec(),
+            });
+        }
+        for entry in inner.trees.data.iter() {
+            let (key, value) = entry.map_err(|e| ctx.backend("dumping", e))?;
+            let tk = key
+                .first()
+                .and_then(|p| Tk::of_prefix(*p))
+                .ok_or_else(|| ctx.corrupt(tree::DATA, &key, "unknown key prefix"))?;
+            out.push(RawEntry {
+                tree: tk.name(),
+                key: key[1..].to_vec(),
+                value: value.to_vec(),
+            });
+        }
+        let queues = inner.trees.lock_queues();
+        for tk in [Tk::Ready, Tk::Leases] {
+            for (key, value) in queues.map(tk) {
                 out.push(RawEntry {
-                    tree: name,
-                    key: key.to_vec(),
+                    tree: tk.name(),
+                    key: key.clone(),
                     value: value.to_vec(),
                 });
             }
@@ -101,22 +120,22 @@ impl SledStore {
         Ok(out)
     }
 
-    /// Checks that every index agrees with the task records and that no task is in an
-    /// impossible state. Returns the problems found (empty when consistent). Reads everything:
-    /// meant for tests, recovery checks and support, not for hot paths.
+    /// Checks that every index (persistent or in memory) agrees with the task records and
+    /// that no task is in an impossible state. Returns the problems found (empty when
+    /// consistent). Reads everything: meant for tests, recovery checks and support, not for
+    /// hot paths.
     pub fn check_consistency(&self) -> Result<Vec<String>, StoreError> {
         let inner = &self.inner;
         let ctx = &inner.ctx;
         let mut problems = Vec::new();
         let mut expected: Expected = BTreeMap::new();
         let mut latest: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        let mut history_keys = 0usize;
-        for entry in inner.trees.tasks.iter() {
+        for entry in inner.trees.view(Tk::Tasks).iter() {
             let (key, value) = entry.map_err(|e| ctx.backend("checking", e))?;
-            let stored: StoredTask = decode(ctx, tree::TASKS, &key, &value)?;
+            let (stored, history) = decode_record(ctx, &key, &value)?;
             let task = &stored.task;
             let id = task.id;
-            if key.as_ref() != id.to_bytes() {
+            if key.as_slice() != id.to_bytes() {
                 problems.push(format!("task {id} stored under another key"));
             }
             let id_bytes = id.to_bytes().to_vec();
@@ -159,48 +178,17 @@ impl SledStore {
                 .entry(tree::BY_ITEM)
                 .or_default()
                 .insert(keys::with_id(item, id), Vec::new());
-            let mut history: Vec<HistoryEntry> = Vec::with_capacity(stored.history_len as usize);
-            for entry in inner.trees.history.scan_prefix(id.to_bytes()) {
-                let (k, bytes) = entry.map_err(|e| ctx.backend("checking", e))?;
-                if k.as_ref() != keys::history(id, history.len() as u32).as_slice() {
-                    problems.push(format!(
-                        "task {id}: history key {} after {} entries",
-                        keys::printable(&k),
-                        history.len()
-                    ));
-                }
-                decode_history(ctx, tree::HISTORY, &k, &bytes, &mut history)?;
-                history_keys += 1;
-            }
-            if history.len() != stored.history_len as usize {
-                problems.push(format!(
-                    "task {id}: {} history entries stored, the record counts {}",
-                    history.len(),
-                    stored.history_len
-                ));
-            }
             task_problems(task, &history, &mut problems);
             if problems.len() >= MAX_PROBLEMS {
                 return Ok(problems);
             }
         }
         expected.insert(tree::LATEST, latest);
-        for name in [
-            tree::READY,
-            tree::LEASES,
-            tree::ACTIVE,
-            tree::LATEST,
-            tree::BY_TENANT,
-            tree::BY_ITEM,
-        ] {
+        let mut compare = |name: &str, actual: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>| {
             let mut want = expected.remove(name).unwrap_or_default();
-            let Some(actual) = inner.trees.by_name(name) else {
-                continue;
-            };
-            for entry in actual.iter() {
-                let (key, value) = entry.map_err(|e| ctx.backend("checking", e))?;
-                match want.remove(key.as_ref()) {
-                    Some(v) if v == value.as_ref() => {}
+            for (key, value) in actual {
+                match want.remove(&key) {
+                    Some(v) if v == value => {}
                     Some(_) => problems.push(format!(
                         "{name}: entry {} points elsewhere",
                         keys::printable(&key)
@@ -211,12 +199,23 @@ impl SledStore {
             for key in want.keys().take(MAX_PROBLEMS) {
                 problems.push(format!("{name}: missing entry {}", keys::printable(key)));
             }
+        };
+        for tk in [Tk::Active, Tk::Latest, Tk::ByTenant, Tk::ByItem] {
+            let entries = inner
+                .trees
+                .view(tk)
+                .iter()
+                .map(|e| e.map(|(k, v)| (k, v.to_vec())))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ctx.backend("checking", e))?;
+            compare(tk.name(), &mut entries.into_iter());
         }
-        let stored_history = inner.trees.history.len();
-        if stored_history != history_keys {
-            problems.push(format!(
-                "history holds {stored_history} values, the tasks account for {history_keys}"
-            ));
+        {
+            let queues = inner.trees.lock_queues();
+            for tk in [Tk::Ready, Tk::Leases] {
+                let mut entries = queues.map(tk).iter().map(|(k, v)| (k.clone(), v.to_vec()));
+                compare(tk.name(), &mut entries);
+            }
         }
         problems.truncate(MAX_PROBLEMS);
         Ok(problems)

@@ -7,9 +7,9 @@ use task_core::task::HistoryEntry;
 
 use crate::error::Ctx;
 
-/// The value format this build writes and the newest it reads (2: history values may hold
-/// several entries; version 1 values are read as well).
-pub(crate) const FORMAT_VERSION: u8 = 2;
+/// The value format this build writes and the newest it reads (3: task records hold their
+/// history; 2: history values may hold several entries; 1 values are read as well).
+pub(crate) const FORMAT_VERSION: u8 = 3;
 
 /// Encodes `value` with the format byte.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StoreError> {

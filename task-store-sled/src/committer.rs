@@ -3,7 +3,7 @@
 //! Store calls send their operation over a channel and await a reply. The committer takes
 //! everything queued (a group), runs the operations in arrival order against a [`Stage`] (each
 //! sees the effects of the ones before it; one that fails leaves nothing behind), commits the
-//! whole group as one sled transaction and hands every caller its result with the group's
+//! whole group as one sled batch and hands every caller its result with the group's
 //! flush [`Ticket`]. Callers then wait for that flush (strict durability) before returning and
 //! publishing change notifications. While the flusher thread runs one fsync, the committer
 //! already builds and commits the next groups, which share the next fsync.
@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 
 use crate::error::{BACKEND, Ctx};
 use crate::group_commit::{GroupCommit, Ticket};
-use crate::open::Trees;
+use crate::layout::Trees;
 use crate::stage::{Stage, TaskCache};
 
 /// At most this many calls form one group.

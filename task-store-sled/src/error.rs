@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use sled::transaction::TransactionError;
 use task_core::store::StoreError;
 
 use crate::keys::printable;
@@ -52,18 +51,6 @@ impl Ctx {
             location: format!("{} (tree {tree})", self.path),
             key: printable(key),
             reason: reason.into(),
-        }
-    }
-
-    /// The outcome of a failed sled transaction.
-    pub fn transaction(
-        &self,
-        operation: &'static str,
-        err: TransactionError<StoreError>,
-    ) -> StoreError {
-        match err {
-            TransactionError::Abort(err) => err,
-            TransactionError::Storage(err) => self.backend(operation, err),
         }
     }
 }

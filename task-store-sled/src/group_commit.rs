@@ -1,6 +1,6 @@
 //! Group commit: one flusher thread turns many commits into few fsyncs.
 //!
-//! The committer thread (see `committer`) commits a group of calls as one sled transaction and
+//! The committer thread (see `committer`) commits a group of calls as one sled batch and
 //! takes a [`Ticket`]: the number of the first flush that *starts after* that commit. Each
 //! caller of the group waits (asynchronously) for its ticket. While one flush runs, the
 //! committer keeps committing the next groups, which all share the next flush: CPU work and
@@ -36,7 +36,7 @@ pub enum Durability {
 pub struct CommitStats {
     /// Durable writes acknowledged (one per committing store call).
     pub writes: u64,
-    /// Groups committed (one sled transaction each, carrying one or more writes).
+    /// Groups committed (one sled batch each, carrying one or more writes).
     pub commits: u64,
     /// Flushes (fsyncs) completed.
     pub flushes: u64,
@@ -54,7 +54,7 @@ impl CommitStats {
         }
     }
 
-    /// Writes carried by one commit (one sled transaction) on average (0 before the first).
+    /// Writes carried by one commit (one sled batch) on average (0 before the first).
     pub fn writes_per_commit(&self) -> f64 {
         if self.commits == 0 {
             0.0

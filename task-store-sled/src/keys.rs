@@ -87,14 +87,6 @@ pub(crate) fn lease_expiry_of(key: &[u8]) -> Option<Timestamp> {
     Some(Timestamp::from_millis(u64::from_be_bytes(bytes)))
 }
 
-/// History key: (task id, sequence).
-pub(crate) fn history(id: TaskId, seq: u32) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(20);
-    buf.extend_from_slice(&id.to_bytes());
-    buf.extend_from_slice(&seq.to_be_bytes());
-    buf
-}
-
 /// A key printed for error messages.
 pub(crate) fn printable(key: &[u8]) -> String {
     key.escape_ascii().to_string()

@@ -19,18 +19,28 @@
 //! One committer thread owns every write. A store call sends its operation (create, claim,
 //! apply, cancel, requeue, catalog, result and cache writes) over a channel and awaits the
 //! answer. The committer takes everything queued (a *group*), runs the operations in arrival
-//! order against sled's state plus the group's pending writes (each operation sees the ones
-//! before it; one that fails is undone and leaves nothing behind), and commits the whole group
-//! as **one sled transaction** over the trees it touches. sled writes a transaction as one
-//! batch in its log, recovered whole or not at all, and applies it under its write lock, which
-//! every read takes shared: neither a crash nor a concurrent reader can see part of a group.
-//! Then a flusher thread fsyncs (one `Db::flush` for every group committed since the last
-//! one) and only then do the callers return and publish their change notifications. While one
-//! fsync runs the committer already builds the next groups (see [`CommitStats`]: writes per
-//! commit and per flush), so throughput grows with concurrency while each caller still waits
-//! for its own data. Task records are kept decoded by the committer (it is the only writer, so
-//! its cache is always right) and encoded once per group; index keys that do not change are not
-//! rewritten, and the history entries of one call are one value.
+//! order against the committed state plus the group's pending writes (each operation sees the
+//! ones before it; one that fails is undone and leaves nothing behind), and commits the whole
+//! group as **one `apply_batch` on one sled tree**. sled writes a batch as one unit in its log,
+//! recovered whole or not at all, and applies it under its write lock, which every read takes
+//! shared: neither a crash nor a concurrent reader can see part of a group. Then a flusher
+//! thread fsyncs (one `Db::flush` for every group committed since the last one) and only then
+//! do the callers return and publish their change notifications. While one fsync runs the
+//! committer already builds the next groups (see [`CommitStats`]: writes per commit and per
+//! flush), so throughput grows with concurrency while each caller still waits for its own data.
+//! Task records are kept decoded by the committer (it is the only writer, so its cache is
+//! always right) and encoded once per group; index keys that do not change are not rewritten.
+//!
+//! # Layout (format 3)
+//!
+//! Every persistent keyspace lives in the sled tree `data` under a one-byte key prefix: `T`
+//! task records (the task, its ready-queue position and its whole history: a transition writes
+//! one key), `A` active tasks by natural key (dedup), `L` latest task by natural key, `N` and
+//! `I` per-tenant and per-item listings, `C` catalog items, `R` results, `K` the step cache.
+//! The ready queue (priority, ready-at, sequence) and the lease-expiry index are kept in
+//! memory: they are functions of the active tasks' records, rebuilt on open from the `A`
+//! index, so no operation scans all tasks and no transition pays for them on disk. The tree
+//! `meta` holds the format marker; formats 1 and 2 (a tree per keyspace) are upgraded on open.
 //!
 //! Reads (`get_task`, `list_tasks`, `history`, `next_wakeup`, catalog and result reads) go to
 //! sled directly on the calling task: they see every committed group whole, possibly before its
@@ -45,7 +55,8 @@
 //! for a retry keep their retry time. A second process opening the same directory gets a
 //! [`StoreError::Backend`] naming the path. Values carry a
 //! format version; a value written by a newer format, or a corrupted one, is reported as
-//! [`StoreError::Corrupt`] with the path, tree and key.
+//! [`StoreError::Corrupt`] with the path, keyspace and key (an active task's record is read on
+//! open, so a corrupt one refuses the open rather than dropping the task from the queue).
 //!
 //! Reads are synchronous and short (microseconds); they run on the calling task. Waiting for the
 //! committer and for the disk is asynchronous and never blocks the runtime.
@@ -88,8 +99,11 @@ mod committer;
 mod error;
 mod group_commit;
 mod keys;
+mod layout;
+mod migrate;
 mod open;
 mod ops;
+mod record;
 mod stage;
 mod tasks;
 
@@ -107,7 +121,7 @@ pub use open::SledOptions;
 use committer::{Committer, Done, Op};
 use error::{BACKEND, Ctx};
 use group_commit::GroupCommit;
-use open::Trees;
+use layout::Trees;
 
 /// A task store in a sled database. Cloning gives another handle to the same database; the
 /// database closes (after a last flush) when the last handle is dropped.

@@ -1,7 +1,10 @@
-//! Opening a database: sled's lock, the trees, the format check and recovery of expired leases.
+//! Opening a database: sled's lock, the format check (upgrading formats 1 and 2), the
+//! in-memory queues rebuilt from the active tasks, and recovery of expired leases.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use sled::IVec;
 
 use task_core::store::StoreError;
 use task_core::task::Task;
@@ -11,119 +14,16 @@ use tokio::sync::broadcast;
 use crate::committer::{Committer, Parts};
 use crate::error::{Ctx, OpenError};
 use crate::group_commit::{Durability, GroupCommit};
+use crate::layout::{Queues, Tk, Trees, tree};
+use crate::record::decode_head;
 use crate::stage::{Stage, TaskCache};
-use crate::{Inner, SledStore};
+use crate::{Inner, SledStore, keys, migrate};
 
-/// Tree names.
-pub(crate) mod tree {
-    /// Format marker and other metadata.
-    pub const META: &str = "meta";
-    /// Task records by id.
-    pub const TASKS: &str = "tasks";
-    /// Ready queue: (priority rank, ready-at, sequence, id) -> product.
-    pub const READY: &str = "ready";
-    /// Active tasks by natural key -> id.
-    pub const ACTIVE: &str = "active";
-    /// Most recent task by natural key -> id.
-    pub const LATEST: &str = "latest";
-    /// Leases by (expires-at, id).
-    pub const LEASES: &str = "leases";
-    /// Per-tenant listing: (tenant, id).
-    pub const BY_TENANT: &str = "by_tenant";
-    /// Per-item listing: (tenant, inventory id, id).
-    pub const BY_ITEM: &str = "by_item";
-    /// History: (id, sequence) -> entry.
-    pub const HISTORY: &str = "history";
-    /// Catalog items: (tenant, inventory id) -> item.
-    pub const ITEMS: &str = "items";
-    /// Results: (tenant, product, inventory id, version) -> result.
-    pub const RESULTS: &str = "results";
-    /// Cache of step outputs.
-    pub const CACHE: &str = "cache";
-    /// Every tree, in a stable order.
-    pub const ALL: [&str; 12] = [
-        META, TASKS, READY, ACTIVE, LATEST, LEASES, BY_TENANT, BY_ITEM, HISTORY, ITEMS, RESULTS,
-        CACHE,
-    ];
-}
-
-/// The trees the committer writes (every tree but `meta`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Tk {
-    /// [`tree::TASKS`].
-    Tasks,
-    /// [`tree::READY`].
-    Ready,
-    /// [`tree::ACTIVE`].
-    Active,
-    /// [`tree::LATEST`].
-    Latest,
-    /// [`tree::LEASES`].
-    Leases,
-    /// [`tree::BY_TENANT`].
-    ByTenant,
-    /// [`tree::BY_ITEM`].
-    ByItem,
-    /// [`tree::HISTORY`].
-    History,
-    /// [`tree::ITEMS`].
-    Items,
-    /// [`tree::RESULTS`].
-    Results,
-    /// [`tree::CACHE`].
-    Cache,
-}
-
-impl Tk {
-    /// How many there are.
-    pub const COUNT: usize = 11;
-    /// All of them, in index order.
-    pub const ALL: [Tk; Tk::COUNT] = [
-        Tk::Tasks,
-        Tk::Ready,
-        Tk::Active,
-        Tk::Latest,
-        Tk::Leases,
-        Tk::ByTenant,
-        Tk::ByItem,
-        Tk::History,
-        Tk::Items,
-        Tk::Results,
-        Tk::Cache,
-    ];
-
-    /// The tree's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Tk::Tasks => tree::TASKS,
-            Tk::Ready => tree::READY,
-            Tk::Active => tree::ACTIVE,
-            Tk::Latest => tree::LATEST,
-            Tk::Leases => tree::LEASES,
-            Tk::ByTenant => tree::BY_TENANT,
-            Tk::ByItem => tree::BY_ITEM,
-            Tk::History => tree::HISTORY,
-            Tk::Items => tree::ITEMS,
-            Tk::Results => tree::RESULTS,
-            Tk::Cache => tree::CACHE,
-        }
-    }
-
-    /// What a failed scan of this tree was doing, for errors.
-    pub fn scan_operation(self) -> &'static str {
-        match self {
-            Tk::Ready => "scanning the ready queue",
-            Tk::Leases => "scanning leases",
-            Tk::Active => "scanning active tasks",
-            _ => "scanning",
-        }
-    }
-}
-
-/// The schema version written in the meta tree. Version 2 stores the history entries of one
-/// call as one value; it reads version 1 databases (one entry per value) and marks them 2 on
-/// open, so that an older build refuses them instead of misreading them.
-pub(crate) const SCHEMA_VERSION: u32 = 2;
+/// The schema version written in the meta tree. Version 3 keeps every keyspace in one tree
+/// (see `layout`) and each task's history in its record; versions 1 and 2 (a tree per
+/// keyspace) are upgraded on open and marked 3, so that an older build refuses them instead
+/// of misreading them.
+pub(crate) const SCHEMA_VERSION: u32 = 3;
 const FORMAT_KEY: &[u8] = b"format";
 
 /// How to open a [`SledStore`].
@@ -167,113 +67,89 @@ impl SledOptions {
     }
 }
 
-/// The open trees.
-pub(crate) struct Trees {
-    pub db: sled::Db,
-    pub meta: sled::Tree,
-    pub tasks: sled::Tree,
-    pub ready: sled::Tree,
-    pub active: sled::Tree,
-    pub latest: sled::Tree,
-    pub leases: sled::Tree,
-    pub by_tenant: sled::Tree,
-    pub by_item: sled::Tree,
-    pub history: sled::Tree,
-    pub items: sled::Tree,
-    pub results: sled::Tree,
-    pub cache: sled::Tree,
-}
-
-impl Trees {
-    /// The tree called `name`.
-    pub fn by_name(&self, name: &str) -> Option<&sled::Tree> {
-        Some(match name {
-            tree::META => &self.meta,
-            tree::TASKS => &self.tasks,
-            tree::READY => &self.ready,
-            tree::ACTIVE => &self.active,
-            tree::LATEST => &self.latest,
-            tree::LEASES => &self.leases,
-            tree::BY_TENANT => &self.by_tenant,
-            tree::BY_ITEM => &self.by_item,
-            tree::HISTORY => &self.history,
-            tree::ITEMS => &self.items,
-            tree::RESULTS => &self.results,
-            tree::CACHE => &self.cache,
-            _ => return None,
-        })
-    }
-
-    /// The tree `tk`.
-    pub fn get(&self, tk: Tk) -> &sled::Tree {
-        match tk {
-            Tk::Tasks => &self.tasks,
-            Tk::Ready => &self.ready,
-            Tk::Active => &self.active,
-            Tk::Latest => &self.latest,
-            Tk::Leases => &self.leases,
-            Tk::ByTenant => &self.by_tenant,
-            Tk::ByItem => &self.by_item,
-            Tk::History => &self.history,
-            Tk::Items => &self.items,
-            Tk::Results => &self.results,
-            Tk::Cache => &self.cache,
-        }
-    }
-}
-
 fn open_tree(db: &sled::Db, ctx: &Ctx, name: &str) -> Result<sled::Tree, StoreError> {
     db.open_tree(name)
         .map_err(|e| ctx.backend("opening a tree", e))
 }
 
-/// Checks (or, on a fresh database, writes) the schema version.
-fn check_format(ctx: &Ctx, trees: &Trees) -> Result<(), StoreError> {
-    let stored = trees
-        .meta
+/// Checks the schema version, upgrading an older database and marking a fresh one.
+fn check_format(
+    ctx: &Ctx,
+    db: &sled::Db,
+    meta: &sled::Tree,
+    data: &sled::Tree,
+) -> Result<(), StoreError> {
+    let stored = meta
         .get(FORMAT_KEY)
         .map_err(|e| ctx.backend("reading the format", e))?;
-    match stored {
-        None => {
-            let empty = tree::ALL
-                .iter()
-                .filter_map(|name| trees.by_name(name))
-                .all(|t| t.is_empty());
-            if !empty {
+    let Some(bytes) = stored else {
+        if !data.is_empty() || !migrate::legacy_is_empty(ctx, db)? {
+            return Err(ctx.corrupt(
+                tree::META,
+                FORMAT_KEY,
+                "the format marker is missing from a non-empty database",
+            ));
+        }
+        meta.insert(FORMAT_KEY, &SCHEMA_VERSION.to_be_bytes()[..])
+            .map_err(|e| ctx.backend("writing the format", e))?;
+        return Ok(());
+    };
+    let raw: [u8; 4] = bytes
+        .as_ref()
+        .try_into()
+        .map_err(|_| ctx.corrupt(tree::META, FORMAT_KEY, "the format marker is not 4 bytes"))?;
+    match u32::from_be_bytes(raw) {
+        SCHEMA_VERSION => migrate::drop_legacy(ctx, db),
+        found @ 1..SCHEMA_VERSION => {
+            tracing::info!(path = %ctx.path, from = found, to = SCHEMA_VERSION, "upgrading the database format");
+            migrate::upgrade(ctx, db, meta, data, (FORMAT_KEY, SCHEMA_VERSION))
+        }
+        found => Err(OpenError::NewerFormat {
+            path: ctx.path.to_string(),
+            found,
+            supported: SCHEMA_VERSION,
+        }
+        .into()),
+    }
+}
+
+/// The in-memory ready queue and lease index, rebuilt from the records of the active tasks.
+fn rebuild_queues(ctx: &Ctx, trees: &Trees) -> Result<Queues, StoreError> {
+    let mut queues = Queues::default();
+    let tasks = trees.view(Tk::Tasks);
+    for entry in trees.view(Tk::Active).iter() {
+        let (key, raw) = entry.map_err(|e| ctx.backend(Tk::Active.scan_operation(), e))?;
+        let id = keys::trailing_id(&raw)
+            .ok_or_else(|| ctx.corrupt(tree::ACTIVE, &key, "malformed task id"))?;
+        let record_key = id.to_bytes();
+        let bytes = tasks
+            .get(&record_key)
+            .map_err(|e| ctx.backend("reading a task", e))?
+            .ok_or_else(|| ctx.corrupt(tree::ACTIVE, &key, format!("missing task {id}")))?;
+        let stored = decode_head(ctx, &record_key, &bytes)?;
+        let task = &stored.task;
+        match (task.ready_at(), stored.ready_seq) {
+            (Some(at), Some(seq)) => {
+                let ready = keys::ready(task.priority.rank(), at, seq, id);
+                let product = task.key.product.as_str().as_bytes();
+                queues.ready.insert(ready, product.into());
+            }
+            (Some(_), None) => {
                 return Err(ctx.corrupt(
-                    tree::META,
-                    FORMAT_KEY,
-                    "the format marker is missing from a non-empty database",
+                    tree::TASKS,
+                    &record_key,
+                    "pending without a queue position",
                 ));
             }
-            trees
-                .meta
-                .insert(FORMAT_KEY, &SCHEMA_VERSION.to_be_bytes()[..])
-                .map_err(|e| ctx.backend("writing the format", e))?;
-            Ok(())
+            (None, _) => {}
         }
-        Some(bytes) => {
-            let raw: [u8; 4] = bytes.as_ref().try_into().map_err(|_| {
-                ctx.corrupt(tree::META, FORMAT_KEY, "the format marker is not 4 bytes")
-            })?;
-            let found = u32::from_be_bytes(raw);
-            if found > SCHEMA_VERSION || found == 0 {
-                return Err(OpenError::NewerFormat {
-                    path: ctx.path.to_string(),
-                    found,
-                    supported: SCHEMA_VERSION,
-                }
-                .into());
-            }
-            if found < SCHEMA_VERSION {
-                trees
-                    .meta
-                    .insert(FORMAT_KEY, &SCHEMA_VERSION.to_be_bytes()[..])
-                    .map_err(|e| ctx.backend("upgrading the format", e))?;
-            }
-            Ok(())
+        if let Some(lease) = task.lease() {
+            queues
+                .leases
+                .insert(keys::lease(lease.expires_at, id), IVec::default());
         }
     }
+    Ok(queues)
 }
 
 fn thread_error(operation: &'static str, err: std::io::Error) -> StoreError {
@@ -339,22 +215,19 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
         path: path.display().to_string().into(),
     };
     let db = open_db(path, &options, &ctx)?;
+    let meta = open_tree(&db, &ctx, tree::META)?;
+    let data = open_tree(&db, &ctx, tree::DATA)?;
+    check_format(&ctx, &db, &meta, &data)?;
     let trees = Trees {
-        meta: open_tree(&db, &ctx, tree::META)?,
-        tasks: open_tree(&db, &ctx, tree::TASKS)?,
-        ready: open_tree(&db, &ctx, tree::READY)?,
-        active: open_tree(&db, &ctx, tree::ACTIVE)?,
-        latest: open_tree(&db, &ctx, tree::LATEST)?,
-        leases: open_tree(&db, &ctx, tree::LEASES)?,
-        by_tenant: open_tree(&db, &ctx, tree::BY_TENANT)?,
-        by_item: open_tree(&db, &ctx, tree::BY_ITEM)?,
-        history: open_tree(&db, &ctx, tree::HISTORY)?,
-        items: open_tree(&db, &ctx, tree::ITEMS)?,
-        results: open_tree(&db, &ctx, tree::RESULTS)?,
-        cache: open_tree(&db, &ctx, tree::CACHE)?,
+        meta,
+        data,
+        queues: Mutex::new(Queues::default()),
+        wakeup: Mutex::new(None),
         db: db.clone(),
     };
-    check_format(&ctx, &trees)?;
+    let queues = rebuild_queues(&ctx, &trees)?;
+    trees.publish_wakeup(&queues);
+    *trees.lock_queues() = queues;
     let trees = Arc::new(trees);
     let requeued = recover(&ctx, &trees, &options.clock)?;
     if !requeued.is_empty() {

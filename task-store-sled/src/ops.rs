@@ -10,10 +10,10 @@ use task_core::store::{ClaimRequest, CreateOutcome, NewTask, StoreError};
 use task_core::task::{HistoryEntry, Task, TaskKey};
 use task_core::time::Timestamp;
 
-use crate::codec::encode;
 use crate::keys;
-use crate::open::Tk;
-use crate::stage::{Stage, StoredTask, task_not_found};
+use crate::layout::Tk;
+use crate::record::{StoredTask, task_not_found};
+use crate::stage::Stage;
 
 /// Whether an error only concerns one task of a scan (refused or vanished): skip it.
 fn is_skippable(err: &StoreError) -> bool {
@@ -83,17 +83,7 @@ impl Stage<'_> {
                 self.put(Tk::ByItem, keys::with_id(item, id), &[] as &[u8]);
             }
         }
-        // One history value per call: keyed by the sequence number of its first entry.
-        let mut len = old.map_or(0, |o| o.history_len);
-        if !entries.is_empty() {
-            self.put(Tk::History, keys::history(id, len), encode(entries)?);
-            len += u32::try_from(entries.len()).unwrap_or(u32::MAX);
-        }
-        self.store(StoredTask {
-            task,
-            ready_seq,
-            history_len: len,
-        });
+        self.store(StoredTask { task, ready_seq }, entries);
         Ok(())
     }
 

@@ -1,64 +1,35 @@
-//! The committer's view of the database while it builds a group: sled's committed state with
+//! The committer's view of the database while it builds a group: the committed state with
 //! the group's pending writes on top, and the atomic commit of those writes.
 //!
-//! Only the committer thread writes, so what it reads from sled cannot change under it. Reads
-//! go to the group's pending writes first, then to sled; range scans merge both in key order.
-//! Task records are kept decoded (a write-through cache shared across groups) and encoded once
-//! per group at commit. Each call's writes can be undone up to a [`Savepoint`], so a call that
-//! fails leaves nothing behind. [`Stage::commit`] writes everything in one sled transaction
-//! over the trees it touches: atomic on disk (one batch in sled's log) and for readers (sled
-//! commits a transaction under its write lock, which every read takes shared).
+//! Only the committer thread writes, so what it reads cannot change under it. Reads go to the
+//! group's pending writes first, then to sled (or to the in-memory queues); range scans merge
+//! both in key order. Task records are kept decoded with their history (a write-through cache
+//! shared across groups) and encoded once per group at commit. Each call's writes can be
+//! undone up to a [`Savepoint`], so a call that fails leaves nothing behind.
+//! [`Stage::commit`] writes the persistent keyspaces as one `Tree::apply_batch` on the data
+//! tree: atomic on disk (sled recovers a batch whole or not at all) and for readers (sled
+//! applies a batch under its write lock, which every read takes shared). The in-memory
+//! queues are updated only once that batch succeeded.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet, btree_map};
 use std::ops::Bound;
+use std::sync::MutexGuard;
 
-use serde::{Deserialize, Serialize};
 use sled::IVec;
-use sled::transaction::{ConflictableTransactionError, Transactional};
 use task_core::ids::TaskId;
 use task_core::store::StoreError;
-use task_core::task::Task;
+use task_core::task::HistoryEntry;
 
-use crate::codec::{decode, encode};
 use crate::error::Ctx;
-use crate::open::{Tk, Trees};
+use crate::layout::{Entry, Queues, Tk, Trees, prefixed};
+use crate::record::{StoredTask, decode_record, encode_record};
 
-/// The stored form of a task: the record plus what is needed to find its index entries.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct StoredTask {
-    /// The task as the state machine returned it.
-    pub task: Task,
-    /// The sequence number of its ready-queue entry, while pending.
-    pub ready_seq: Option<u64>,
-    /// How many history entries it has.
-    pub history_len: u32,
-}
-
-#[derive(Serialize)]
-struct StoredTaskRef<'a> {
-    task: &'a Task,
-    ready_seq: Option<u64>,
-    history_len: u32,
-}
-
-impl StoredTask {
-    /// The encoded record.
-    fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        encode(&StoredTaskRef {
-            task: &self.task,
-            ready_seq: self.ready_seq,
-            history_len: self.history_len,
-        })
-    }
-}
-
-/// The NotFound error of a task.
-pub(crate) fn task_not_found(id: TaskId) -> StoreError {
-    StoreError::NotFound {
-        what: "task",
-        id: id.to_string(),
-    }
+/// A task as the committer keeps it between groups.
+#[derive(Debug)]
+struct Cached {
+    stored: StoredTask,
+    history: Vec<HistoryEntry>,
 }
 
 /// Decoded task records the committer read or wrote, valid across groups because nothing
@@ -66,7 +37,7 @@ pub(crate) fn task_not_found(id: TaskId) -> StoreError {
 /// or when a commit fails.
 #[derive(Debug, Default)]
 pub(crate) struct TaskCache {
-    map: HashMap<TaskId, StoredTask>,
+    map: HashMap<TaskId, Cached>,
 }
 
 /// At most this many records stay cached between groups.
@@ -86,17 +57,19 @@ pub(crate) struct Savepoint(usize);
 enum Undo {
     /// A key's pending write before the change (None: it had none).
     Key(Tk, Vec<u8>, Option<Option<IVec>>),
-    /// A task's cached record before the change, and whether it was dirty.
-    Task(TaskId, Option<Box<StoredTask>>, bool),
+    /// A task's cached record before the change (None: it was not cached), its history
+    /// length, and whether it was dirty.
+    Task(TaskId, Option<Box<StoredTask>>, usize, bool),
 }
 
-/// A tree's pending writes: the new value of each key, None to remove it.
+/// A keyspace's pending writes: the new value of each key, None to remove it.
 type Pending = BTreeMap<Vec<u8>, Option<IVec>>;
 
-/// sled's committed state plus a group's pending writes.
+/// The committed state plus a group's pending writes.
 pub(crate) struct Stage<'a> {
     pub ctx: &'a Ctx,
     pub trees: &'a Trees,
+    queues: MutexGuard<'a, Queues>,
     cache: &'a mut TaskCache,
     writes: [Pending; Tk::COUNT],
     dirty: HashSet<TaskId>,
@@ -104,11 +77,12 @@ pub(crate) struct Stage<'a> {
 }
 
 impl<'a> Stage<'a> {
-    /// An empty group over `trees`.
+    /// An empty group over `trees`; holds the in-memory queues until it is committed or dropped.
     pub fn new(ctx: &'a Ctx, trees: &'a Trees, cache: &'a mut TaskCache) -> Self {
         Self {
             ctx,
             trees,
+            queues: trees.lock_queues(),
             cache,
             writes: Default::default(),
             dirty: HashSet::new(),
@@ -132,11 +106,18 @@ impl<'a> Stage<'a> {
                         None => writes.remove(&key),
                     };
                 }
-                Some(Undo::Task(id, previous, was_dirty)) => {
+                Some(Undo::Task(id, previous, history_len, was_dirty)) => {
                     match previous {
-                        Some(stored) => self.cache.map.insert(id, *stored),
-                        None => self.cache.map.remove(&id),
-                    };
+                        Some(stored) => {
+                            if let Some(cached) = self.cache.map.get_mut(&id) {
+                                cached.stored = *stored;
+                                cached.history.truncate(history_len);
+                            }
+                        }
+                        None => {
+                            self.cache.map.remove(&id);
+                        }
+                    }
                     if !was_dirty {
                         self.dirty.remove(&id);
                     }
@@ -151,8 +132,11 @@ impl<'a> Stage<'a> {
         if let Some(pending) = self.writes[tk as usize].get(key) {
             return Ok(pending.clone());
         }
+        if tk.prefix().is_none() {
+            return Ok(self.queues.map(tk).get(key).cloned());
+        }
         self.trees
-            .get(tk)
+            .view(tk)
             .get(key)
             .map_err(|e| self.ctx.backend("reading", e))
     }
@@ -174,30 +158,53 @@ impl<'a> Stage<'a> {
 
     /// A task record as the group sees it.
     pub fn load(&mut self, id: TaskId) -> Result<Option<StoredTask>, StoreError> {
-        if let Some(stored) = self.cache.map.get(&id) {
-            return Ok(Some(stored.clone()));
+        if let Some(cached) = self.cache.map.get(&id) {
+            return Ok(Some(cached.stored.clone()));
         }
         let key = id.to_bytes();
         let Some(bytes) = self
             .trees
-            .tasks
-            .get(key)
+            .view(Tk::Tasks)
+            .get(&key)
             .map_err(|e| self.ctx.backend("reading a task", e))?
         else {
             return Ok(None);
         };
-        let stored: StoredTask = decode(self.ctx, Tk::Tasks.name(), &key, &bytes)?;
-        self.cache.map.insert(id, stored.clone());
+        let (stored, history) = decode_record(self.ctx, &key, &bytes)?;
+        self.cache.map.insert(
+            id,
+            Cached {
+                stored: stored.clone(),
+                history,
+            },
+        );
         Ok(Some(stored))
     }
 
-    /// Replaces (or creates) a task record; it is encoded once, at commit.
-    pub fn store(&mut self, stored: StoredTask) {
+    /// Replaces (or creates) a task record and appends `entries` to its history; it is
+    /// encoded once, at commit.
+    pub fn store(&mut self, stored: StoredTask, entries: &[HistoryEntry]) {
         let id = stored.task.id;
-        let previous = self.cache.map.insert(id, stored);
         let was_dirty = !self.dirty.insert(id);
-        self.undo
-            .push(Undo::Task(id, previous.map(Box::new), was_dirty));
+        let undo = match self.cache.map.get_mut(&id) {
+            Some(cached) => {
+                let previous = std::mem::replace(&mut cached.stored, stored);
+                let len = cached.history.len();
+                cached.history.extend_from_slice(entries);
+                Undo::Task(id, Some(Box::new(previous)), len, was_dirty)
+            }
+            None => {
+                self.cache.map.insert(
+                    id,
+                    Cached {
+                        stored,
+                        history: entries.to_vec(),
+                    },
+                );
+                Undo::Task(id, None, 0, was_dirty)
+            }
+        };
+        self.undo.push(undo);
     }
 
     /// The entries of `tk` in `range`, as the group sees them, in key order.
@@ -214,62 +221,88 @@ impl<'a> Stage<'a> {
             }
             _ => false,
         };
-        let pending = if empty {
-            None
+        if empty {
+            return Merged {
+                ctx: self.ctx,
+                tk,
+                stored: None,
+                pending: None,
+                next_stored: None,
+                next_pending: None,
+            };
+        }
+        let bounds = (
+            range.0.as_ref().map(Vec::as_slice),
+            range.1.as_ref().map(Vec::as_slice),
+        );
+        let pending = Some(self.writes[tk as usize].range::<[u8], _>(bounds));
+        let stored: Box<dyn Iterator<Item = Entry> + '_> = if tk.prefix().is_some() {
+            Box::new(self.trees.view(tk).range(range))
         } else {
-            let bounds = (
-                range.0.as_ref().map(Vec::as_slice),
-                range.1.as_ref().map(Vec::as_slice),
-            );
-            Some(self.writes[tk as usize].range::<[u8], _>(bounds))
+            Box::new(
+                self.queues
+                    .map(tk)
+                    .range::<[u8], _>(bounds)
+                    .map(|(k, v)| Ok((k.clone(), v.clone()))),
+            )
         };
         Merged {
             ctx: self.ctx,
             tk,
-            stored: (!empty).then(|| self.trees.get(tk).range(range)),
+            stored: Some(stored),
             pending,
             next_stored: None,
             next_pending: None,
         }
     }
 
-    /// Commits every pending write in one sled transaction. Returns whether anything was
-    /// written. On error nothing was written.
+    /// Commits every pending write: the persistent keyspaces as one sled batch, then the
+    /// in-memory queues. Returns whether anything was written to sled. On error nothing was
+    /// written.
     pub fn commit(mut self) -> Result<bool, StoreError> {
         let mut finished = Vec::new();
         for id in std::mem::take(&mut self.dirty) {
-            if let Some(stored) = self.cache.map.get(&id) {
-                let bytes = stored.encode()?;
-                if !stored.task.status().is_active() {
+            if let Some(cached) = self.cache.map.get(&id) {
+                let bytes = encode_record(&cached.stored, &cached.history)?;
+                if !cached.stored.task.status().is_active() {
                     finished.push(id);
                 }
                 self.writes[Tk::Tasks as usize].insert(id.to_bytes().to_vec(), Some(bytes.into()));
             }
         }
-        let used: Vec<(&sled::Tree, &Pending)> = Tk::ALL
-            .iter()
-            .zip(&self.writes)
-            .filter(|(_, writes)| !writes.is_empty())
-            .map(|(tk, writes)| (self.trees.get(*tk), writes))
-            .collect();
-        if used.is_empty() {
-            return Ok(false);
-        }
-        let trees: Vec<&sled::Tree> = used.iter().map(|(tree, _)| *tree).collect();
-        trees
-            .as_slice()
-            .transaction(|views| {
-                for (view, (_, writes)) in views.iter().zip(&used) {
-                    for (key, value) in writes.iter() {
-                        match value {
-                            Some(value) => view.insert(key.as_slice(), value.clone())?,
-                            None => view.remove(key.as_slice())?,
-                        };
-                    }
+        let mut batch = sled::Batch::default();
+        let mut persistent = 0usize;
+        for tk in Tk::PERSISTENT {
+            let Some(prefix) = tk.prefix() else { continue };
+            for (key, value) in std::mem::take(&mut self.writes[tk as usize]) {
+                persistent += 1;
+                let key = prefixed(prefix, &key);
+                match value {
+                    Some(value) => batch.insert(key, value),
+                    None => batch.remove(key),
                 }
-                Ok::<(), ConflictableTransactionError<StoreError>>(())
-            })
-            .map_err(|e| self.ctx.transaction("committing a group", e))?;
+            }
+        }
+        if persistent > 0 {
+            self.trees
+                .data
+                .apply_batch(batch)
+                .map_err(|e| self.ctx.backend("committing a group", e))?;
+        }
+        let mut queues_changed = false;
+        for tk in [Tk::Ready, Tk::Leases] {
+            let map = self.queues.map_mut(tk);
+            for (key, value) in std::mem::take(&mut self.writes[tk as usize]) {
+                queues_changed = true;
+                match value {
+                    Some(value) => map.insert(key, value),
+                    None => map.remove(&key),
+                };
+            }
+        }
+        if queues_changed {
+            self.trees.publish_wakeup(&self.queues);
+        }
         if self.cache.map.len() > CACHE_BOUND {
             self.cache.map.clear();
         } else {
@@ -277,7 +310,7 @@ impl<'a> Stage<'a> {
                 self.cache.map.remove(&id);
             }
         }
-        Ok(true)
+        Ok(persistent > 0)
     }
 }
 
@@ -285,9 +318,9 @@ impl<'a> Stage<'a> {
 pub(crate) struct Merged<'s> {
     ctx: &'s Ctx,
     tk: Tk,
-    stored: Option<sled::Iter>,
+    stored: Option<Box<dyn Iterator<Item = Entry> + 's>>,
     pending: Option<btree_map::Range<'s, Vec<u8>, Option<IVec>>>,
-    next_stored: Option<(IVec, IVec)>,
+    next_stored: Option<(Vec<u8>, IVec)>,
     next_pending: Option<(&'s Vec<u8>, &'s Option<IVec>)>,
 }
 
@@ -321,7 +354,9 @@ impl Iterator for Merged<'_> {
                 (None, None) => return None,
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
-                (Some((stored, _)), Some((pending, _))) => stored.as_ref().cmp(pending.as_slice()),
+                (Some((stored, _)), Some((pending, _))) => {
+                    stored.as_slice().cmp(pending.as_slice())
+                }
             };
             if order == Ordering::Equal {
                 // The pending write replaces the stored entry.
@@ -330,7 +365,7 @@ impl Iterator for Merged<'_> {
             let take_stored = order == Ordering::Less;
             if take_stored {
                 if let Some((key, value)) = self.next_stored.take() {
-                    return Some(Ok((key.to_vec(), value)));
+                    return Some(Ok((key, value)));
                 }
             } else if let Some((key, value)) = self.next_pending.take()
                 && let Some(value) = value
@@ -352,7 +387,11 @@ mod tests {
         let store = open(dir.path(), SledOptions::default()).expect("open");
         let inner = &store.inner;
         for key in [b"a", b"c", b"e"] {
-            inner.trees.cache.insert(key, &b"stored"[..]).expect("seed");
+            inner
+                .trees
+                .data
+                .insert(prefixed(b'K', key), &b"stored"[..])
+                .expect("seed");
         }
         let mut cache = TaskCache::default();
         let mut stage = Stage::new(&inner.ctx, &inner.trees, &mut cache);
@@ -389,7 +428,7 @@ mod tests {
         assert!(stage.commit().expect("commit"));
         let stored: Vec<Vec<u8>> = inner
             .trees
-            .cache
+            .view(Tk::Cache)
             .iter()
             .map(|e| e.expect("entry").1.to_vec())
             .collect();

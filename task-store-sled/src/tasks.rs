@@ -13,21 +13,20 @@ use task_core::task::{HistoryEntry, Task, TaskKey};
 use task_core::time::Timestamp;
 use tokio::sync::broadcast;
 
-use crate::codec::{decode, decode_history};
 use crate::committer::{Done, Op};
-use crate::open::tree;
-use crate::stage::{StoredTask, task_not_found};
+use crate::layout::{Tk, tree};
+use crate::record::{StoredTask, decode_head, decode_record, task_not_found};
 use crate::{Inner, SledStore, keys, unexpected};
 
 impl Inner {
-    /// Reads a task record outside a transaction.
+    /// Reads a task record (without its history) outside the committer.
     pub(crate) fn load(&self, id: TaskId) -> Result<Option<StoredTask>, StoreError> {
         let key = id.to_bytes();
         self.trees
-            .tasks
-            .get(key)
+            .view(Tk::Tasks)
+            .get(&key)
             .map_err(|e| self.ctx.backend("reading a task", e))?
-            .map(|bytes| decode(&self.ctx, tree::TASKS, &key, &bytes))
+            .map(|bytes| decode_head(&self.ctx, &key, &bytes))
             .transpose()
     }
 
@@ -56,12 +55,12 @@ impl Inner {
         let limit = page.limit.max(1);
         let (index, name, prefix) = match &filter.inventory_id {
             Some(item) => (
-                &self.trees.by_item,
+                self.trees.view(Tk::ByItem),
                 tree::BY_ITEM,
                 keys::strings(&[tenant.as_str(), item.as_str()]),
             ),
             None => (
-                &self.trees.by_tenant,
+                self.trees.view(Tk::ByTenant),
                 tree::BY_TENANT,
                 keys::strings(&[tenant.as_str()]),
             ),
@@ -73,7 +72,7 @@ impl Inner {
         let end = keys::after_prefix(&prefix).map_or(Bound::Unbounded, Bound::Excluded);
         let mut items: Vec<Task> = Vec::new();
         let mut next = None;
-        for entry in index.range::<Vec<u8>, _>((start, end)) {
+        for entry in index.range((start, end)) {
             let (key, _) = entry.map_err(|e| self.ctx.backend("listing tasks", e))?;
             let task = self.load_indexed(name, &key)?;
             if !filter.matches(&task) {
@@ -89,15 +88,18 @@ impl Inner {
     }
 
     fn history_sync(&self, tenant: &TenantId, id: TaskId) -> Result<Vec<HistoryEntry>, StoreError> {
-        let stored = self
-            .load_owned(tenant, id)?
+        let key = id.to_bytes();
+        let bytes = self
+            .trees
+            .view(Tk::Tasks)
+            .get(&key)
+            .map_err(|e| self.ctx.backend("reading a task", e))?
             .ok_or_else(|| task_not_found(id))?;
-        let mut entries = Vec::with_capacity(stored.history_len as usize);
-        for entry in self.trees.history.scan_prefix(id.to_bytes()) {
-            let (key, value) = entry.map_err(|e| self.ctx.backend("reading history", e))?;
-            decode_history(&self.ctx, tree::HISTORY, &key, &value, &mut entries)?;
+        let (stored, history) = decode_record(&self.ctx, &key, &bytes)?;
+        if stored.task.key.tenant != *tenant {
+            return Err(task_not_found(id));
         }
-        Ok(entries)
+        Ok(history)
     }
 }
 
@@ -133,7 +135,7 @@ impl TaskStore for SledStore {
         let natural = keys::task_key(key);
         let Some(raw) = inner
             .trees
-            .latest
+            .view(Tk::Latest)
             .get(&natural)
             .map_err(|e| inner.ctx.backend("reading the latest task", e))?
         else {

@@ -1,126 +1,14 @@
 //! Close and reopen: every record, index and history entry is as it was; expired leases are
 //! requeued on open; corrupt values and newer formats are reported with path, tree and key.
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
-use task_core::catalog::{ItemType, ItemUpsert};
+use support::{open, populate};
 use task_core::prelude::*;
-use task_core::testing::{LEASE, claim_one, key, new_task, run_to_done, worker};
-use task_store_sled::{SledOptions, SledStore};
-
-fn open(dir: &std::path::Path, clock: &ManualClock) -> SledStore {
-    SledStore::open_with(
-        dir,
-        SledOptions::default().with_clock(Arc::new(clock.clone())),
-    )
-    .expect("open")
-}
-
-/// Fills a store with tasks in every state, catalog items, results and cache entries.
-async fn populate(store: &SledStore, clock: &ManualClock) -> Vec<TaskId> {
-    let tenant = TenantId::new("t1").expect("valid");
-    let item = ItemUpsert {
-        tenant: tenant.clone(),
-        inventory_id: InventoryId::new("a").expect("valid"),
-        item_type: ItemType::Standalone,
-        title: "A".into(),
-        asset_url: "s3://b/a.mp4".into(),
-        tags: vec![],
-        extra: serde_json::Map::new(),
-    };
-    store.upsert_item(item).await.expect("upsert");
-    let batch = (0..8)
-        .map(|i| new_task(&format!("i{i}"), Priority::ALL[i % 3]))
-        .collect();
-    let made = store.create_tasks(batch).await.expect("create");
-    clock.advance(Duration::from_millis(5));
-    let done = claim_one(store, "w").await;
-    run_to_done(store, &done).await;
-    let retrying = claim_one(store, "w").await;
-    store
-        .apply(
-            retrying.id,
-            retrying.epoch,
-            &[
-                TaskEvent::StepStarted {
-                    step: Step::S3Check,
-                },
-                TaskEvent::StepFailed {
-                    error: TaskError::Transient {
-                        step: Step::S3Check,
-                        message: "reset".into(),
-                    },
-                    retry_after_ms: Some(60_000),
-                },
-            ],
-        )
-        .await
-        .expect("retry later");
-    let failed = claim_one(store, "w").await;
-    store
-        .apply(
-            failed.id,
-            failed.epoch,
-            &[TaskEvent::Failed {
-                error: TaskError::Internal {
-                    message: "boom".into(),
-                },
-            }],
-        )
-        .await
-        .expect("fail");
-    let flagged = claim_one(store, "w").await;
-    store
-        .request_cancel(&tenant, flagged.id)
-        .await
-        .expect("cancel");
-    let held = claim_one(store, "w").await;
-    store
-        .apply(
-            held.id,
-            held.epoch,
-            &[
-                TaskEvent::StepStarted {
-                    step: Step::S3Check,
-                },
-                TaskEvent::StepSucceeded {
-                    output: serde_json::json!({"size": 1}),
-                    reused: false,
-                },
-            ],
-        )
-        .await
-        .expect("checkpoint");
-    store
-        .request_cancel(&tenant, made[7].task.id)
-        .await
-        .expect("cancel pending");
-    store
-        .create_task(NewTask {
-            key: key("t2", "a", "adbreaks", "1"),
-            priority: Priority::High,
-        })
-        .await
-        .expect("create");
-    store
-        .put_result(AnalysisResult {
-            tenant: tenant.clone(),
-            product: ProductName::new("adbreaks").expect("valid"),
-            inventory_id: InventoryId::new("a").expect("valid"),
-            version: Version::new("1").expect("valid"),
-            task_id: done.id,
-            updated_at: clock.now(),
-            data: serde_json::json!({"adbreak": []}),
-        })
-        .await
-        .expect("result");
-    store
-        .cache_put("probe:a", serde_json::json!({"duration": 600}))
-        .await
-        .expect("cache");
-    vec![held.id, flagged.id, retrying.id]
-}
+use task_core::testing::{LEASE, new_task, worker};
+use task_store_sled::SledStore;
 
 #[tokio::test]
 async fn everything_survives_close_and_reopen() {
@@ -202,27 +90,22 @@ async fn corrupt_values_and_newer_formats_are_reported_not_dropped() {
         .task;
     drop(store);
 
+    let record_key = |id: TaskId| [&b"T"[..], &id.to_bytes()].concat();
     let db = sled::open(dir.path()).expect("raw open");
-    let tasks = db.open_tree("tasks").expect("tree");
-    let mut value = tasks
-        .get(made.id.to_bytes())
+    let data = db.open_tree("data").expect("tree");
+    let mut value = data
+        .get(record_key(made.id))
         .expect("get")
         .expect("stored")
         .to_vec();
     value[0] = 200;
-    tasks.insert(made.id.to_bytes(), value).expect("corrupt");
-    db.open_tree("ready")
-        .expect("tree")
-        .clear()
-        .expect("drop an index");
+    data.insert(record_key(made.id), value).expect("corrupt");
     db.flush().expect("flush");
-    drop((tasks, db));
+    drop((data, db));
 
-    let store = open(dir.path(), &clock);
-    let err = store
-        .get_task(&made.key.tenant, made.id)
-        .await
-        .expect_err("corrupt");
+    // The record of an active task is read on open (to rebuild the in-memory queue): the
+    // open is refused, naming the file, the keyspace and the key, rather than dropping it.
+    let err = SledStore::open(dir.path()).expect_err("corrupt");
     let text = err.to_string();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{text}");
     assert!(text.contains(&dir.path().display().to_string()), "{text}");
@@ -231,32 +114,43 @@ async fn corrupt_values_and_newer_formats_are_reported_not_dropped() {
         "{text}"
     );
     assert!(
-        store.check_consistency().is_err(),
-        "the checker reports it too"
+        text.contains(&made.id.to_bytes().escape_ascii().to_string()),
+        "{text}"
     );
-    drop(store);
 
+    // Repaired, but its active-index entry lost: the checker names the missing entries (the
+    // in-memory ready queue is rebuilt from the active index, so it misses the task too).
     let db = sled::open(dir.path()).expect("raw open");
-    let tasks = db.open_tree("tasks").expect("tree");
-    let mut value = tasks
-        .get(made.id.to_bytes())
+    let data = db.open_tree("data").expect("tree");
+    let mut value = data
+        .get(record_key(made.id))
         .expect("get")
         .expect("stored")
         .to_vec();
-    value[0] = 1;
-    tasks.insert(made.id.to_bytes(), value).expect("repair");
+    value[0] = 3;
+    data.insert(record_key(made.id), value).expect("repair");
+    let (active, _) = data
+        .scan_prefix(b"A")
+        .next()
+        .expect("an active entry")
+        .expect("read");
+    data.remove(active).expect("drop an index entry");
     db.flush().expect("flush");
-    drop((tasks, db));
+    drop((data, db));
     let store = open(dir.path(), &clock);
     let problems = store.check_consistency().expect("check");
-    assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(problems[0].contains("ready: missing entry"), "{problems:?}");
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].contains("active: missing entry"),
+        "{problems:?}"
+    );
+    assert!(problems[1].contains("ready: missing entry"), "{problems:?}");
     drop(store);
 
     let db = sled::open(dir.path()).expect("raw open");
     db.open_tree("meta")
         .expect("tree")
-        .insert("format", &3u32.to_be_bytes()[..])
+        .insert("format", &4u32.to_be_bytes()[..])
         .expect("bump");
     db.flush().expect("flush");
     drop(db);
@@ -264,58 +158,7 @@ async fn corrupt_values_and_newer_formats_are_reported_not_dropped() {
     let text = err.to_string();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{text}");
     assert!(
-        text.contains(&dir.path().display().to_string()) && text.contains("format version 3"),
+        text.contains(&dir.path().display().to_string()) && text.contains("format version 4"),
         "{text}"
     );
-}
-
-#[tokio::test]
-async fn a_version_1_database_is_read_and_marked_version_2() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let clock = ManualClock::default();
-    let store = open(dir.path(), &clock);
-    let made = store
-        .create_task(new_task("a", Priority::Low))
-        .await
-        .expect("create")
-        .task;
-    let history = store
-        .history(&made.key.tenant, made.id)
-        .await
-        .expect("history");
-    drop(store);
-
-    // Rewrite it as version 1 wrote it: marker 1, one history entry per value.
-    let db = sled::open(dir.path()).expect("raw open");
-    let meta = db.open_tree("meta").expect("tree");
-    meta.insert("format", &1u32.to_be_bytes()[..])
-        .expect("marker");
-    let tree = db.open_tree("history").expect("tree");
-    let (key, _) = tree
-        .scan_prefix(made.id.to_bytes())
-        .next()
-        .expect("one value")
-        .expect("read");
-    let mut single = vec![1u8];
-    single.extend(serde_json::to_vec(&history[0]).expect("json"));
-    tree.insert(key, single).expect("rewrite");
-    db.flush().expect("flush");
-    drop((meta, tree, db));
-
-    let store = open(dir.path(), &clock);
-    assert_eq!(
-        store
-            .history(&made.key.tenant, made.id)
-            .await
-            .expect("history"),
-        history
-    );
-    assert!(store.check_consistency().expect("check").is_empty());
-    let marker = store
-        .raw_dump()
-        .expect("dump")
-        .into_iter()
-        .find(|e| e.tree == "meta")
-        .expect("marker");
-    assert_eq!(marker.value, 2u32.to_be_bytes());
 }

@@ -1,0 +1,280 @@
+//! The database layout (format 3): one sled tree holds every persistent keyspace, each under
+//! its own one-byte key prefix, so that a group of writes commits as one `Tree::apply_batch`
+//! (atomic on disk and for readers) instead of a transaction over several trees. The ready
+//! queue and the lease index live in memory: they are derived from the records of the active
+//! tasks, rebuilt on open, and would otherwise cost four key writes per task.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Mutex, MutexGuard};
+
+use sled::IVec;
+use task_core::time::Timestamp;
+
+use crate::keys;
+
+/// Keyspace and tree names (the keyspace names appear in error messages).
+pub(crate) mod tree {
+    /// Format marker (its own sled tree).
+    pub const META: &str = "meta";
+    /// The sled tree holding every persistent keyspace.
+    pub const DATA: &str = "data";
+    /// Task records by id, each with its history.
+    pub const TASKS: &str = "tasks";
+    /// Ready queue (in memory): (priority rank, ready-at, sequence, id) -> product.
+    pub const READY: &str = "ready";
+    /// Active tasks by natural key -> id.
+    pub const ACTIVE: &str = "active";
+    /// Most recent task by natural key -> id.
+    pub const LATEST: &str = "latest";
+    /// Leases (in memory) by (expires-at, id).
+    pub const LEASES: &str = "leases";
+    /// Per-tenant listing: (tenant, id).
+    pub const BY_TENANT: &str = "by_tenant";
+    /// Per-item listing: (tenant, inventory id, id).
+    pub const BY_ITEM: &str = "by_item";
+    /// Catalog items: (tenant, inventory id) -> item.
+    pub const ITEMS: &str = "items";
+    /// Results: (tenant, product, inventory id, version) -> result.
+    pub const RESULTS: &str = "results";
+    /// Cache of step outputs.
+    pub const CACHE: &str = "cache";
+    /// History, one value per call (formats 1 and 2 only; format 3 keeps it in the record).
+    pub const HISTORY: &str = "history";
+    /// The sled trees of formats 1 and 2, one per keyspace.
+    pub const LEGACY: [&str; 11] = [
+        TASKS, READY, ACTIVE, LATEST, LEASES, BY_TENANT, BY_ITEM, HISTORY, ITEMS, RESULTS, CACHE,
+    ];
+}
+
+/// A keyspace the committer writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tk {
+    /// [`tree::TASKS`].
+    Tasks,
+    /// [`tree::READY`], in memory.
+    Ready,
+    /// [`tree::ACTIVE`].
+    Active,
+    /// [`tree::LATEST`].
+    Latest,
+    /// [`tree::LEASES`], in memory.
+    Leases,
+    /// [`tree::BY_TENANT`].
+    ByTenant,
+    /// [`tree::BY_ITEM`].
+    ByItem,
+    /// [`tree::ITEMS`].
+    Items,
+    /// [`tree::RESULTS`].
+    Results,
+    /// [`tree::CACHE`].
+    Cache,
+}
+
+impl Tk {
+    /// How many there are.
+    pub const COUNT: usize = 10;
+    /// The keyspaces stored in sled, in prefix order.
+    pub const PERSISTENT: [Tk; 8] = [
+        Tk::Active,
+        Tk::Items,
+        Tk::ByItem,
+        Tk::Cache,
+        Tk::Latest,
+        Tk::ByTenant,
+        Tk::Results,
+        Tk::Tasks,
+    ];
+
+    /// The keyspace's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tk::Tasks => tree::TASKS,
+            Tk::Ready => tree::READY,
+            Tk::Active => tree::ACTIVE,
+            Tk::Latest => tree::LATEST,
+            Tk::Leases => tree::LEASES,
+            Tk::ByTenant => tree::BY_TENANT,
+            Tk::ByItem => tree::BY_ITEM,
+            Tk::Items => tree::ITEMS,
+            Tk::Results => tree::RESULTS,
+            Tk::Cache => tree::CACHE,
+        }
+    }
+
+    /// The key prefix in the data tree, or None for the in-memory queues.
+    pub fn prefix(self) -> Option<u8> {
+        Some(match self {
+            Tk::Active => b'A',
+            Tk::Items => b'C',
+            Tk::ByItem => b'I',
+            Tk::Cache => b'K',
+            Tk::Latest => b'L',
+            Tk::ByTenant => b'N',
+            Tk::Results => b'R',
+            Tk::Tasks => b'T',
+            Tk::Ready | Tk::Leases => return None,
+        })
+    }
+
+    /// The keyspace stored under `prefix`.
+    pub fn of_prefix(prefix: u8) -> Option<Tk> {
+        Tk::PERSISTENT
+            .into_iter()
+            .find(|tk| tk.prefix() == Some(prefix))
+    }
+
+    /// What a failed scan of this keyspace was doing, for errors.
+    pub fn scan_operation(self) -> &'static str {
+        match self {
+            Tk::Ready => "scanning the ready queue",
+            Tk::Leases => "scanning leases",
+            Tk::Active => "scanning active tasks",
+            _ => "scanning",
+        }
+    }
+}
+
+/// `key` with the keyspace prefix in front.
+pub(crate) fn prefixed(prefix: u8, key: &[u8]) -> Vec<u8> {
+    let mut full = Vec::with_capacity(key.len() + 1);
+    full.push(prefix);
+    full.extend_from_slice(key);
+    full
+}
+
+/// One entry of a scan, the key without its prefix.
+pub(crate) type Entry = sled::Result<(Vec<u8>, IVec)>;
+
+/// One persistent keyspace: reads with keys as the keyspace sees them (no prefix).
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a> {
+    data: &'a sled::Tree,
+    prefix: u8,
+}
+
+impl<'a> View<'a> {
+    /// The value at `key`.
+    pub fn get(&self, key: &[u8]) -> sled::Result<Option<IVec>> {
+        self.data.get(prefixed(self.prefix, key))
+    }
+
+    /// The entries in `range`, in key order.
+    pub fn range(
+        &self,
+        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+    ) -> impl DoubleEndedIterator<Item = Entry> + 'a {
+        let p = self.prefix;
+        let start = match range.0 {
+            Bound::Included(k) => Bound::Included(prefixed(p, &k)),
+            Bound::Excluded(k) => Bound::Excluded(prefixed(p, &k)),
+            Bound::Unbounded => Bound::Included(vec![p]),
+        };
+        let end = match range.1 {
+            Bound::Included(k) => Bound::Included(prefixed(p, &k)),
+            Bound::Excluded(k) => Bound::Excluded(prefixed(p, &k)),
+            // Prefixes are ASCII letters: p + 1 never overflows.
+            Bound::Unbounded => Bound::Excluded(vec![p + 1]),
+        };
+        self.data
+            .range::<Vec<u8>, _>((start, end))
+            .map(|entry| entry.map(|(key, value)| (key[1..].to_vec(), value)))
+    }
+
+    /// The entries whose key starts with `prefix`.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> impl DoubleEndedIterator<Item = Entry> + 'a {
+        let end = keys::after_prefix(prefix).map_or(Bound::Unbounded, Bound::Excluded);
+        self.range((Bound::Included(prefix.to_vec()), end))
+    }
+
+    /// Every entry.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = Entry> + 'a {
+        self.range((Bound::Unbounded, Bound::Unbounded))
+    }
+}
+
+/// The in-memory keyspaces: written only by the committer (through a stage), read by the
+/// consistency checker.
+#[derive(Debug, Default)]
+pub(crate) struct Queues {
+    /// [`Tk::Ready`].
+    pub ready: BTreeMap<Vec<u8>, IVec>,
+    /// [`Tk::Leases`].
+    pub leases: BTreeMap<Vec<u8>, IVec>,
+}
+
+impl Queues {
+    /// The map of an in-memory keyspace.
+    pub fn map(&self, tk: Tk) -> &BTreeMap<Vec<u8>, IVec> {
+        match tk {
+            Tk::Leases => &self.leases,
+            _ => &self.ready,
+        }
+    }
+
+    /// The mutable map of an in-memory keyspace.
+    pub fn map_mut(&mut self, tk: Tk) -> &mut BTreeMap<Vec<u8>, IVec> {
+        match tk {
+            Tk::Leases => &mut self.leases,
+            _ => &mut self.ready,
+        }
+    }
+
+    /// The earliest ready time of a pending task or expiry of a lease.
+    pub fn earliest(&self) -> Option<Timestamp> {
+        let ready = (0..3u8).filter_map(|rank| {
+            self.ready
+                .range(vec![rank]..vec![rank + 1])
+                .next()
+                .and_then(|(key, _)| keys::ready_at_of(key))
+        });
+        let lease = self
+            .leases
+            .keys()
+            .next()
+            .and_then(|key| keys::lease_expiry_of(key));
+        ready.chain(lease).min()
+    }
+}
+
+/// The open database.
+pub(crate) struct Trees {
+    /// The sled database (flushes, ids, size).
+    pub db: sled::Db,
+    /// The format marker.
+    pub meta: sled::Tree,
+    /// Every persistent keyspace.
+    pub data: sled::Tree,
+    /// The in-memory keyspaces.
+    pub queues: Mutex<Queues>,
+    /// [`Queues::earliest`] as of the last commit, for `next_wakeup` without the queue lock.
+    pub wakeup: Mutex<Option<Timestamp>>,
+}
+
+impl Trees {
+    /// The persistent keyspace `tk` (the in-memory ones are read through [`Trees::queues`]).
+    pub fn view(&self, tk: Tk) -> View<'_> {
+        View {
+            data: &self.data,
+            // Only the stage asks for the queues, and it never asks for a view of them.
+            prefix: tk.prefix().unwrap_or(0),
+        }
+    }
+
+    /// The in-memory keyspaces, locked.
+    pub fn lock_queues(&self) -> MutexGuard<'_, Queues> {
+        // Written only under the lock by whole maps operations: never half-updated.
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The earliest wake-up time published by the last commit.
+    pub fn wakeup(&self) -> Option<Timestamp> {
+        *self.wakeup.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes the queues' earliest wake-up time.
+    pub fn publish_wakeup(&self, queues: &Queues) {
+        *self.wakeup.lock().unwrap_or_else(|p| p.into_inner()) = queues.earliest();
+    }
+}

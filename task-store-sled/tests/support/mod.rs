@@ -1,0 +1,123 @@
+//! Shared by the reopen and upgrade tests: opening with a manual clock and a populated store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use task_core::catalog::{ItemType, ItemUpsert};
+use task_core::prelude::*;
+use task_core::testing::{claim_one, key, new_task, run_to_done};
+use task_store_sled::{SledOptions, SledStore};
+
+/// Opens the store in `dir` on `clock`.
+pub fn open(dir: &std::path::Path, clock: &ManualClock) -> SledStore {
+    SledStore::open_with(
+        dir,
+        SledOptions::default().with_clock(Arc::new(clock.clone())),
+    )
+    .expect("open")
+}
+
+/// Fills a store with tasks in every state, catalog items, results and cache entries.
+pub async fn populate(store: &SledStore, clock: &ManualClock) -> Vec<TaskId> {
+    let tenant = TenantId::new("t1").expect("valid");
+    let item = ItemUpsert {
+        tenant: tenant.clone(),
+        inventory_id: InventoryId::new("a").expect("valid"),
+        item_type: ItemType::Standalone,
+        title: "A".into(),
+        asset_url: "s3://b/a.mp4".into(),
+        tags: vec![],
+        extra: serde_json::Map::new(),
+    };
+    store.upsert_item(item).await.expect("upsert");
+    let batch = (0..8)
+        .map(|i| new_task(&format!("i{i}"), Priority::ALL[i % 3]))
+        .collect();
+    let made = store.create_tasks(batch).await.expect("create");
+    clock.advance(Duration::from_millis(5));
+    let done = claim_one(store, "w").await;
+    run_to_done(store, &done).await;
+    let retrying = claim_one(store, "w").await;
+    store
+        .apply(
+            retrying.id,
+            retrying.epoch,
+            &[
+                TaskEvent::StepStarted {
+                    step: Step::S3Check,
+                },
+                TaskEvent::StepFailed {
+                    error: TaskError::Transient {
+                        step: Step::S3Check,
+                        message: "reset".into(),
+                    },
+                    retry_after_ms: Some(60_000),
+                },
+            ],
+        )
+        .await
+        .expect("retry later");
+    let failed = claim_one(store, "w").await;
+    store
+        .apply(
+            failed.id,
+            failed.epoch,
+            &[TaskEvent::Failed {
+                error: TaskError::Internal {
+                    message: "boom".into(),
+                },
+            }],
+        )
+        .await
+        .expect("fail");
+    let flagged = claim_one(store, "w").await;
+    store
+        .request_cancel(&tenant, flagged.id)
+        .await
+        .expect("cancel");
+    let held = claim_one(store, "w").await;
+    store
+        .apply(
+            held.id,
+            held.epoch,
+            &[
+                TaskEvent::StepStarted {
+                    step: Step::S3Check,
+                },
+                TaskEvent::StepSucceeded {
+                    output: serde_json::json!({"size": 1}),
+                    reused: false,
+                },
+            ],
+        )
+        .await
+        .expect("checkpoint");
+    store
+        .request_cancel(&tenant, made[7].task.id)
+        .await
+        .expect("cancel pending");
+    store
+        .create_task(NewTask {
+            key: key("t2", "a", "adbreaks", "1"),
+            priority: Priority::High,
+        })
+        .await
+        .expect("create");
+    store
+        .put_result(AnalysisResult {
+            tenant: tenant.clone(),
+            product: ProductName::new("adbreaks").expect("valid"),
+            inventory_id: InventoryId::new("a").expect("valid"),
+            version: Version::new("1").expect("valid"),
+            task_id: done.id,
+            updated_at: clock.now(),
+            data: serde_json::json!({"adbreak": []}),
+        })
+        .await
+        .expect("result");
+    store
+        .cache_put("probe:a", serde_json::json!({"duration": 600}))
+        .await
+        .expect("cache");
+    vec![held.id, flagged.id, retrying.id]
+}
