@@ -437,10 +437,13 @@ fn main() {
     }
 
     let cache = target.join("sled-bench-cache");
+    let mut resident: Vec<(usize, u64)> = Vec::new();
     for (name, total, pending) in [
-        // "-v2": built with one history value per call and the runner's event groups.
-        ("100k-pending-v2", 100_000, 100_000),
-        ("1m-tasks-v2", 1_000_000, 100_000),
+        // "-v3": format 3, built with the runner's event groups. The three sizes share their
+        // 100,000 pending tasks, so the differences are the cost of finished tasks.
+        ("100k-pending-v3", 100_000, 100_000),
+        ("400k-tasks-v3", 400_000, 100_000),
+        ("1m-tasks-v3", 1_000_000, 100_000),
     ] {
         let path = cache.join(name);
         build_cache(&path, total, pending);
@@ -451,6 +454,13 @@ fn main() {
             rss / 1024,
             hwm / 1024,
             bytes as f64 / total as f64
+        );
+        resident.push((total - pending, rss));
+    }
+    if let (Some(&(few, rss_few)), Some(&(many, rss_many))) = (resident.first(), resident.last()) {
+        println!(
+            "| resident memory per finished task ({few} -> {many} finished) | {:.0} bytes | |",
+            (rss_many as f64 - rss_few as f64) * 1024.0 / (many - few) as f64
         );
     }
 }

@@ -434,4 +434,40 @@ mod tests {
             .collect();
         assert_eq!(stored, [&b"stored"[..], b"new", b"replaced", b"stored"]);
     }
+
+    #[test]
+    fn the_in_memory_queues_change_only_at_commit_and_publish_the_wakeup() {
+        use task_core::time::Timestamp;
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path(), SledOptions::default()).expect("open");
+        let inner = &store.inner;
+        let id = TaskId::generate();
+        let mut cache = TaskCache::default();
+        let mut stage = Stage::new(&inner.ctx, &inner.trees, &mut cache);
+        stage.put(
+            Tk::Ready,
+            crate::keys::ready(1, Timestamp(50), 1, id),
+            &b"p"[..],
+        );
+        let point = stage.savepoint();
+        stage.put(Tk::Leases, crate::keys::lease(Timestamp(20), id), &b""[..]);
+        let all = (Bound::Unbounded, Bound::Unbounded);
+        assert_eq!(stage.range(Tk::Leases, all.clone()).count(), 1);
+        stage.rollback(point);
+        assert_eq!(stage.range(Tk::Leases, all.clone()).count(), 0);
+        assert_eq!(stage.range(Tk::Ready, all).count(), 1);
+        assert_eq!(
+            inner.trees.wakeup(),
+            None,
+            "nothing published before the commit"
+        );
+        assert!(
+            !stage.commit().expect("commit"),
+            "nothing persistent was written"
+        );
+        assert_eq!(inner.trees.lock_queues().ready.len(), 1);
+        assert!(inner.trees.lock_queues().leases.is_empty());
+        assert_eq!(inner.trees.wakeup(), Some(Timestamp(50)));
+    }
 }
