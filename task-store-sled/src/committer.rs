@@ -3,10 +3,10 @@
 //! Store calls send their operation over a channel and await a reply. The committer takes
 //! everything queued (a group), runs the operations in arrival order against a [`Stage`] (each
 //! sees the effects of the ones before it; one that fails leaves nothing behind), commits the
-//! whole group as one sled batch and hands every caller its result with the group's
-//! flush [`Ticket`]. Callers then wait for that flush (strict durability) before returning and
-//! publishing change notifications. While the flusher thread runs one fsync, the committer
-//! already builds and commits the next groups, which share the next fsync.
+//! whole group as one sled batch and hands the group's answers to the flusher, which sends
+//! them once the group is durable (strict durability; at once when buffered). Callers then
+//! return and publish change notifications. While the flusher thread runs one fsync, the
+//! committer already builds and commits the next groups, which share the next fsync.
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -88,7 +88,7 @@ impl Done {
     }
 }
 
-type Reply = Result<(Done, Ticket), StoreError>;
+type Reply = Result<Done, StoreError>;
 
 struct Request {
     op: Op,
@@ -132,8 +132,9 @@ impl Committer {
         })
     }
 
-    /// Sends `op` and waits for its result and flush ticket.
-    pub async fn submit(&self, op: Op) -> Result<(Done, Ticket), StoreError> {
+    /// Sends `op` and waits for its result, which arrives once it is durable (per the
+    /// durability mode).
+    pub async fn submit(&self, op: Op) -> Result<Done, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.sender
             .as_ref()
@@ -237,26 +238,54 @@ fn run(parts: Parts, receiver: mpsc::Receiver<Request>) {
                 Err(err.to_string())
             }
         };
-        for (reply, result) in results {
-            let answer = match (&ticket, result) {
-                (Ok(ticket), Ok(done)) => {
-                    let ticket = if done.needs_flush() {
-                        *ticket
-                    } else {
-                        Ticket::NONE
-                    };
-                    Ok((done, ticket))
+        let ticket = match ticket {
+            Ok(ticket) => ticket,
+            Err(message) => {
+                for (reply, result) in results {
+                    let _ = reply.send(result.and_then(|_| Err(commit_failed(message.clone()))));
                 }
-                (_, Err(err)) => Err(err),
-                (Err(message), Ok(_)) => Err(StoreError::Backend {
-                    backend: BACKEND,
-                    operation: "committing",
-                    message: message.clone(),
-                    retryable: false,
-                }),
-            };
+                continue;
+            }
+        };
+        // Answers that promise nothing about the disk go now; the others once flushed.
+        let (now, durable): (Vec<_>, Vec<_>) = results
+            .into_iter()
+            .partition(|(_, result)| result.as_ref().map_or(true, |done| !done.needs_flush()));
+        for (reply, result) in now {
             // A caller that went away no longer needs its answer.
-            let _ = reply.send(answer);
+            let _ = reply.send(result);
         }
+        if !durable.is_empty() {
+            parts.commit.after_flush(
+                ticket,
+                Box::new(move |failure| {
+                    for (reply, result) in durable {
+                        let answer = match &failure {
+                            None => result,
+                            Some(message) => Err(flush_failed(message.to_string())),
+                        };
+                        let _ = reply.send(answer);
+                    }
+                }),
+            );
+        }
+    }
+}
+
+fn commit_failed(message: String) -> StoreError {
+    StoreError::Backend {
+        backend: BACKEND,
+        operation: "committing",
+        message,
+        retryable: false,
+    }
+}
+
+fn flush_failed(message: String) -> StoreError {
+    StoreError::Backend {
+        backend: BACKEND,
+        operation: "flushing to disk",
+        message,
+        retryable: false,
     }
 }

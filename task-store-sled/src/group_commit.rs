@@ -1,21 +1,19 @@
 //! Group commit: one flusher thread turns many commits into few fsyncs.
 //!
 //! The committer thread (see `committer`) commits a group of calls as one sled batch and
-//! takes a [`Ticket`]: the number of the first flush that *starts after* that commit. Each
-//! caller of the group waits (asynchronously) for its ticket. While one flush runs, the
-//! committer keeps committing the next groups, which all share the next flush: CPU work and
-//! fsyncs overlap. Flushes are `Db::flush()` calls on a dedicated std thread; no writer calls
-//! `flush_async`.
+//! takes a [`Ticket`]: the number of the first flush that *starts after* that commit. It
+//! hands the group's answers to [`GroupCommit::after_flush`] and goes on: the flusher thread
+//! sends them once the flush of that ticket completed, so each caller is woken once, by the
+//! thread that made its write durable, and the committer spends no time waking callers. While
+//! one flush runs, the committer keeps committing the next groups, which all share the next
+//! flush: CPU work and fsyncs overlap. Flushes are `Db::flush()` calls on a dedicated std
+//! thread; no writer calls `flush_async`.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-use task_core::store::StoreError;
-use tokio::sync::watch;
-
-use crate::error::BACKEND;
 
 /// How writes reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -83,10 +81,19 @@ impl Ticket {
     pub const NONE: Ticket = Ticket(0);
 }
 
-#[derive(Debug, Default)]
+/// Answers to send once a flush completed, given the failure that stopped the store if any.
+pub(crate) type Answers = Box<dyn FnOnce(Option<Arc<str>>) + Send>;
+
+#[derive(Default)]
 struct State {
     /// Flushes started so far; the number of the running or last flush.
     started: u64,
+    /// The last completed flush.
+    completed: u64,
+    /// Set when a flush failed or the flusher stopped: every later answer carries it.
+    failure: Option<Arc<str>>,
+    /// Answers waiting for their flush, in ticket order.
+    waiting: VecDeque<(u64, Answers)>,
     /// The highest flush number a writer waits for.
     requested: u64,
     /// Something was committed since the last flush started (buffered mode).
@@ -94,17 +101,9 @@ struct State {
     shutdown: bool,
 }
 
-/// What writers watch: the last completed flush, or the error that poisoned the store.
-#[derive(Debug, Clone, Default)]
-struct Flushed {
-    completed: u64,
-    failure: Option<Arc<str>>,
-}
-
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
-    flushed: watch::Sender<Flushed>,
     writes: AtomicU64,
     commits: AtomicU64,
     flushes: AtomicU64,
@@ -131,7 +130,6 @@ impl GroupCommit {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
-            flushed: watch::Sender::new(Flushed::default()),
             writes: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
@@ -174,27 +172,16 @@ impl GroupCommit {
         self.shared.writes.fetch_add(writes, Ordering::Relaxed);
     }
 
-    /// Waits until the flush of `ticket` completed (or the store failed).
-    pub async fn wait(&self, ticket: Ticket) -> Result<(), StoreError> {
-        let target = ticket.0;
-        let mut rx = self.shared.flushed.subscribe();
-        let flushed = rx
-            .wait_for(|f| f.completed >= target || f.failure.is_some())
-            .await
-            .map_err(|_| StoreError::Backend {
-                backend: BACKEND,
-                operation: "waiting for a flush",
-                message: "the flusher thread stopped".into(),
-                retryable: false,
-            })?;
-        match &flushed.failure {
-            Some(message) => Err(StoreError::Backend {
-                backend: BACKEND,
-                operation: "flushing to disk",
-                message: message.to_string(),
-                retryable: false,
-            }),
-            None => Ok(()),
+    /// Runs `answers` once the flush of `ticket` completed (at once if it has, or if the
+    /// ticket is [`Ticket::NONE`]); with the failure message if the store failed first.
+    pub fn after_flush(&self, ticket: Ticket, answers: Answers) {
+        let mut state = self.shared.lock();
+        if ticket.0 <= state.completed || state.failure.is_some() {
+            let failure = state.failure.clone();
+            drop(state);
+            answers(failure);
+        } else {
+            state.waiting.push_back((ticket.0, answers));
         }
     }
 
@@ -229,6 +216,23 @@ impl Drop for GroupCommit {
 
 /// The flusher loop: flushes when a writer waits (strict) or on a timer (buffered).
 fn flusher(db: sled::Db, shared: Arc<Shared>, durability: Durability, path: String) {
+    flush_until_stopped(&db, &shared, durability, &path);
+    // Nothing may wait forever: answers still queued (none, unless a flush failed) fail.
+    let (due, failure) = {
+        let mut state = shared.lock();
+        let failure = state
+            .failure
+            .get_or_insert_with(|| format!("the flusher of database {path} stopped").into())
+            .clone();
+        (std::mem::take(&mut state.waiting), failure)
+    };
+    for (_, answers) in due {
+        answers(Some(failure.clone()));
+    }
+}
+
+/// Flushes until shutdown (after a last flush) or until a flush fails.
+fn flush_until_stopped(db: &sled::Db, shared: &Shared, durability: Durability, path: &str) {
     loop {
         let (number, last) = {
             let mut state = shared.lock();
@@ -265,14 +269,33 @@ fn flusher(db: sled::Db, shared: Arc<Shared>, durability: Durability, path: Stri
         let nanos = u64::try_from(begun.elapsed().as_nanos()).unwrap_or(u64::MAX);
         shared.flush_nanos.fetch_add(nanos, Ordering::Relaxed);
         shared.flushes.fetch_add(1, Ordering::Relaxed);
-        match result {
-            Ok(_) => shared.flushed.send_modify(|f| f.completed = number),
-            Err(err) => {
-                tracing::error!(%path, %err, "flushing the sled database failed; the store refuses further writes");
-                let message: Arc<str> = format!("flushing database {path} failed: {err}").into();
-                shared.flushed.send_modify(|f| f.failure = Some(message));
-                return;
+        let failed = result.is_err();
+        let (due, failure) = {
+            let mut state = shared.lock();
+            match result {
+                Ok(_) => state.completed = number,
+                Err(err) => {
+                    tracing::error!(%path, %err, "flushing the sled database failed; the store refuses further writes");
+                    state.failure = Some(format!("flushing database {path} failed: {err}").into());
+                }
             }
+            let mut due = Vec::new();
+            while state
+                .waiting
+                .front()
+                .is_some_and(|(ticket, _)| *ticket <= state.completed || state.failure.is_some())
+            {
+                if let Some((_, answers)) = state.waiting.pop_front() {
+                    due.push(answers);
+                }
+            }
+            (due, state.failure.clone())
+        };
+        for answers in due {
+            answers(failure.clone());
+        }
+        if failed {
+            return;
         }
         if last {
             return;

@@ -182,9 +182,7 @@ impl Inner {
     /// Has the committer run `op`, then waits until its group is durable (per the durability
     /// mode).
     async fn write(&self, op: Op) -> Result<Done, StoreError> {
-        let (done, ticket) = self.committer.submit(op).await?;
-        self.commit.wait(ticket).await?;
-        Ok(done)
+        self.committer.submit(op).await
     }
 
     fn notify<'a>(&self, tasks: impl IntoIterator<Item = &'a Task>) {
