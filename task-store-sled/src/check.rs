@@ -163,6 +163,11 @@ impl SledStore {
                 if active.insert(natural.clone(), id_bytes.clone()).is_some() {
                     problems.push(format!("two active tasks for key {}", task.key));
                 }
+            } else if let Some(at) = task.finished_at {
+                expected
+                    .entry(tree::FINISHED)
+                    .or_default()
+                    .insert(keys::finished(at, id), Vec::new());
             }
             let newest = latest.entry(natural).or_default();
             if *newest < id_bytes {
@@ -200,7 +205,13 @@ impl SledStore {
                 problems.push(format!("{name}: missing entry {}", keys::printable(key)));
             }
         };
-        for tk in [Tk::Active, Tk::Latest, Tk::ByTenant, Tk::ByItem] {
+        for tk in [
+            Tk::Active,
+            Tk::Finished,
+            Tk::Latest,
+            Tk::ByTenant,
+            Tk::ByItem,
+        ] {
             let entries = inner
                 .trees
                 .view(tk)

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use task_core::catalog::{CatalogItem, ItemUpsert};
 use task_core::ids::{InventoryId, TaskId, TenantId};
@@ -18,12 +19,13 @@ use task_core::machine::{Authority, TaskEvent};
 use task_core::results::AnalysisResult;
 use task_core::store::{ClaimRequest, CreateOutcome, NewTask, StoreError};
 use task_core::task::Task;
-use task_core::time::SharedClock;
+use task_core::time::{SharedClock, Timestamp};
 use tokio::sync::oneshot;
 
 use crate::error::{BACKEND, Ctx};
 use crate::group_commit::{GroupCommit, Ticket};
 use crate::layout::Trees;
+use crate::prune::PRUNE_ROUND;
 use crate::stage::{Stage, TaskCache};
 
 /// At most this many calls form one group.
@@ -57,6 +59,8 @@ pub(crate) enum Op {
     PutResult(AnalysisResult),
     /// Store a cached step output.
     CachePut(String, serde_json::Value),
+    /// Delete up to a round of tasks that finished before this time.
+    Prune(Timestamp),
 }
 
 /// What an operation produced.
@@ -78,6 +82,8 @@ pub(crate) enum Done {
     Deleted(CatalogItem, Vec<Task>),
     /// Written.
     Stored,
+    /// How many finished tasks were deleted.
+    Pruned(usize),
 }
 
 impl Done {
@@ -101,7 +107,12 @@ pub(crate) struct Parts {
     pub trees: Arc<Trees>,
     pub clock: SharedClock,
     pub commit: Arc<GroupCommit>,
+    /// Finished tasks older than this are deleted, about once a [`PRUNE_EVERY`].
+    pub retention: Option<Duration>,
 }
+
+/// How often a store with a retention looks for expired finished tasks.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 /// The callers' handle on the committer thread; dropping it ends the thread after the queued
 /// calls are done.
@@ -193,14 +204,52 @@ pub(crate) fn execute(
             stage.cache_put(&key, &value)?;
             Done::Stored
         }
+        Op::Prune(before) => Done::Pruned(stage.prune_finished(before, PRUNE_ROUND)?.len()),
     })
+}
+
+/// The next request, or None once every sender is gone. With a retention, a due round of
+/// pruning comes first: it joins the group as if a caller had asked for it.
+fn next_request(
+    parts: &Parts,
+    receiver: &mpsc::Receiver<Request>,
+    next_prune: &mut Instant,
+) -> Option<Request> {
+    let Some(retention) = parts.retention else {
+        return receiver.recv().ok();
+    };
+    loop {
+        let now = Instant::now();
+        if now >= *next_prune {
+            *next_prune = now + PRUNE_EVERY;
+            let before = Timestamp::from_millis(
+                parts
+                    .clock
+                    .now()
+                    .as_millis()
+                    .saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX)),
+            );
+            // Nobody waits for this answer.
+            let (reply, _) = oneshot::channel();
+            return Some(Request {
+                op: Op::Prune(before),
+                reply,
+            });
+        }
+        match receiver.recv_timeout(*next_prune - now) {
+            Ok(request) => return Some(request),
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+        }
+    }
 }
 
 /// The committer loop: a group per wake-up, until every sender is gone.
 fn run(parts: Parts, receiver: mpsc::Receiver<Request>) {
     let mut cache = TaskCache::default();
     let mut last = Ticket::NONE;
-    while let Ok(first) = receiver.recv() {
+    let mut next_prune = Instant::now();
+    while let Some(first) = next_request(&parts, &receiver, &mut next_prune) {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match receiver.try_recv() {

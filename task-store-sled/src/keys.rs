@@ -87,6 +87,11 @@ pub(crate) fn lease_expiry_of(key: &[u8]) -> Option<Timestamp> {
     Some(Timestamp::from_millis(u64::from_be_bytes(bytes)))
 }
 
+/// Finished-task key: (finished-at, task id), the same shape as a lease key.
+pub(crate) fn finished(at: Timestamp, id: TaskId) -> Vec<u8> {
+    lease(at, id)
+}
+
 /// A key printed for error messages.
 pub(crate) fn printable(key: &[u8]) -> String {
     key.escape_ascii().to_string()

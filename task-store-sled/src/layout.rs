@@ -39,6 +39,8 @@ pub(crate) mod tree {
     pub const RESULTS: &str = "results";
     /// Cache of step outputs.
     pub const CACHE: &str = "cache";
+    /// Finished tasks by (finished-at, id), for retention.
+    pub const FINISHED: &str = "finished";
     /// History, one value per call (formats 1 and 2 only; format 3 keeps it in the record).
     pub const HISTORY: &str = "history";
     /// The sled trees of formats 1 and 2, one per keyspace.
@@ -70,15 +72,18 @@ pub(crate) enum Tk {
     Results,
     /// [`tree::CACHE`].
     Cache,
+    /// [`tree::FINISHED`].
+    Finished,
 }
 
 impl Tk {
     /// How many there are.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     /// The keyspaces stored in sled, in prefix order.
-    pub const PERSISTENT: [Tk; 8] = [
+    pub const PERSISTENT: [Tk; 9] = [
         Tk::Active,
         Tk::Items,
+        Tk::Finished,
         Tk::ByItem,
         Tk::Cache,
         Tk::Latest,
@@ -100,6 +105,7 @@ impl Tk {
             Tk::Items => tree::ITEMS,
             Tk::Results => tree::RESULTS,
             Tk::Cache => tree::CACHE,
+            Tk::Finished => tree::FINISHED,
         }
     }
 
@@ -108,6 +114,7 @@ impl Tk {
         Some(match self {
             Tk::Active => b'A',
             Tk::Items => b'C',
+            Tk::Finished => b'F',
             Tk::ByItem => b'I',
             Tk::Cache => b'K',
             Tk::Latest => b'L',

@@ -36,7 +36,8 @@
 //! Every persistent keyspace lives in the sled tree `data` under a one-byte key prefix: `T`
 //! task records (the task, its ready-queue position and its whole history: a transition writes
 //! one key), `A` active tasks by natural key (dedup), `L` latest task by natural key, `N` and
-//! `I` per-tenant and per-item listings, `C` catalog items, `R` results, `K` the step cache.
+//! `I` per-tenant and per-item listings, `C` catalog items, `R` results, `K` the step cache,
+//! `F` finished tasks by finish time (for [`SledOptions::with_retention`]).
 //! The ready queue (priority, ready-at, sequence) and the lease-expiry index are kept in
 //! memory: they are functions of the active tasks' records, rebuilt on open from the `A`
 //! index, so no operation scans all tasks and no transition pays for them on disk. The tree
@@ -103,6 +104,7 @@ mod layout;
 mod migrate;
 mod open;
 mod ops;
+mod prune;
 mod record;
 mod stage;
 mod tasks;

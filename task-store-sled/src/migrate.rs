@@ -12,6 +12,7 @@ use task_core::task::HistoryEntry;
 
 use crate::codec::{decode, decode_history};
 use crate::error::Ctx;
+use crate::keys;
 use crate::layout::{Tk, prefixed, tree};
 use crate::record::{StoredTask, encode_record};
 
@@ -106,6 +107,14 @@ pub(crate) fn upgrade(
             }
             let prefix = Tk::Tasks.prefix().unwrap_or(b'T');
             writer.put(prefixed(prefix, &key), encode_record(&stored, &history)?)?;
+            let task = &stored.task;
+            if let (false, Some(at)) = (task.status().is_active(), task.finished_at) {
+                let finished = keys::finished(at, task.id);
+                writer.put(
+                    prefixed(Tk::Finished.prefix().unwrap_or(b'F'), &finished),
+                    IVec::default(),
+                )?;
+            }
         }
     }
     for tk in Tk::PERSISTENT {

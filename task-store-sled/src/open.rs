@@ -35,6 +35,8 @@ pub struct SledOptions {
     pub clock: SharedClock,
     /// sled's page cache size in bytes (64 MiB by default); bounds the resident memory.
     pub cache_capacity: u64,
+    /// Finished tasks older than this are deleted (None, the default: kept forever).
+    pub retention: Option<std::time::Duration>,
 }
 
 impl Default for SledOptions {
@@ -43,6 +45,7 @@ impl Default for SledOptions {
             durability: Durability::Strict,
             clock: Arc::new(SystemClock),
             cache_capacity: 64 * 1024 * 1024,
+            retention: None,
         }
     }
 }
@@ -57,6 +60,15 @@ impl SledOptions {
     /// These options with `clock`.
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// These options with a retention: tasks that finished more than `retention` ago are
+    /// deleted with their history (see [`SledStore::prune_finished_before`]), about once a
+    /// second. Without one, every task is kept, and sled's in-memory page table grows with
+    /// them (roughly a hundred bytes per finished task).
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention = Some(retention);
         self
     }
 
@@ -245,6 +257,7 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
         trees: trees.clone(),
         clock: options.clock,
         commit: commit.clone(),
+        retention: options.retention,
     })
     .map_err(|e| thread_error("starting the committer thread", e))?;
     let (changes, _) = broadcast::channel(4096);

@@ -74,6 +74,9 @@ impl Stage<'_> {
             } else if self.get(Tk::Active, &natural)?.as_deref() == Some(&id.to_bytes()[..]) {
                 self.del(Tk::Active, natural.clone());
             }
+            if let (false, Some(at)) = (is_active, task.finished_at) {
+                self.put(Tk::Finished, keys::finished(at, id), &[] as &[u8]);
+            }
             if old.is_none() {
                 self.put(Tk::Latest, natural, &id.to_bytes()[..]);
                 let tenant = keys::strings(&[task.key.tenant.as_str()]);

@@ -60,6 +60,8 @@ enum Undo {
     /// A task's cached record before the change (None: it was not cached), its history
     /// length, and whether it was dirty.
     Task(TaskId, Option<Box<StoredTask>>, usize, bool),
+    /// A cached task removed, to put back, and whether it was dirty.
+    Restore(TaskId, Box<Cached>, bool),
 }
 
 /// A keyspace's pending writes: the new value of each key, None to remove it.
@@ -122,6 +124,12 @@ impl<'a> Stage<'a> {
                         self.dirty.remove(&id);
                     }
                 }
+                Some(Undo::Restore(id, cached, was_dirty)) => {
+                    self.cache.map.insert(id, *cached);
+                    if was_dirty {
+                        self.dirty.insert(id);
+                    }
+                }
                 None => break,
             }
         }
@@ -162,6 +170,10 @@ impl<'a> Stage<'a> {
             return Ok(Some(cached.stored.clone()));
         }
         let key = id.to_bytes();
+        if let Some(None) = self.writes[Tk::Tasks as usize].get(&key[..]) {
+            // Deleted earlier in this group.
+            return Ok(None);
+        }
         let Some(bytes) = self
             .trees
             .view(Tk::Tasks)
@@ -205,6 +217,16 @@ impl<'a> Stage<'a> {
             }
         };
         self.undo.push(undo);
+    }
+
+    /// Deletes a task record (the caller deletes its index entries).
+    pub fn remove_task(&mut self, id: TaskId) {
+        if let Some(cached) = self.cache.map.remove(&id) {
+            let was_dirty = self.dirty.remove(&id);
+            self.undo
+                .push(Undo::Restore(id, Box::new(cached), was_dirty));
+        }
+        self.del(Tk::Tasks, id.to_bytes().to_vec());
     }
 
     /// The entries of `tk` in `range`, as the group sees them, in key order.

@@ -17,6 +17,7 @@ pub fn open(dir: &std::path::Path, clock: &ManualClock) -> SledStore {
     .expect("open")
 }
 
+#[allow(dead_code)] // not every test binary that includes this module uses it
 /// Fills a store with tasks in every state, catalog items, results and cache entries.
 pub async fn populate(store: &SledStore, clock: &ManualClock) -> Vec<TaskId> {
     let tenant = TenantId::new("t1").expect("valid");

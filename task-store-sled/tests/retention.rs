@@ -1,0 +1,136 @@
+//! Retention: finished tasks older than the cut-off are deleted with their history and
+//! listing entries, active and recent tasks stay, results stay, and the indexes stay
+//! consistent, across a reopen too; a store opened with a retention prunes on its own.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::open;
+use task_core::prelude::*;
+use task_core::testing::{claim_one, new_task, run_to_done};
+use task_store_sled::{SledOptions, SledStore};
+
+/// Creates `inventory`'s task and runs it to done.
+async fn finished(store: &SledStore, inventory: &str) -> Task {
+    let made = store
+        .create_task(new_task(inventory, Priority::High))
+        .await
+        .expect("create")
+        .task;
+    let claimed = claim_one(store, "w").await;
+    assert_eq!(claimed.id, made.id);
+    run_to_done(store, &claimed).await
+}
+
+async fn listed(store: &SledStore, tenant: &TenantId) -> Vec<TaskId> {
+    store
+        .list_tasks(tenant, &TaskFilter::default(), &PageRequest::first(100))
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(|t| t.id)
+        .collect()
+}
+
+#[tokio::test]
+async fn old_finished_tasks_are_deleted_and_everything_else_stays() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::default();
+    let store = open(dir.path(), &clock);
+    let old = finished(&store, "old").await;
+    let tenant = old.key.tenant.clone();
+    store
+        .put_result(AnalysisResult {
+            tenant: tenant.clone(),
+            product: old.key.product.clone(),
+            inventory_id: old.key.inventory_id.clone(),
+            version: old.key.version.clone(),
+            task_id: old.id,
+            updated_at: clock.now(),
+            data: serde_json::json!({"adbreak": []}),
+        })
+        .await
+        .expect("result");
+    let cancelled = store
+        .create_task(new_task("cancelled", Priority::Low))
+        .await
+        .expect("create")
+        .task;
+    store
+        .request_cancel(&tenant, cancelled.id)
+        .await
+        .expect("cancel");
+    clock.advance(Duration::from_secs(3600));
+    let cut = clock.now();
+    let recent = finished(&store, "recent").await;
+    let pending = store
+        .create_task(new_task("pending", Priority::Low))
+        .await
+        .expect("create")
+        .task;
+
+    assert_eq!(store.prune_finished_before(cut).await.expect("prune"), 2);
+    for gone in [old.id, cancelled.id] {
+        assert!(store.get_task(&tenant, gone).await.expect("get").is_none());
+        assert!(matches!(
+            store.history(&tenant, gone).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+    assert!(store.latest_task(&old.key).await.expect("latest").is_none());
+    let mut kept = listed(&store, &tenant).await;
+    kept.sort();
+    let mut expected = vec![recent.id, pending.id];
+    expected.sort();
+    assert_eq!(kept, expected);
+    let result = store
+        .get_result(&tenant, &old.key.product, &old.key.inventory_id, None)
+        .await
+        .expect("result");
+    assert_eq!(result.map(|r| r.task_id), Some(old.id), "results stay");
+    assert!(store.check_consistency().expect("check").is_empty());
+    assert_eq!(store.prune_finished_before(cut).await.expect("again"), 0);
+    drop(store);
+
+    let store = open(dir.path(), &clock);
+    assert!(store.check_consistency().expect("check").is_empty());
+    assert_eq!(listed(&store, &tenant).await.len(), 2);
+    // The key of a pruned task takes a new task as usual.
+    let again = store
+        .create_task(new_task("old", Priority::High))
+        .await
+        .expect("create");
+    assert!(again.created);
+}
+
+#[tokio::test]
+async fn a_store_with_a_retention_prunes_on_its_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::default();
+    let options = SledOptions::default()
+        .with_clock(Arc::new(clock.clone()))
+        .with_retention(Duration::from_secs(60));
+    let store = SledStore::open_with(dir.path(), options).expect("open");
+    let tenant = TenantId::new("t1").expect("valid");
+    let done = finished(&store, "a").await;
+    clock.advance(Duration::from_secs(61));
+    // The committer looks about once a second; give it ample time on a loaded machine.
+    let mut gone = false;
+    for _ in 0..200 {
+        if store
+            .get_task(&tenant, done.id)
+            .await
+            .expect("get")
+            .is_none()
+        {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the expired task was pruned");
+    assert!(store.check_consistency().expect("check").is_empty());
+}
