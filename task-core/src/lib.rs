@@ -56,8 +56,8 @@ pub mod prelude {
     pub use crate::memory::MemoryStore;
     pub use crate::results::AnalysisResult;
     pub use crate::store::{
-        CatalogStore, ClaimRequest, CreateOutcome, NewTask, Page, PageRequest, ResultStore, Store,
-        StoreError, TaskChange, TaskFilter, TaskStore, TaskStoreExt,
+        ApplyRequest, CatalogStore, ClaimRequest, CreateOutcome, NewTask, Page, PageRequest,
+        ResultStore, Store, StoreError, TaskChange, TaskFilter, TaskStore, TaskStoreExt,
     };
     pub use crate::task::{
         Checkpoint, HistoryEntry, Lease, Status, Step, Task, TaskKey, TaskState,

@@ -8,13 +8,13 @@ use tokio::sync::broadcast;
 
 use crate::catalog::{CatalogItem, DeletedItem, ItemUpsert};
 use crate::ids::{InventoryId, Priority, ProductName, TaskId, TenantId, Version, WorkerId};
-use crate::machine::{TaskEvent, TransitionError};
+use crate::machine::{Authority, TaskEvent, TransitionError, transition};
 use crate::results::AnalysisResult;
 use crate::task::{HistoryEntry, Status, Step, Task, TaskKey};
 use crate::time::Timestamp;
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The addressed record does not exist (or belongs to another tenant).
     #[error("{what} {id} not found")]
@@ -190,10 +190,15 @@ pub struct ClaimRequest {
     pub priority_order: [Priority; 3],
     /// Products not to claim now (at their concurrency limit).
     pub exclude_products: Vec<ProductName>,
+    /// Also start each claimed task's first step without a checkpoint, in the same atomic
+    /// write as the claim (as the new lease holder would with [`TaskEvent::StepStarted`]), so
+    /// a runner saves one write per task. A task whose steps all have checkpoints is only
+    /// claimed.
+    pub start_first_step: bool,
 }
 
 impl ClaimRequest {
-    /// A claim of one task, strict priority order, any product.
+    /// A claim of one task, strict priority order, any product, no step started.
     pub fn one(worker: WorkerId, lease: Duration) -> Self {
         Self {
             worker,
@@ -201,8 +206,53 @@ impl ClaimRequest {
             max: 1,
             priority_order: Priority::ALL,
             exclude_products: Vec::new(),
+            start_first_step: false,
         }
     }
+
+    /// The same request with [`start_first_step`](ClaimRequest::start_first_step) set to `start`.
+    pub fn with_start_first_step(mut self, start: bool) -> Self {
+        self.start_first_step = start;
+        self
+    }
+
+    /// What this claim does to one ready `task` at `now`: the claimed (and, if asked, started)
+    /// task and its history entries, or why the claim is refused. Stores write both in one
+    /// atomic update.
+    pub fn transition(
+        &self,
+        task: &Task,
+        now: Timestamp,
+    ) -> Result<(Task, Vec<HistoryEntry>), TransitionError> {
+        let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
+        let claim = TaskEvent::Claimed {
+            worker: self.worker.clone(),
+            lease_ms,
+        };
+        let claimed = transition(task, &claim, Authority::System, now)?;
+        let mut entries = vec![claimed.entry];
+        let mut task = claimed.task;
+        if self.start_first_step
+            && let Some(step) = task.next_step()
+        {
+            let start = TaskEvent::StepStarted { step };
+            let started = transition(&task, &start, Authority::Lease(task.epoch), now)?;
+            entries.push(started.entry);
+            task = started.task;
+        }
+        Ok((task, entries))
+    }
+}
+
+/// One entry of [`TaskStore::apply_many`]: worker events for one task under one lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApplyRequest {
+    /// The task.
+    pub id: TaskId,
+    /// The lease epoch the sender holds.
+    pub epoch: u64,
+    /// The events, applied all or none.
+    pub events: Vec<TaskEvent>,
 }
 
 /// A change to a task, broadcast to subscribers so workers and watchers wake at once.
@@ -274,6 +324,24 @@ pub trait TaskStore: Send + Sync + 'static {
     /// applied or none; a stale or expired lease is refused.
     async fn apply(&self, id: TaskId, epoch: u64, events: &[TaskEvent])
     -> Result<Task, StoreError>;
+
+    /// Applies many [`ApplyRequest`]s, each exactly as [`apply`](TaskStore::apply) would: each
+    /// entry is atomic on its own and fails on its own (a stale epoch in one entry does not stop
+    /// the others). One outcome per entry, in order. The outer error means the backend failed
+    /// for the whole batch.
+    ///
+    /// The default applies the entries one by one (each backend error lands in its entry);
+    /// stores override it to write the batch in one go.
+    async fn apply_many(
+        &self,
+        batch: Vec<ApplyRequest>,
+    ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for request in batch {
+            outcomes.push(self.apply(request.id, request.epoch, &request.events).await);
+        }
+        Ok(outcomes)
+    }
 
     /// Moves every task whose lease expired back to pending (or to cancelled if a cancel was
     /// requested). Returns the ids moved.

@@ -100,6 +100,8 @@ async fn claim_loop<S: Store>(shared: Arc<Shared<S>>, control: Control, wake: Ar
                 max: free.min(config.claim_batch).min(product_room),
                 priority_order: schedule.next_order(),
                 exclude_products,
+                // Saves each task a write: its executor starts with the step already running.
+                start_first_step: true,
             };
             match shared.store.claim(&request).await {
                 Ok(claimed) => {

@@ -32,4 +32,7 @@ pub enum RunnerError {
     /// The dispatcher task panicked or was aborted.
     #[error("runner dispatcher stopped abnormally: {0}")]
     Dispatcher(String),
+    /// The task that batches the executors' writes panicked or was aborted.
+    #[error("runner write batcher stopped abnormally: {0}")]
+    WriteBatcher(String),
 }

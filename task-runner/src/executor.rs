@@ -11,9 +11,10 @@ use task_core::catalog::CatalogItem;
 use task_core::error::TaskError;
 use task_core::ids::{ProductName, TaskId, TenantId};
 use task_core::machine::TaskEvent;
-use task_core::store::{Store, StoreError, TaskStoreExt};
+use task_core::store::{ApplyRequest, Store, StoreError, TaskStoreExt};
 use task_core::task::{Status, Step, Task};
 
+use crate::batcher::WriteBatcher;
 use crate::config::RunnerConfig;
 use crate::metrics::{Metrics, Outcome};
 use crate::pipeline::Pipeline;
@@ -51,6 +52,8 @@ impl Stop {
 /// What every executor of a runner shares.
 pub(crate) struct Shared<S: Store> {
     pub(crate) store: Arc<S>,
+    /// Where step transitions go (heartbeats go to the store directly).
+    pub(crate) writes: WriteBatcher,
     pub(crate) pipeline: Pipeline,
     pub(crate) config: RunnerConfig,
     pub(crate) metrics: Arc<Metrics>,
@@ -128,7 +131,8 @@ async fn heartbeat<S: Store>(
 }
 
 /// The step loop. Events that follow a step's success are sent together with the next step's
-/// start (or with `done`), so each step costs one durable write.
+/// start (or with `done`), so each step costs one durable write; the first step's start was
+/// written by the claim.
 async fn run<S: Store>(shared: &Shared<S>, task: Task, stop: &Stop) -> Outcome {
     let (id, epoch) = (task.id, task.epoch);
     let writer = Writer { shared, id, epoch };
@@ -149,6 +153,11 @@ async fn run<S: Store>(shared: &Shared<S>, task: Task, stop: &Stop) -> Outcome {
         stop.stop(StopReason::CancelRequested);
     }
     let mut next_step = task.next_step();
+    // The claim (start_first_step) already started this step; a store that ignores the flag
+    // leaves it None and the loop starts the step itself.
+    let mut started_by_claim = task
+        .current_step()
+        .filter(|step| task.checkpoint(*step).is_none());
     let mut current = task;
     let mut pending: Vec<TaskEvent> = Vec::new();
     loop {
@@ -166,11 +175,13 @@ async fn run<S: Store>(shared: &Shared<S>, task: Task, stop: &Stop) -> Outcome {
             pending.push(TaskEvent::Failed { error });
             return writer.finish(pending).await;
         };
-        pending.push(TaskEvent::StepStarted { step });
-        current = match writer.apply(std::mem::take(&mut pending)).await {
-            Ok(task) => task,
-            Err(outcome) => return outcome,
-        };
+        if started_by_claim.take() != Some(step) {
+            pending.push(TaskEvent::StepStarted { step });
+            current = match writer.apply(std::mem::take(&mut pending)).await {
+                Ok(task) => task,
+                Err(outcome) => return outcome,
+            };
+        }
         let ctx = StepContext {
             task: current.clone(),
             item: item.clone(),
@@ -288,9 +299,14 @@ struct Writer<'a, S: Store> {
 
 impl<S: Store> Writer<'_, S> {
     async fn apply(&self, events: Vec<TaskEvent>) -> Result<Task, Outcome> {
+        let request = ApplyRequest {
+            id: self.id,
+            epoch: self.epoch,
+            events,
+        };
         self.shared
-            .store
-            .apply(self.id, self.epoch, &events)
+            .writes
+            .apply(request)
             .await
             .map_err(|err| abandon(&err))
     }

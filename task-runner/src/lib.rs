@@ -19,6 +19,11 @@
 //!   until a deadline, then stops them and releases their leases for another runner.
 //!   Dropping the handle without shutdown aborts everything at once, as a crash would.
 //!
+//! - **Few writes per task.** A claim also starts each task's first step (one write), and each
+//!   later step transition goes to a per-runner write batcher that sends whatever accumulated
+//!   while its previous call ran as one [`TaskStore::apply_many`]; every executor still gets
+//!   its own entry's outcome, fencing errors included.
+//!
 //! Workers wake on the store's change notifications: with an empty queue the runner sleeps, and
 //! a new task starts within milliseconds.
 //!
@@ -67,6 +72,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod batcher;
 mod config;
 mod dispatcher;
 mod error;
@@ -92,6 +98,7 @@ use task_core::ids::{TaskId, TenantId};
 use task_core::store::{Store, StoreError, TaskStore};
 use task_core::task::Task;
 
+use crate::batcher::WriteBatcher;
 use crate::dispatcher::Control;
 use crate::executor::Shared;
 
@@ -131,8 +138,10 @@ impl Runner {
             return Err(RunnerError::MissingAnalyzer(product.clone()));
         }
         let metrics = Arc::new(Metrics::default());
+        let (writes, batcher) = WriteBatcher::start(store.clone());
         let shared = Arc::new(Shared {
             store,
+            writes,
             pipeline,
             config,
             metrics: metrics.clone(),
@@ -147,6 +156,7 @@ impl Runner {
         let dispatcher = tokio::spawn(dispatcher::run(shared, control));
         Ok(RunnerHandle {
             dispatcher,
+            batcher,
             shutdown,
             deadline,
             metrics,
@@ -159,6 +169,8 @@ impl Runner {
 #[derive(Debug)]
 pub struct RunnerHandle {
     dispatcher: JoinHandle<()>,
+    /// Ends by itself once the dispatcher and its executors, which hold its queue, are gone.
+    batcher: JoinHandle<()>,
     shutdown: CancellationToken,
     deadline: CancellationToken,
     metrics: Arc<Metrics>,
@@ -182,13 +194,18 @@ impl RunnerHandle {
         let joined = (&mut self.dispatcher).await;
         timer.abort();
         joined.map_err(|e| RunnerError::Dispatcher(e.to_string()))?;
+        (&mut self.batcher)
+            .await
+            .map_err(|e| RunnerError::WriteBatcher(e.to_string()))?;
         Ok(self.metrics.snapshot())
     }
 }
 
 impl Drop for RunnerHandle {
     fn drop(&mut self) {
+        // Queued writes are dropped too, as in a crash.
         self.dispatcher.abort();
+        self.batcher.abort();
     }
 }
 

@@ -17,7 +17,7 @@ use task_core::catalog::{CatalogItem, ItemUpsert};
 use task_core::ids::{InventoryId, TaskId, TenantId};
 use task_core::machine::{Authority, TaskEvent};
 use task_core::results::AnalysisResult;
-use task_core::store::{ClaimRequest, CreateOutcome, NewTask, StoreError};
+use task_core::store::{ApplyRequest, ClaimRequest, CreateOutcome, NewTask, StoreError};
 use task_core::task::Task;
 use task_core::time::{SharedClock, Timestamp};
 use tokio::sync::oneshot;
@@ -47,6 +47,8 @@ pub(crate) enum Op {
         /// The events, all or none.
         events: Vec<TaskEvent>,
     },
+    /// Apply many entries, each on its own as [`Op::Apply`] would.
+    ApplyMany(Vec<ApplyRequest>),
     /// Request a cancel.
     Cancel(TenantId, TaskId),
     /// Requeue expired leases.
@@ -72,6 +74,8 @@ pub(crate) enum Done {
     Claimed(Vec<Task>, Vec<Task>),
     /// The task after an apply.
     Applied(Task),
+    /// The outcome of each entry of an apply of many.
+    AppliedMany(Vec<Result<Task, StoreError>>),
     /// The task after a cancel request, and whether it changed.
     Cancelled(Task, bool),
     /// Tasks moved back to pending.
@@ -90,7 +94,17 @@ impl Done {
     /// Whether the caller must wait for a flush before answering: a claim that found nothing
     /// promises nothing about the disk.
     fn needs_flush(&self) -> bool {
-        !matches!(self, Done::Claimed(requeued, claimed) if requeued.is_empty() && claimed.is_empty())
+        self.acknowledged_writes() > 0
+    }
+
+    /// How many durable writes this answer acknowledges: one per call, except that an apply of
+    /// many counts each entry written (and a claim that found nothing counts none).
+    fn acknowledged_writes(&self) -> u64 {
+        match self {
+            Done::Claimed(requeued, claimed) if requeued.is_empty() && claimed.is_empty() => 0,
+            Done::AppliedMany(outcomes) => outcomes.iter().filter(|o| o.is_ok()).count() as u64,
+            _ => 1,
+        }
     }
 }
 
@@ -183,6 +197,21 @@ pub(crate) fn execute(
         Op::Apply { id, epoch, events } => {
             Done::Applied(stage.apply(id, Authority::Lease(epoch), &events, now)?)
         }
+        Op::ApplyMany(batch) => Done::AppliedMany(
+            batch
+                .into_iter()
+                .map(|entry| {
+                    // Each entry is undone alone, exactly like a separate call.
+                    let point = stage.savepoint();
+                    let applied =
+                        stage.apply(entry.id, Authority::Lease(entry.epoch), &entry.events, now);
+                    if applied.is_err() {
+                        stage.rollback(point);
+                    }
+                    applied
+                })
+                .collect(),
+        ),
         Op::Cancel(tenant, id) => {
             let (task, changed) = stage.cancel(&tenant, id, now)?;
             Done::Cancelled(task, changed)
@@ -269,8 +298,9 @@ fn run(parts: Parts, receiver: mpsc::Receiver<Request>) {
         }
         let acknowledged = results
             .iter()
-            .filter(|(_, r)| r.as_ref().is_ok_and(Done::needs_flush))
-            .count() as u64;
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .map(Done::acknowledged_writes)
+            .sum();
         let ticket = match stage.commit() {
             Ok(true) => {
                 last = parts.commit.committed(acknowledged);

@@ -32,7 +32,8 @@ pub enum Durability {
 /// Counters of the group commit, for benchmarks and monitoring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CommitStats {
-    /// Durable writes acknowledged (one per committing store call).
+    /// Durable writes acknowledged (one per committing store call, one per written entry of an
+    /// `apply_many`).
     pub writes: u64,
     /// Groups committed (one sled batch each, carrying one or more writes).
     pub commits: u64,

@@ -17,8 +17,9 @@
 //! # The write path
 //!
 //! One committer thread owns every write. A store call sends its operation (create, claim,
-//! apply, cancel, requeue, catalog, result and cache writes) over a channel and awaits the
-//! answer. The committer takes everything queued (a *group*), runs the operations in arrival
+//! apply, apply of many, cancel, requeue, catalog, result and cache writes) over a channel and
+//! awaits the answer; an apply of many is one operation whose entries each succeed or are
+//! undone on their own. The committer takes everything queued (a *group*), runs the operations in arrival
 //! order against the committed state plus the group's pending writes (each operation sees the
 //! ones before it; one that fails is undone and leaves nothing behind), and commits the whole
 //! group as **one `apply_batch` on one sled tree**. sled writes a batch as one unit in its log,

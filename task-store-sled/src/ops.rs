@@ -249,19 +249,28 @@ impl Stage<'_> {
         now: Timestamp,
     ) -> Result<(Vec<Task>, Vec<Task>), StoreError> {
         let requeued = self.requeue_expired(now)?;
-        let lease_ms = u64::try_from(request.lease.as_millis()).unwrap_or(u64::MAX);
-        let event = TaskEvent::Claimed {
-            worker: request.worker.clone(),
-            lease_ms,
-        };
         let mut claimed = Vec::new();
         for id in self.candidates(request, now)? {
-            match self.apply(id, Authority::System, std::slice::from_ref(&event), now) {
+            match self.claim_task(id, request, now) {
                 Ok(task) => claimed.push(task),
                 Err(err) if is_skippable(&err) => continue,
                 Err(err) => return Err(err),
             }
         }
         Ok((requeued, claimed))
+    }
+
+    /// Claims task `id` (starting its first step when the request asks): one record write
+    /// and one history value.
+    fn claim_task(
+        &mut self,
+        id: TaskId,
+        request: &ClaimRequest,
+        now: Timestamp,
+    ) -> Result<Task, StoreError> {
+        let old = self.load(id)?.ok_or_else(|| task_not_found(id))?;
+        let (task, entries) = request.transition(&old.task, now)?;
+        self.write_task(Some(&old), task.clone(), &entries)?;
+        Ok(task)
     }
 }

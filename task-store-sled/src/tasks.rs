@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use task_core::ids::{TaskId, TenantId};
 use task_core::machine::TaskEvent;
 use task_core::store::{
-    ClaimRequest, CreateOutcome, NewTask, Page, PageRequest, StoreError, TaskChange, TaskFilter,
-    TaskStore,
+    ApplyRequest, ClaimRequest, CreateOutcome, NewTask, Page, PageRequest, StoreError, TaskChange,
+    TaskFilter, TaskStore,
 };
 use task_core::task::{HistoryEntry, Task, TaskKey};
 use task_core::time::Timestamp;
@@ -198,6 +198,23 @@ impl TaskStore for SledStore {
             Done::Applied(task) => {
                 inner.notify([&task]);
                 Ok(task)
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn apply_many(
+        &self,
+        batch: Vec<ApplyRequest>,
+    ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inner = &self.inner;
+        match inner.write(Op::ApplyMany(batch)).await? {
+            Done::AppliedMany(outcomes) => {
+                inner.notify(outcomes.iter().filter_map(|o| o.as_ref().ok()));
+                Ok(outcomes)
             }
             other => Err(unexpected(&other)),
         }

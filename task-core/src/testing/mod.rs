@@ -13,10 +13,12 @@
 //! # fn main() {}
 //! ```
 
+mod batches;
 mod catalog_results;
 mod claims;
 mod tasks;
 
+pub use batches::*;
 pub use catalog_results::*;
 pub use claims::*;
 pub use tasks::*;
@@ -50,6 +52,8 @@ macro_rules! conformance_suite {
             pagination_returns_every_task_exactly_once,
             tenants_never_see_each_other,
             apply_is_atomic,
+            claim_can_start_the_first_step,
+            apply_many_entries_succeed_and_fail_alone,
             subscribers_see_every_change,
             next_wakeup_reports_retry_and_lease_times,
             catalog_upsert_get_list_delete,

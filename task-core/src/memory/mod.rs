@@ -7,16 +7,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::catalog::{CatalogItem, DeletedItem, ItemUpsert};
+use crate::catalog::CatalogItem;
 use crate::ids::{InventoryId, ProductName, TaskId, TenantId, Version};
 use crate::machine::{Authority, TaskEvent, created, transition};
 use crate::results::AnalysisResult;
 use crate::store::{
-    CatalogStore, ClaimRequest, CreateOutcome, NewTask, Page, PageRequest, ResultStore, StoreError,
-    TaskChange, TaskFilter, TaskStore,
+    ApplyRequest, ClaimRequest, CreateOutcome, NewTask, Page, PageRequest, StoreError, TaskChange,
+    TaskFilter, TaskStore,
 };
 use crate::task::{HistoryEntry, Task, TaskKey};
 use crate::time::{SharedClock, SystemClock, Timestamp};
+
+mod catalog;
 
 type ReadyKey = (u8, Timestamp, u64, TaskId);
 
@@ -85,9 +87,26 @@ impl Inner {
             task = step.task;
             entries.push(step.entry);
         }
+        self.put_all(&task, entries);
+        Ok(task)
+    }
+
+    /// Stores `task` with several history entries, all decided before anything is written.
+    fn put_all(&mut self, task: &Task, entries: Vec<HistoryEntry>) {
         for entry in entries {
             self.put(task.clone(), entry);
         }
+    }
+
+    fn claim_one(
+        &mut self,
+        id: TaskId,
+        request: &ClaimRequest,
+        now: Timestamp,
+    ) -> Result<Task, StoreError> {
+        let task = self.tasks.get(&id).ok_or_else(|| not_found_task(id))?;
+        let (task, entries) = request.transition(task, now)?;
+        self.put_all(&task, entries);
         Ok(task)
     }
 
@@ -281,7 +300,6 @@ impl TaskStore for MemoryStore {
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Task>, StoreError> {
         let now = self.clock.now();
-        let lease_ms = u64::try_from(request.lease.as_millis()).unwrap_or(u64::MAX);
         let mut inner = self.lock();
         let mut changed = inner.requeue_expired(now);
         let mut picked = Vec::new();
@@ -302,13 +320,9 @@ impl TaskStore for MemoryStore {
                 picked.push(*id);
             }
         }
-        let event = TaskEvent::Claimed {
-            worker: request.worker.clone(),
-            lease_ms,
-        };
         let mut claimed = Vec::with_capacity(picked.len());
         for id in picked {
-            claimed.push(inner.apply(id, Authority::System, std::slice::from_ref(&event), now)?);
+            claimed.push(inner.claim_one(id, request, now)?);
         }
         drop(inner);
         changed.extend(claimed.iter().cloned());
@@ -328,6 +342,22 @@ impl TaskStore for MemoryStore {
             .apply(id, Authority::Lease(epoch), events, now)?;
         self.notify([&task]);
         Ok(task)
+    }
+
+    async fn apply_many(
+        &self,
+        batch: Vec<ApplyRequest>,
+    ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
+        let now = self.clock.now();
+        let outcomes: Vec<Result<Task, StoreError>> = {
+            let mut inner = self.lock();
+            batch
+                .iter()
+                .map(|r| inner.apply(r.id, Authority::Lease(r.epoch), &r.events, now))
+                .collect()
+        };
+        self.notify(outcomes.iter().filter_map(|o| o.as_ref().ok()));
+        Ok(outcomes)
     }
 
     async fn requeue_expired(&self) -> Result<Vec<TaskId>, StoreError> {
@@ -357,167 +387,6 @@ impl TaskStore for MemoryStore {
 
     fn subscribe(&self) -> broadcast::Receiver<TaskChange> {
         self.changes.subscribe()
-    }
-}
-
-#[async_trait]
-impl CatalogStore for MemoryStore {
-    async fn upsert_item(&self, item: ItemUpsert) -> Result<(CatalogItem, bool), StoreError> {
-        let now = self.clock.now();
-        let mut inner = self.lock();
-        let key = (item.tenant.clone(), item.inventory_id.clone());
-        let previous = inner.items.get(&key);
-        let created = previous.is_none_or(|p| p.deleted_at.is_some());
-        let stored = CatalogItem {
-            item,
-            created_at: previous.filter(|_| !created).map_or(now, |p| p.created_at),
-            updated_at: now,
-            deleted_at: None,
-        };
-        inner.items.insert(key, stored.clone());
-        Ok((stored, created))
-    }
-
-    async fn get_item(
-        &self,
-        tenant: &TenantId,
-        id: &InventoryId,
-        include_deleted: bool,
-    ) -> Result<Option<CatalogItem>, StoreError> {
-        Ok(self
-            .lock()
-            .items
-            .get(&(tenant.clone(), id.clone()))
-            .filter(|item| include_deleted || item.deleted_at.is_none())
-            .cloned())
-    }
-
-    async fn list_items(
-        &self,
-        tenant: &TenantId,
-        include_deleted: bool,
-        page: &PageRequest,
-    ) -> Result<Page<CatalogItem>, StoreError> {
-        let after = page.item_cursor()?;
-        let limit = page.limit.max(1);
-        let inner = self.lock();
-        let start = match after {
-            Some(id) => Bound::Excluded((tenant.clone(), id)),
-            None => Bound::Unbounded,
-        };
-        let mut items: Vec<CatalogItem> = Vec::new();
-        let mut next = None;
-        for ((owner, _), item) in inner.items.range((start, Bound::Unbounded)) {
-            if owner < tenant {
-                continue;
-            }
-            if owner > tenant {
-                break;
-            }
-            if !include_deleted && item.deleted_at.is_some() {
-                continue;
-            }
-            if items.len() == limit {
-                next = items.last().map(|i| i.item.inventory_id.to_string());
-                break;
-            }
-            items.push(item.clone());
-        }
-        Ok(Page { items, next })
-    }
-
-    async fn delete_item(
-        &self,
-        tenant: &TenantId,
-        id: &InventoryId,
-    ) -> Result<DeletedItem, StoreError> {
-        let now = self.clock.now();
-        let mut inner = self.lock();
-        let key = (tenant.clone(), id.clone());
-        let item = match inner.items.get_mut(&key) {
-            Some(item) if item.deleted_at.is_none() => {
-                item.deleted_at = Some(now);
-                item.updated_at = now;
-                item.clone()
-            }
-            _ => {
-                return Err(StoreError::NotFound {
-                    what: "catalog item",
-                    id: id.to_string(),
-                });
-            }
-        };
-        let active: Vec<TaskId> = inner
-            .active
-            .iter()
-            .filter(|(key, _)| key.tenant == *tenant && key.inventory_id == *id)
-            .map(|(_, task)| *task)
-            .collect();
-        let mut cancelled = Vec::new();
-        for task_id in active {
-            let already = inner
-                .tasks
-                .get(&task_id)
-                .is_some_and(|t| t.cancel_requested());
-            if !already {
-                cancelled.push(inner.apply(
-                    task_id,
-                    Authority::System,
-                    &[TaskEvent::CancelRequested],
-                    now,
-                )?);
-            }
-        }
-        drop(inner);
-        self.notify(&cancelled);
-        Ok(DeletedItem {
-            item,
-            cancelled_tasks: cancelled.iter().map(|t| t.id).collect(),
-        })
-    }
-}
-
-#[async_trait]
-impl ResultStore for MemoryStore {
-    async fn put_result(&self, result: AnalysisResult) -> Result<(), StoreError> {
-        let key = (
-            result.tenant.clone(),
-            result.product.clone(),
-            result.inventory_id.clone(),
-            result.version.clone(),
-        );
-        self.lock().results.insert(key, result);
-        Ok(())
-    }
-
-    async fn get_result(
-        &self,
-        tenant: &TenantId,
-        product: &ProductName,
-        inventory_id: &InventoryId,
-        version: Option<&Version>,
-    ) -> Result<Option<AnalysisResult>, StoreError> {
-        let inner = self.lock();
-        Ok(inner
-            .results
-            .values()
-            .filter(|r| {
-                r.tenant == *tenant
-                    && r.product == *product
-                    && r.inventory_id == *inventory_id
-                    && version.is_none_or(|v| *v == r.version)
-            })
-            .max_by_key(|r| r.updated_at)
-            .cloned())
-    }
-
-    async fn cache_get(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        Ok(self.lock().cache.get(key).cloned())
-    }
-
-    async fn cache_put(&self, key: &str, value: serde_json::Value) -> Result<(), StoreError> {
-        self.lock().cache.insert(key.to_owned(), value);
-        Ok(())
     }
 }
 

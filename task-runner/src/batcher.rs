@@ -1,0 +1,300 @@
+//! The write batcher: the executors' step transitions reach the store in batches.
+//!
+//! Every store write is a round trip through the store's write path (for sled, a message to
+//! its committer thread and a wake back), and with many executors those hand-offs, not the
+//! disk, limit throughput. So executors hand their [`ApplyRequest`] to one batcher per runner,
+//! which sends everything queued as one [`TaskStore::apply_many`] and, while that call runs,
+//! lets the next requests queue up. There is no timer: a batch is whatever accumulated during
+//! the previous call, so an idle runner writes at once and a busy one writes in large batches.
+//! Each executor gets its own entry's outcome, so a fencing error reaches it exactly as from
+//! [`TaskStore::apply`].
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug_span};
+
+use task_core::store::{ApplyRequest, StoreError, TaskStore};
+use task_core::task::Task;
+
+/// At most this many entries go into one `apply_many`.
+pub(crate) const MAX_BATCH: usize = 256;
+
+/// The outcome of one entry.
+type Outcome = Result<Task, StoreError>;
+
+struct Queued {
+    request: ApplyRequest,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// The executors' handle on the batcher task; the task ends once every handle is dropped and
+/// the last batch is answered.
+#[derive(Clone)]
+pub(crate) struct WriteBatcher {
+    // Unbounded because each executor waits for its answer before it queues again: the queue
+    // never holds more than one entry per running task.
+    queue: mpsc::UnboundedSender<Queued>,
+}
+
+impl WriteBatcher {
+    /// Starts the batcher task over `store` on the current runtime.
+    pub(crate) fn start<S: TaskStore>(store: Arc<S>) -> (Self, JoinHandle<()>) {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(store, receiver));
+        (Self { queue }, task)
+    }
+
+    /// Applies `request` in the next batch and returns its own outcome.
+    pub(crate) async fn apply(&self, request: ApplyRequest) -> Outcome {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Queued { request, reply })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Backend {
+        backend: "task-runner",
+        operation: "batching writes",
+        message: "the runner's write batcher stopped".into(),
+        retryable: false,
+    }
+}
+
+async fn run<S: TaskStore>(store: Arc<S>, mut receiver: mpsc::UnboundedReceiver<Queued>) {
+    let mut queued = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut queued, MAX_BATCH).await > 0 {
+        let (requests, replies): (Vec<ApplyRequest>, Vec<oneshot::Sender<Outcome>>) =
+            queued.drain(..).map(|q| (q.request, q.reply)).unzip();
+        let span = debug_span!("write_batch", entries = requests.len());
+        let outcomes = store.apply_many(requests).instrument(span).await;
+        answer(replies, outcomes);
+    }
+}
+
+/// Hands each waiting executor its entry's outcome, or the batch's error.
+fn answer(replies: Vec<oneshot::Sender<Outcome>>, outcomes: Result<Vec<Outcome>, StoreError>) {
+    let outcomes = match outcomes {
+        Ok(outcomes) if outcomes.len() == replies.len() => outcomes,
+        Ok(outcomes) => {
+            let miscounted = StoreError::Backend {
+                backend: "task-runner",
+                operation: "batching writes",
+                message: format!(
+                    "the store answered {} outcomes for {} entries",
+                    outcomes.len(),
+                    replies.len()
+                ),
+                retryable: false,
+            };
+            vec![Err(miscounted); replies.len()]
+        }
+        Err(err) => vec![Err(err); replies.len()],
+    };
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        // An executor that went away (its task was stopped) no longer needs the answer.
+        let _ = reply.send(outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use task_core::prelude::*;
+    use task_core::testing::{LEASE, new_task, worker};
+    use tokio::sync::{Semaphore, broadcast};
+
+    use super::*;
+
+    /// A memory store that records the size of each `apply_many` and holds each one until the
+    /// test lets it through, so the test decides what queues behind it.
+    struct Gated {
+        inner: MemoryStore,
+        gate: Semaphore,
+        batches: Mutex<Vec<usize>>,
+    }
+
+    #[async_trait]
+    impl TaskStore for Gated {
+        async fn create_task(&self, new: NewTask) -> Result<CreateOutcome, StoreError> {
+            self.inner.create_task(new).await
+        }
+        async fn create_tasks(&self, b: Vec<NewTask>) -> Result<Vec<CreateOutcome>, StoreError> {
+            self.inner.create_tasks(b).await
+        }
+        async fn get_task(&self, t: &TenantId, id: TaskId) -> Result<Option<Task>, StoreError> {
+            self.inner.get_task(t, id).await
+        }
+        async fn latest_task(&self, key: &TaskKey) -> Result<Option<Task>, StoreError> {
+            self.inner.latest_task(key).await
+        }
+        async fn list_tasks(
+            &self,
+            t: &TenantId,
+            f: &TaskFilter,
+            p: &PageRequest,
+        ) -> Result<Page<Task>, StoreError> {
+            self.inner.list_tasks(t, f, p).await
+        }
+        async fn request_cancel(&self, t: &TenantId, id: TaskId) -> Result<Task, StoreError> {
+            self.inner.request_cancel(t, id).await
+        }
+        async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Task>, StoreError> {
+            self.inner.claim(request).await
+        }
+        async fn apply(&self, id: TaskId, epoch: u64, e: &[TaskEvent]) -> Result<Task, StoreError> {
+            self.inner.apply(id, epoch, e).await
+        }
+        async fn apply_many(&self, batch: Vec<ApplyRequest>) -> Result<Vec<Outcome>, StoreError> {
+            self.batches.lock().expect("lock").push(batch.len());
+            self.gate.acquire().await.expect("open").forget();
+            self.inner.apply_many(batch).await
+        }
+        async fn requeue_expired(&self) -> Result<Vec<TaskId>, StoreError> {
+            self.inner.requeue_expired().await
+        }
+        async fn history(&self, t: &TenantId, id: TaskId) -> Result<Vec<HistoryEntry>, StoreError> {
+            self.inner.history(t, id).await
+        }
+        async fn next_wakeup(&self) -> Result<Option<Timestamp>, StoreError> {
+            self.inner.next_wakeup().await
+        }
+        fn subscribe(&self) -> broadcast::Receiver<TaskChange> {
+            self.inner.subscribe()
+        }
+    }
+
+    fn start(step: Step) -> ApplyRequest {
+        ApplyRequest {
+            id: TaskId::generate(),
+            epoch: 0,
+            events: vec![TaskEvent::StepStarted { step }],
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_queues_during_a_call_goes_out_as_one_batch_with_its_own_outcomes() {
+        let store = Arc::new(Gated {
+            inner: MemoryStore::default(),
+            gate: Semaphore::new(0),
+            batches: Mutex::new(Vec::new()),
+        });
+        for name in ["a", "b", "c"] {
+            store
+                .create_task(new_task(name, Priority::High))
+                .await
+                .expect("create");
+        }
+        let claimed = store
+            .claim(&ClaimRequest {
+                max: 3,
+                ..ClaimRequest::one(worker("w"), LEASE)
+            })
+            .await
+            .expect("claim");
+        let (batcher, task) = WriteBatcher::start(store.clone());
+
+        // The first write goes out alone and is held in the store...
+        let first = tokio::spawn({
+            let batcher = batcher.clone();
+            let request = ApplyRequest {
+                id: claimed[0].id,
+                epoch: claimed[0].epoch,
+                events: vec![TaskEvent::StepStarted {
+                    step: Step::S3Check,
+                }],
+            };
+            async move { batcher.apply(request).await }
+        });
+        while store.batches.lock().expect("lock").is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // ...while three more queue: two good ones, one with a stale epoch.
+        let mut waiting = Vec::new();
+        for (task, epoch) in [
+            (&claimed[1], claimed[1].epoch),
+            (&claimed[2], claimed[2].epoch + 1),
+            (&claimed[0], claimed[0].epoch),
+        ] {
+            let (reply, answer) = oneshot::channel();
+            let request = ApplyRequest {
+                id: task.id,
+                epoch,
+                events: vec![TaskEvent::LeaseReleased],
+            };
+            batcher
+                .queue
+                .send(Queued { request, reply })
+                .map_err(|_| "batcher gone")
+                .expect("queued");
+            waiting.push(answer);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            *store.batches.lock().expect("lock"),
+            [1],
+            "nothing more is sent while a call runs"
+        );
+        store.gate.add_permits(2);
+        let first = first.await.expect("join").expect("the first write lands");
+        assert_eq!(first.current_step(), Some(Step::S3Check));
+        let mut outcomes = Vec::new();
+        for answer in waiting {
+            outcomes.push(answer.await.expect("answered"));
+        }
+        assert_eq!(*store.batches.lock().expect("lock"), [1, 3]);
+        assert_eq!(
+            outcomes[0].as_ref().map(Task::status).ok(),
+            Some(Status::Pending)
+        );
+        assert!(
+            matches!(
+                &outcomes[1],
+                Err(StoreError::Transition(TransitionError::LeaseLost { .. }))
+            ),
+            "the fenced entry gets its own error: {:?}",
+            outcomes[1]
+        );
+        assert_eq!(
+            outcomes[2].as_ref().map(Task::status).ok(),
+            Some(Status::Pending)
+        );
+
+        // A write to a task that does not exist is the only failure of its batch.
+        store.gate.add_permits(1);
+        let lost = batcher.apply(start(Step::S3Check)).await;
+        assert!(matches!(lost, Err(StoreError::NotFound { .. })), "{lost:?}");
+
+        drop(batcher);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the batcher ends with its last handle")
+            .expect("join");
+    }
+
+    #[test]
+    fn a_failed_or_miscounted_batch_fails_every_entry() {
+        let error = || StoreError::Backend {
+            backend: "test",
+            operation: "committing",
+            message: "disk gone".into(),
+            retryable: true,
+        };
+        for outcomes in [Err(error()), Ok(vec![Err(error())])] {
+            let (replies, answers): (Vec<_>, Vec<_>) =
+                (0..2).map(|_| oneshot::channel::<Outcome>()).unzip();
+            answer(replies, outcomes);
+            for mut answer in answers {
+                let got = answer.try_recv().expect("answered");
+                assert!(matches!(got, Err(StoreError::Backend { .. })), "{got:?}");
+            }
+        }
+    }
+}
