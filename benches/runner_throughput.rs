@@ -1,8 +1,10 @@
 //! End-to-end runner throughput through the sled store with durable commits.
 //!
 //! Tasks whose four steps do nothing, 64 workers: tasks per second and the p50/p99 time from
-//! create to done, plus the cancel-to-cancelled latency of a running step. Prints its figures.
-//! `cargo bench --bench runner_throughput [-- TASKS]`
+//! create to done with strict durability, then the same with buffered durability and over the
+//! in-memory store (the runner's own ceiling), plus the cancel-to-cancelled latency of a
+//! running step. Prints its figures.
+//! `cargo bench --bench runner_throughput [-- TASKS] [--strict-only]`
 
 #[path = "support/noop_pipeline.rs"]
 mod support;
@@ -12,13 +14,17 @@ use std::time::{Duration, Instant};
 
 use media_task_engine::core::prelude::*;
 use media_task_engine::runner::Runner;
+use media_task_engine::sled::Durability;
 use media_task_engine::sled::SledStore;
-use support::{Hang, config, ingest, percentile, pipeline, tenant, throughput};
+use support::{
+    Hang, config, ingest, percentile, pipeline, tenant, throughput, throughput_memory,
+    throughput_with,
+};
 
 async fn cancel_latency(rounds: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(SledStore::open(dir.path()).expect("open"));
-    let batch = ingest(&store, rounds).await;
+    let batch = ingest(&*store, rounds).await;
     let runner = Runner::start(store.clone(), pipeline(Arc::new(Hang)), config(4)).expect("runner");
     let mut latencies = Vec::with_capacity(rounds);
     for new in batch {
@@ -60,8 +66,22 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let only = |flag: &str| std::env::args().any(|a| a == flag);
     runtime.block_on(async {
+        if only("--strict-only") {
+            throughput(tasks, 64).await;
+            return;
+        }
         throughput(tasks, 64).await;
+        throughput_with(
+            tasks,
+            64,
+            Durability::Buffered {
+                interval: Duration::from_millis(50),
+            },
+        )
+        .await;
+        throughput_memory(tasks, 64).await;
         cancel_latency(50).await;
     });
 }

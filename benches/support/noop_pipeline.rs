@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use media_task_engine::core::memory::MemoryStore;
 use media_task_engine::core::prelude::*;
 use media_task_engine::runner::step::{ProductSettings, StepContext, StepOutput, TaskStep};
 use media_task_engine::runner::{Pipeline, Runner, RunnerConfig};
@@ -65,7 +66,7 @@ pub fn config(workers: usize) -> RunnerConfig {
     config
 }
 
-pub async fn ingest(store: &SledStore, count: usize) -> Vec<NewTask> {
+pub async fn ingest<S: Store + ?Sized>(store: &S, count: usize) -> Vec<NewTask> {
     let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
         let inventory_id = InventoryId::new(format!("asset-{i:07}")).expect("valid");
@@ -110,7 +111,47 @@ pub async fn throughput_with(tasks: usize, workers: usize, durability: Durabilit
     let dir = tempfile::tempdir().expect("tempdir");
     let options = SledOptions::default().with_durability(durability);
     let store = Arc::new(SledStore::open_with(dir.path(), options).expect("open"));
-    let batch = ingest(&store, tasks).await;
+    let batch = ingest(&*store, tasks).await;
+    let commits_before = store.commit_stats();
+    let run = run_through(store.clone(), batch, workers).await;
+    let commits = store.commit_stats().since(&commits_before);
+    println!(
+        "runner end-to-end, sled {durability:?}, {workers} workers: {}; {:.1} writes per fsync",
+        run.summary,
+        commits.writes_per_flush(),
+    );
+    run.rate
+}
+
+/// The runner alone: the same workload over task-core's in-memory store (no disk, no
+/// serialization), the ceiling the runner itself allows.
+pub async fn throughput_memory(tasks: usize, workers: usize) -> f64 {
+    let store = Arc::new(MemoryStore::default());
+    let batch = ingest(&*store, tasks).await;
+    let run = run_through(store, batch, workers).await;
+    println!(
+        "runner end-to-end, in-memory store, {workers} workers: {}",
+        run.summary
+    );
+    run.rate
+}
+
+/// One measured run.
+pub struct Run {
+    /// Tasks per second.
+    pub rate: f64,
+    /// Rate, latencies and claims, printable.
+    pub summary: String,
+}
+
+/// Creates the `batch` of no-op tasks in chunks of 64 while a runner with `workers` slots runs
+/// them.
+pub async fn run_through<S: Store + 'static>(
+    store: Arc<S>,
+    batch: Vec<NewTask>,
+    workers: usize,
+) -> Run {
+    let tasks = batch.len();
     let runner = Runner::start(
         store.clone(),
         pipeline(Arc::new(Noop(Step::Analyze))),
@@ -118,7 +159,6 @@ pub async fn throughput_with(tasks: usize, workers: usize, durability: Durabilit
     )
     .expect("runner");
     let started = Instant::now();
-    let commits_before = store.commit_stats();
     let producer = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -135,7 +175,6 @@ pub async fn throughput_with(tasks: usize, workers: usize, durability: Durabilit
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
-    let commits = store.commit_stats().since(&commits_before);
     let metrics = runner
         .shutdown(Duration::from_secs(5))
         .await
@@ -153,13 +192,14 @@ pub async fn throughput_with(tasks: usize, workers: usize, durability: Durabilit
     }
     latencies.sort_unstable();
     let rate = tasks as f64 / elapsed.as_secs_f64();
-    println!(
-        "runner end-to-end, sled {durability:?}, {workers} workers: {tasks} tasks in {:.2} s = {rate:.0} tasks/s; create->done p50 {} ms, p99 {} ms; {:.1} writes per fsync; claimed {}",
-        elapsed.as_secs_f64(),
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
-        commits.writes_per_flush(),
-        metrics.claimed,
-    );
-    rate
+    Run {
+        rate,
+        summary: format!(
+            "{tasks} tasks in {:.2} s = {rate:.0} tasks/s; create->done p50 {} ms, p99 {} ms; claimed {}",
+            elapsed.as_secs_f64(),
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            metrics.claimed,
+        ),
+    }
 }

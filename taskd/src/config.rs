@@ -24,6 +24,9 @@ pub struct FileConfig {
     pub listen: Option<String>,
     /// Where sled keeps its files (default `./data`).
     pub data_dir: Option<PathBuf>,
+    /// Days a finished task (with its history) is kept before it is deleted; results and
+    /// catalog items are kept regardless (default: finished tasks are kept forever).
+    pub retention_days: Option<u64>,
     /// Root of `file://` asset URLs (default `./media`).
     pub media_root: Option<PathBuf>,
     /// API keys and their tenants.
@@ -140,6 +143,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// sled directory.
     pub data_dir: PathBuf,
+    /// How long finished tasks are kept (None: forever).
+    pub retention: Option<Duration>,
     /// `file://` root.
     pub media_root: PathBuf,
     /// (key, tenant) pairs.
@@ -283,6 +288,11 @@ impl FileConfig {
                 .data_dir
                 .or(self.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./data")),
+            retention: match self.retention_days {
+                Some(0) => return Err(setting("retention_days", "must be at least 1 day")),
+                Some(days) => Some(Duration::from_secs(days.saturating_mul(86_400))),
+                None => None,
+            },
             media_root: overrides
                 .media_root
                 .or(self.media_root)
@@ -313,6 +323,7 @@ mod tests {
         assert_eq!(s.api_keys[0].1.as_str(), DEV_TENANT);
         assert_eq!(s.products.len(), 1);
         assert_eq!(s.products[0].name.as_str(), "adbreaks");
+        assert_eq!(s.retention, None, "finished tasks are kept unless asked");
     }
 
     #[test]
@@ -321,6 +332,7 @@ mod tests {
             r#"
             listen = "127.0.0.1:9000"
             data_dir = "/var/lib/taskd"
+            retention_days = 30
             [[api_keys]]
             key = "file-key-123"
             tenant = "acme"
@@ -340,6 +352,7 @@ mod tests {
         let s = file.resolve(overrides).unwrap();
         assert_eq!(s.listen.port(), 0);
         assert_eq!(s.data_dir, PathBuf::from("/var/lib/taskd"));
+        assert_eq!(s.retention, Some(Duration::from_secs(30 * 86_400)));
         assert_eq!(s.api_keys.len(), 1);
         assert_eq!(s.api_keys[0].1.as_str(), "globex");
         assert!(!s.dev_key);
@@ -368,5 +381,8 @@ mod tests {
             ..Overrides::default()
         };
         assert!(FileConfig::default().resolve(short).is_err());
+        let none = FileConfig::parse("retention_days = 0").unwrap();
+        let err = none.resolve(Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("retention_days"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use task_http::{ServiceConfig, TaskApi};
 use task_media::asset_url::{AssetLocator, S3Settings, validate_asset_url};
 use task_media::probe_step::ProberChoice;
 use task_runner::{Runner, RunnerConfig};
-use task_store_sled::SledStore;
+use task_store_sled::{SledOptions, SledStore};
 
 use crate::config::Settings;
 use crate::error::TaskdError;
@@ -99,7 +99,11 @@ async fn shutdown_signal() {
 pub async fn serve(settings: Settings) -> Result<(), TaskdError> {
     std::fs::create_dir_all(&settings.media_root)
         .map_err(|e| TaskdError::io(format!("media root {}", settings.media_root.display()), e))?;
-    let store = Arc::new(SledStore::open(&settings.data_dir)?);
+    let mut options = SledOptions::default();
+    if let Some(retention) = settings.retention {
+        options = options.with_retention(retention);
+    }
+    let store = Arc::new(SledStore::open_with(&settings.data_dir, options)?);
     let pipeline = pipeline(&settings)?;
     let worker = format!("taskd-{}-{}", std::process::id(), settings.listen.port());
     let mut runner_config =
