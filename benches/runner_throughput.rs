@@ -4,7 +4,7 @@
 //! create to done with strict durability, then the same with buffered durability and over the
 //! in-memory store (the runner's own ceiling), plus the cancel-to-cancelled latency of a
 //! running step. Prints its figures.
-//! `cargo bench --bench runner_throughput [-- TASKS] [--strict-only]`
+//! `cargo bench --bench runner_throughput [-- TASKS] [--strict-only | --memory-only]`
 
 #[path = "support/noop_pipeline.rs"]
 mod support;
@@ -70,6 +70,10 @@ fn main() {
     runtime.block_on(async {
         if only("--strict-only") {
             throughput(tasks, 64).await;
+            return;
+        }
+        if only("--memory-only") {
+            throughput_memory(tasks, 64).await;
             return;
         }
         throughput(tasks, 64).await;

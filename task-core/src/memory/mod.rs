@@ -126,7 +126,16 @@ impl Inner {
     }
 
     fn next_wakeup(&self) -> Option<Timestamp> {
-        let ready = self.ready.iter().map(|(_, at, _, _)| *at).min();
+        // The queue is ordered by rank first: the earliest of each rank is its first entry.
+        let ready = (0..3u8)
+            .filter_map(|rank| {
+                self.ready
+                    .range((rank, Timestamp(0), 0, TaskId::from_bytes([0; 16]))..)
+                    .next()
+                    .filter(|(r, _, _, _)| *r == rank)
+                    .map(|(_, at, _, _)| *at)
+            })
+            .min();
         let lease = self.leases.first().map(|(at, _)| *at);
         ready.into_iter().chain(lease).min()
     }
