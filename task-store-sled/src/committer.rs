@@ -91,8 +91,8 @@ pub(crate) enum Done {
 }
 
 impl Done {
-    /// Whether the caller must wait for a flush before answering: a claim that found nothing
-    /// promises nothing about the disk.
+    /// Whether the caller must wait for a flush before answering: a claim that found nothing,
+    /// or an apply of many whose entries were all refused, promises nothing about the disk.
     fn needs_flush(&self) -> bool {
         self.acknowledged_writes() > 0
     }
