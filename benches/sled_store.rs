@@ -6,7 +6,8 @@
 //! runner's write pattern with 64 workers (claims of up to 16, five applies per task), and
 //! opening a store of 1,000,000 tasks (100,000 pending; built once into a cache under target/)
 //! in a fresh process: time to first claim, resident memory and bytes on disk per task.
-//! `-- --no-open` skips the open measurements; `-- --runner-only` runs the runner pattern only.
+//! `-- --no-open` skips the open measurements; `-- --runner-only` runs the runner pattern only,
+//! `-- --creates-only` the fsync loop and the 256-writer creates.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -264,7 +265,8 @@ fn runner_events() -> Vec<Vec<TaskEvent>> {
 }
 
 /// Builds (once) a store of `total` tasks of which `pending` stay pending; the rest are done
-/// with a full history, and deleted again when `prune` (the retention's work).
+/// with a full history. With `prune`, a retention shorter than a round deletes the finished
+/// tasks after every round of 1,000, as a store with a retention does continuously.
 fn build_cache(path: &Path, total: usize, pending: usize, prune: bool) {
     let marker = path.join("bench-complete");
     if marker.exists() {
@@ -317,11 +319,10 @@ fn build_cache(path: &Path, total: usize, pending: usize, prune: bool) {
             while let Some(joined) = running.join_next().await {
                 joined.expect("task");
             }
-        }
-        if prune {
-            let later = Timestamp::from_millis(SystemClock.now().as_millis() + 3_600_000);
-            let pruned = store.prune_finished_before(later).await.expect("prune");
-            assert_eq!(pruned, total - pending);
+            if prune {
+                let later = Timestamp::from_millis(SystemClock.now().as_millis() + 1);
+                store.prune_finished_before(later).await.expect("prune");
+            }
         }
     });
     drop(store);
@@ -409,6 +410,15 @@ fn main() {
     std::fs::create_dir_all(&target).expect("target tmp");
     let scratch = tempfile::tempdir_in(&target).expect("scratch dir");
 
+    if args.iter().any(|a| a == "--creates-only") {
+        let fsync = fsync_rate(scratch.path());
+        let (rate, per_flush) = creates(scratch.path(), 256);
+        println!(
+            "fsync loop {fsync:.0} /s; durable creates, 256 writers: {rate:.0} /s ({per_flush:.1} writes per fsync), {:.2}x",
+            rate / fsync
+        );
+        return;
+    }
     if args.iter().any(|a| a == "--runner-only") {
         let (rate, stats) = runner_pattern(scratch.path(), 64);
         println!("runner pattern: {rate:.0} tasks/s, {stats:?}");
@@ -465,17 +475,30 @@ fn main() {
         );
         resident.push((total - pending, rss));
     }
-    // The same 1M-task history with a retention that deleted the 900,000 finished tasks.
-    let path = cache.join("1m-tasks-pruned-v3");
-    build_cache(&path, 1_000_000, 100_000, true);
-    let _ = probe(&path);
-    let (open_ms, claim_ms, rss, hwm) = probe(&path);
-    println!(
-        "| open 1m-tasks-pruned-v3 (1000000 tasks run, 900000 finished and pruned, 100000 pending) | open {open_ms} ms, first claim {claim_ms} ms, RSS {} MiB (peak {} MiB), {:.0} bytes on disk per task kept | |",
-        rss / 1024,
-        hwm / 1024,
-        dir_bytes(&path) as f64 / 100_000.0
-    );
+    // The same histories with a retention: the finished tasks are deleted as they go.
+    let mut kept: Vec<(usize, u64)> = Vec::new();
+    for (name, total) in [
+        ("400k-run-pruned-v3", 400_000),
+        ("1m-run-pruned-v3", 1_000_000),
+    ] {
+        let path = cache.join(name);
+        build_cache(&path, total, 100_000, true);
+        let _ = probe(&path);
+        let (open_ms, claim_ms, rss, hwm) = probe(&path);
+        println!(
+            "| open {name} ({total} tasks run, 100000 pending, the finished ones pruned as they finished) | open {open_ms} ms, first claim {claim_ms} ms, RSS {} MiB (peak {} MiB), {:.0} bytes on disk per task kept | |",
+            rss / 1024,
+            hwm / 1024,
+            dir_bytes(&path) as f64 / 100_000.0
+        );
+        kept.push((total - 100_000, rss));
+    }
+    if let [(few, rss_few), (many, rss_many)] = kept[..] {
+        println!(
+            "| resident memory per task run, with the retention ({few} -> {many} finished and pruned) | {:.0} bytes | |",
+            (rss_many as f64 - rss_few as f64) * 1024.0 / (many - few) as f64
+        );
+    }
     if let (Some(&(few, rss_few)), Some(&(many, rss_many))) = (resident.first(), resident.last()) {
         println!(
             "| resident memory per finished task ({few} -> {many} finished) | {:.0} bytes | |",

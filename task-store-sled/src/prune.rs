@@ -1,7 +1,8 @@
 //! Retention: finished tasks older than a cut-off are deleted with their history and listing
-//! entries, so that a long-lived store does not keep every task it ever ran (sled keeps an
-//! in-memory page table entry for every page, so memory follows the number of stored tasks).
-//! Catalog items and results stay. Runs in the committer, in bounded rounds.
+//! entries, so that a long-lived store does not list and keep on disk every task it ever ran.
+//! Catalog items and results stay. Runs in the committer, in bounded rounds. (It does not give
+//! memory back: sled 0.34 keeps an entry for every page it ever allocated in its in-memory
+//! page table, freed pages included; see BENCHMARKS.md.)
 
 use std::ops::Bound;
 

@@ -1,5 +1,7 @@
 //! The same no-op workload through our runner (sled, an fsync per commit) and through
-//! effectum 0.7 (SQLite with synchronous=normal), in one run: jobs per second and the ratio.
+//! effectum 0.7 (SQLite with synchronous=normal), in one run: jobs per second and the ratios.
+//! effectum runs it twice: plain no-op jobs (claim and complete), and jobs that checkpoint
+//! after each of their first three steps, as our four-step tasks do before they finish.
 //!
 //! `cargo run --release --manifest-path compare/effectum/Cargo.toml [-- JOBS CONCURRENCY]`
 
@@ -13,19 +15,28 @@ use std::time::{Duration, Instant};
 use effectum::{Job, JobRunner, Queue, RunningJob, Worker};
 
 #[derive(Debug)]
-struct Counter(AtomicUsize);
+struct Context {
+    done: AtomicUsize,
+    checkpoints: usize,
+}
 
-async fn noop_job(_job: RunningJob, done: Arc<Counter>) -> Result<(), std::io::Error> {
-    done.0.fetch_add(1, Ordering::Relaxed);
+async fn noop_job(job: RunningJob, context: Arc<Context>) -> Result<(), effectum::Error> {
+    for step in 0..context.checkpoints {
+        job.checkpoint_json(step).await?;
+    }
+    context.done.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
-async fn effectum_rate(jobs: usize, concurrency: u16) -> f64 {
+async fn effectum_rate(jobs: usize, concurrency: u16, checkpoints: usize) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
     let queue = Queue::new(&dir.path().join("effectum.db")).await.expect("queue");
-    let done = Arc::new(Counter(AtomicUsize::new(0)));
+    let done = Arc::new(Context {
+        done: AtomicUsize::new(0),
+        checkpoints,
+    });
     let runner = JobRunner::builder("noop", noop_job).build();
-    let _worker = Worker::builder(&queue, done.clone())
+    let worker = Worker::builder(&queue, done.clone())
         .max_concurrency(concurrency)
         .jobs([runner])
         .build()
@@ -39,11 +50,19 @@ async fn effectum_rate(jobs: usize, concurrency: u16) -> f64 {
         left -= batch.len();
         queue.add_jobs(batch).await.expect("enqueue");
     }
-    while done.0.load(Ordering::Relaxed) < jobs {
+    while done.done.load(Ordering::Relaxed) < jobs {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let rate = jobs as f64 / started.elapsed().as_secs_f64();
-    println!("effectum 0.7 (SQLite, synchronous=normal), concurrency {concurrency}: {jobs} jobs, {rate:.0} jobs/s");
+    // Inside the runtime: effectum's pools panic when dropped outside one.
+    worker
+        .unregister(Some(Duration::from_secs(5)))
+        .await
+        .expect("unregister");
+    queue.close(Duration::from_secs(5)).await.expect("close");
+    println!(
+        "effectum 0.7 (SQLite, synchronous=normal), concurrency {concurrency}, {checkpoints} checkpoints per job: {jobs} jobs, {rate:.0} jobs/s"
+    );
     rate
 }
 
@@ -60,7 +79,13 @@ async fn main() {
         media_task_engine::sled::Durability::Buffered { interval: Duration::from_millis(50) },
     )
     .await;
-    let theirs = effectum_rate(jobs, u16::try_from(concurrency).unwrap_or(u16::MAX)).await;
-    println!("ratio ours (strict, fsync per commit) / effectum: {:.2}x", strict / theirs);
-    println!("ratio ours (buffered, flush every 50 ms) / effectum: {:.2}x", buffered / theirs);
+    let in_memory = support::throughput_memory(jobs, concurrency).await;
+    let slots = u16::try_from(concurrency).unwrap_or(u16::MAX);
+    let plain = effectum_rate(jobs, slots, 0).await;
+    let checkpointed = effectum_rate(jobs, slots, 3).await;
+    for (name, theirs) in [("plain", plain), ("3 checkpoints", checkpointed)] {
+        println!("ratio ours (strict, fsync per commit) / effectum {name}: {:.2}x", strict / theirs);
+        println!("ratio ours (buffered, flush every 50 ms) / effectum {name}: {:.2}x", buffered / theirs);
+        println!("ratio ours (in-memory store) / effectum {name}: {:.2}x", in_memory / theirs);
+    }
 }
