@@ -95,6 +95,8 @@ struct State {
     failure: Option<Arc<str>>,
     /// Answers waiting for their flush, in ticket order.
     waiting: VecDeque<(u64, Answers)>,
+    /// Answers whose flush is done, for the flusher to send (buffered mode).
+    ready: Vec<Answers>,
     /// The highest flush number a writer waits for.
     requested: u64,
     /// Something was committed since the last flush started (buffered mode).
@@ -175,14 +177,23 @@ impl GroupCommit {
 
     /// Runs `answers` once the flush of `ticket` completed (at once if it has, or if the
     /// ticket is [`Ticket::NONE`]); with the failure message if the store failed first.
+    ///
+    /// In buffered mode the flusher thread sends them: waking the callers costs the committer,
+    /// the store's bottleneck, more than building their answers did.
     pub fn after_flush(&self, ticket: Ticket, answers: Answers) {
         let mut state = self.shared.lock();
-        if ticket.0 <= state.completed || state.failure.is_some() {
+        if state.failure.is_some() {
             let failure = state.failure.clone();
             drop(state);
             answers(failure);
-        } else {
+        } else if ticket.0 > state.completed {
             state.waiting.push_back((ticket.0, answers));
+        } else if matches!(self.durability, Durability::Buffered { .. }) && !state.shutdown {
+            state.ready.push(answers);
+            self.shared.wake.notify_one();
+        } else {
+            drop(state);
+            answers(None);
         }
     }
 
@@ -218,7 +229,12 @@ impl Drop for GroupCommit {
 /// The flusher loop: flushes when a writer waits (strict) or on a timer (buffered).
 fn flusher(db: sled::Db, shared: Arc<Shared>, durability: Durability, path: String) {
     flush_until_stopped(&db, &shared, durability, &path);
-    // Nothing may wait forever: answers still queued (none, unless a flush failed) fail.
+    // Nothing may wait forever: answers still queued (none, unless a flush failed) fail;
+    // buffered answers promise no flush and go as they are.
+    let ready = std::mem::take(&mut shared.lock().ready);
+    for answers in ready {
+        answers(None);
+    }
     let (due, failure) = {
         let mut state = shared.lock();
         let failure = state
@@ -234,10 +250,20 @@ fn flusher(db: sled::Db, shared: Arc<Shared>, durability: Durability, path: Stri
 
 /// Flushes until shutdown (after a last flush) or until a flush fails.
 fn flush_until_stopped(db: &sled::Db, shared: &Shared, durability: Durability, path: &str) {
+    let mut deadline = Instant::now();
     loop {
         let (number, last) = {
             let mut state = shared.lock();
             loop {
+                if !state.ready.is_empty() {
+                    let ready = std::mem::take(&mut state.ready);
+                    drop(state);
+                    for answers in ready {
+                        answers(None);
+                    }
+                    state = shared.lock();
+                    continue;
+                }
                 if state.shutdown {
                     break;
                 }
@@ -247,14 +273,18 @@ fn flush_until_stopped(db: &sled::Db, shared: &Shared, durability: Durability, p
                         state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
                     }
                     Durability::Buffered { interval } => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            if state.dirty {
+                                break;
+                            }
+                            deadline = now + interval;
+                        }
                         let (next, _) = shared
                             .wake
-                            .wait_timeout(state, interval)
+                            .wait_timeout(state, deadline - now)
                             .unwrap_or_else(|p| p.into_inner());
                         state = next;
-                        if state.dirty {
-                            break;
-                        }
                     }
                 }
             }
@@ -266,6 +296,9 @@ fn flush_until_stopped(db: &sled::Db, shared: &Shared, durability: Durability, p
             (state.started, state.shutdown)
         };
         let begun = Instant::now();
+        if let Durability::Buffered { interval } = durability {
+            deadline = begun + interval;
+        }
         let result = db.flush();
         let nanos = u64::try_from(begun.elapsed().as_nanos()).unwrap_or(u64::MAX);
         shared.flush_nanos.fetch_add(nanos, Ordering::Relaxed);

@@ -98,6 +98,7 @@ mod check;
 mod claim;
 mod codec;
 mod committer;
+mod compact;
 mod error;
 mod group_commit;
 mod keys;
@@ -118,6 +119,7 @@ use task_core::task::Task;
 use tokio::sync::broadcast;
 
 pub use check::RawEntry;
+pub use compact::Compacted;
 pub use group_commit::{CommitStats, Durability};
 pub use open::SledOptions;
 

@@ -134,3 +134,59 @@ async fn a_store_with_a_retention_prunes_on_its_own() {
     assert!(gone, "the expired task was pruned");
     assert!(store.check_consistency().expect("check").is_empty());
 }
+
+#[tokio::test]
+async fn a_compacted_copy_holds_the_live_data_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("live");
+    let clock = ManualClock::default();
+    let store = open(&source, &clock);
+    let tenant = TenantId::new("t1").expect("valid");
+    for i in 0..20 {
+        finished(&store, &format!("old-{i}")).await;
+    }
+    clock.advance(Duration::from_secs(60));
+    let kept = finished(&store, "kept").await;
+    let pending = store
+        .create_task(new_task("pending", Priority::Low))
+        .await
+        .expect("create")
+        .task;
+    assert_eq!(
+        store
+            .prune_finished_before(clock.now())
+            .await
+            .expect("prune"),
+        20
+    );
+    let before = store.raw_dump().expect("dump");
+    drop(store);
+
+    let copy = dir.path().join("compacted");
+    let options = SledOptions::default().with_clock(Arc::new(clock.clone()));
+    let report = SledStore::compact_into(&source, &copy, options.clone()).expect("compact");
+    let stored = before
+        .iter()
+        .filter(|e| e.tree != "ready" && e.tree != "leases")
+        .count();
+    assert_eq!(
+        report.keys as usize, stored,
+        "every live key, and only those"
+    );
+    let err = SledStore::compact_into(&source, &copy, options).expect_err("exists");
+    assert!(err.to_string().contains("already exists"), "{err}");
+
+    let compacted = open(&copy, &clock);
+    assert_eq!(compacted.raw_dump().expect("dump"), before);
+    assert!(compacted.check_consistency().expect("check").is_empty());
+    let mut ids = listed(&compacted, &tenant).await;
+    ids.sort();
+    let mut expected = vec![kept.id, pending.id];
+    expected.sort();
+    assert_eq!(ids, expected);
+    let claimed = claim_one(&compacted, "w2").await;
+    assert_eq!(
+        claimed.id, pending.id,
+        "the rebuilt queue serves the pending task"
+    );
+}
