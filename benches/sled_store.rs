@@ -503,7 +503,10 @@ fn main() {
             SledOptions::default(),
         )
         .expect("compact");
-        eprintln!("compacted in {:.1} s: {report:?}", begun.elapsed().as_secs_f64());
+        eprintln!(
+            "compacted in {:.1} s: {report:?}",
+            begun.elapsed().as_secs_f64()
+        );
     }
     let _ = probe(&compacted);
     let (open_ms, claim_ms, rss, hwm) = probe(&compacted);

@@ -91,7 +91,7 @@ async fn corrupt_values_and_newer_formats_are_reported_not_dropped() {
     drop(store);
 
     let record_key = |id: TaskId| [&b"T"[..], &id.to_bytes()].concat();
-    let db = sled::open(dir.path()).expect("raw open");
+    let db = support::raw_open(dir.path());
     let data = db.open_tree("data").expect("tree");
     let mut value = data
         .get(record_key(made.id))
@@ -120,7 +120,7 @@ async fn corrupt_values_and_newer_formats_are_reported_not_dropped() {
 
     // Repaired, but its active-index entry lost: the checker names the missing entries (the
     // in-memory ready queue is rebuilt from the active index, so it misses the task too).
-    let db = sled::open(dir.path()).expect("raw open");
+    let db = support::raw_open(dir.path());
     let data = db.open_tree("data").expect("tree");
     let mut value = data
         .get(record_key(made.id))
@@ -147,7 +147,7 @@ async fn corrupt_values_and_newer_formats_are_reported_not_dropped() {
     assert!(problems[1].contains("ready: missing entry"), "{problems:?}");
     drop(store);
 
-    let db = sled::open(dir.path()).expect("raw open");
+    let db = support::raw_open(dir.path());
     db.open_tree("meta")
         .expect("tree")
         .insert("format", &4u32.to_be_bytes()[..])

@@ -145,7 +145,7 @@ async fn upgrade_from(version: u32) {
     );
     drop(upgraded);
 
-    let db = sled::open(legacy_dir.path()).expect("raw open");
+    let db = support::raw_open(legacy_dir.path());
     let names: Vec<String> = db
         .tree_names()
         .iter()

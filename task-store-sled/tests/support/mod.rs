@@ -122,3 +122,20 @@ pub async fn populate(store: &SledStore, clock: &ManualClock) -> Vec<TaskId> {
         .expect("cache");
     vec![held.id, flagged.id, retrying.id]
 }
+
+/// Opens the database in `dir` with sled directly, waiting (up to 3 s) for the lock that a
+/// just-dropped store's background threads can hold for a moment.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn raw_open(dir: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(err) if std::time::Instant::now() < deadline => {
+                assert!(err.to_string().contains("lock"), "raw open: {err}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(err) => panic!("raw open: {err}"),
+        }
+    }
+}
