@@ -78,6 +78,16 @@ enum Command {
         #[arg(long = "product", env = "TASKD_PRODUCTS", value_delimiter = ',')]
         products: Vec<String>,
     },
+    /// Copies the live data of a stopped service's store into a new directory (sled never
+    /// gives back memory for deleted tasks; swap the directories, then start the service).
+    Compact {
+        /// Directory of the sled store (the service must be stopped).
+        #[arg(long, env = "TASKD_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The new directory to write (must not exist).
+        #[arg(long)]
+        into: PathBuf,
+    },
     /// Adds or replaces a catalog item.
     Ingest {
         #[command(flatten)]
@@ -195,6 +205,24 @@ async fn run(command: Command) -> Result<bool, TaskdError> {
                 products,
             })?;
             serve::serve(settings).await?;
+        }
+        Command::Compact { data_dir, into } => {
+            let report = tokio::task::spawn_blocking(move || {
+                task_store_sled::SledStore::compact_into(
+                    &data_dir,
+                    &into,
+                    task_store_sled::SledOptions::default(),
+                )
+            })
+            .await
+            .map_err(|e| TaskdError::Setting {
+                field: "compact".into(),
+                reason: e.to_string(),
+            })??;
+            println!(
+                "copied {} keys; {} bytes on disk before, {} after",
+                report.keys, report.bytes_before, report.bytes_after
+            );
         }
         Command::Ingest {
             remote,

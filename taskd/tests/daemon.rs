@@ -231,4 +231,31 @@ async fn serve_drive_terminate_restart_keeps_everything() {
     assert!(out.contains("asset_too_short"), "{out}");
     let (clean, _) = daemon.terminate();
     assert!(clean);
+
+    // Compacted into a new directory, swapped in: the service starts on it with everything.
+    let output = Command::new(BIN)
+        .args(["compact", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--into")
+        .arg(dir.path().join("compacted"))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}");
+    assert!(printed.contains("copied"), "{printed}");
+    std::fs::rename(
+        dir.path().join("data"),
+        dir.path().join("before-compaction"),
+    )
+    .unwrap();
+    std::fs::rename(dir.path().join("compacted"), dir.path().join("data")).unwrap();
+    let daemon = Daemon::start(dir.path());
+    for (id, (task, history)) in ids.iter().zip(&before) {
+        let (_, again) = get(&http, &format!("{}/task/{id}", daemon.url)).await;
+        assert_eq!(&again, task);
+        let (_, again) = get(&http, &format!("{}/task/{id}/history", daemon.url)).await;
+        assert_eq!(&again, history);
+    }
+    let (clean, _) = daemon.terminate();
+    assert!(clean);
 }
