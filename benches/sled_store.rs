@@ -15,9 +15,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "support/sled_open.rs"]
+mod sled_open;
+
 use task_core::prelude::*;
-use task_core::time::{Clock, SystemClock};
-use task_store_sled::{Durability, SledOptions, SledStore};
+use task_store_sled::SledStore;
 
 const PHASE: Duration = Duration::from_secs(3);
 
@@ -264,146 +266,10 @@ fn runner_events() -> Vec<Vec<TaskEvent>> {
     groups
 }
 
-/// Builds (once) a store of `total` tasks of which `pending` stay pending; the rest are done
-/// with a full history. With `prune`, a retention shorter than a round deletes the finished
-/// tasks after every round of 1,000, as a store with a retention does continuously.
-fn build_cache(path: &Path, total: usize, pending: usize, prune: bool) {
-    let marker = path.join("bench-complete");
-    if marker.exists() {
-        return;
-    }
-    let _ = std::fs::remove_dir_all(path);
-    eprintln!(
-        "building {} ({total} tasks, {pending} pending), once...",
-        path.display()
-    );
-    let begun = Instant::now();
-    let options = SledOptions::default().with_durability(Durability::Buffered {
-        interval: Duration::from_millis(500),
-    });
-    let store = SledStore::open_with(path, options).expect("open cache");
-    let rt = runtime();
-    rt.block_on(async {
-        const BATCH: usize = 1_000;
-        for b in 0..total / BATCH {
-            let batch = (0..BATCH)
-                .map(|i| NewTask {
-                    key: key("bench", format!("item-{}", b * BATCH + i)),
-                    priority: Priority::Low,
-                })
-                .collect();
-            store.create_tasks(batch).await.expect("create");
-        }
-        let me = WorkerId::new("builder").expect("worker");
-        let mut finished = 0;
-        while finished < total - pending {
-            let request = ClaimRequest {
-                max: BATCH.min(total - pending - finished),
-                ..ClaimRequest::one(me.clone(), Duration::from_secs(3600))
-            };
-            let claimed = store.claim(&request).await.expect("claim");
-            finished += claimed.len();
-            // Each task runs the runner's five applies; the tasks of a batch run concurrently.
-            let mut running = tokio::task::JoinSet::new();
-            for task in claimed {
-                let store = store.clone();
-                running.spawn(async move {
-                    for events in runner_events() {
-                        store
-                            .apply(task.id, task.epoch, &events)
-                            .await
-                            .expect("run");
-                    }
-                });
-            }
-            while let Some(joined) = running.join_next().await {
-                joined.expect("task");
-            }
-            if prune {
-                let later = Timestamp::from_millis(SystemClock.now().as_millis() + 1);
-                store.prune_finished_before(later).await.expect("prune");
-            }
-        }
-    });
-    drop(store);
-    std::fs::write(&marker, b"ok").expect("marker");
-    eprintln!("built in {:.0} s", begun.elapsed().as_secs_f64());
-}
-
-fn dir_bytes(path: &Path) -> u64 {
-    std::fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-/// In a fresh process: open, first claim, release it again; prints `open_ms claim_ms rss_kib hwm_kib`.
-fn open_probe(path: &Path) {
-    let start = Instant::now();
-    let store = SledStore::open(path).expect("open");
-    let opened = start.elapsed();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let task = rt
-        .block_on(store.claim_one(WorkerId::new("probe").expect("w"), Duration::from_secs(60)))
-        .expect("claim")
-        .expect("a pending task");
-    let claimed = start.elapsed();
-    rt.block_on(store.apply(task.id, task.epoch, &[TaskEvent::LeaseReleased]))
-        .expect("release");
-    println!(
-        "{} {} {} {}",
-        opened.as_millis(),
-        claimed.as_millis(),
-        status_kib("VmRSS:"),
-        status_kib("VmHWM:")
-    );
-}
-
-fn probe(path: &Path) -> (u64, u64, u64, u64) {
-    let out = std::process::Command::new(std::env::current_exe().expect("exe"))
-        .arg("--open-probe")
-        .arg(path)
-        .output()
-        .expect("probe");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Vec<u64> = text
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    (v[0], v[1], v[2], v[3])
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--open-probe") {
-        open_probe(Path::new(&args[i + 1]));
+        sled_open::open_probe(Path::new(&args[i + 1]));
         return;
     }
     let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -452,80 +318,5 @@ fn main() {
         return;
     }
 
-    let cache = target.join("sled-bench-cache");
-    let mut resident: Vec<(usize, u64)> = Vec::new();
-    for (name, total, pending) in [
-        // "-v3": format 3, built with the runner's event groups. The three sizes share their
-        // 100,000 pending tasks, so the differences are the cost of finished tasks.
-        ("100k-pending-v3", 100_000, 100_000),
-        ("400k-tasks-v3", 400_000, 100_000),
-        ("1m-tasks-v3", 1_000_000, 100_000),
-    ] {
-        let path = cache.join(name);
-        build_cache(&path, total, pending, false);
-        // The first open after a bulk build replays sled's log; the second is the usual case.
-        let (_, first_claim_ms, _, _) = probe(&path);
-        let (open_ms, claim_ms, rss, hwm) = probe(&path);
-        let bytes = dir_bytes(&path);
-        println!(
-            "| open {name} ({total} tasks, {pending} pending) | open {open_ms} ms, first claim {claim_ms} ms (first open after the build: {first_claim_ms} ms), RSS {} MiB (peak {} MiB), {:.0} bytes on disk per task | |",
-            rss / 1024,
-            hwm / 1024,
-            bytes as f64 / total as f64
-        );
-        resident.push((total - pending, rss));
-    }
-    // The same histories with a retention: the finished tasks are deleted as they go.
-    let mut kept: Vec<(usize, u64)> = Vec::new();
-    for (name, total) in [
-        ("400k-run-pruned-v3", 400_000),
-        ("1m-run-pruned-v3", 1_000_000),
-    ] {
-        let path = cache.join(name);
-        build_cache(&path, total, 100_000, true);
-        let _ = probe(&path);
-        let (open_ms, claim_ms, rss, hwm) = probe(&path);
-        println!(
-            "| open {name} ({total} tasks run, 100000 pending, the finished ones pruned as they finished) | open {open_ms} ms, first claim {claim_ms} ms, RSS {} MiB (peak {} MiB), {:.0} bytes on disk per task kept | |",
-            rss / 1024,
-            hwm / 1024,
-            dir_bytes(&path) as f64 / 100_000.0
-        );
-        kept.push((total - 100_000, rss));
-    }
-    // The 1M-run pruned store compacted into a fresh database (its live data only).
-    let compacted = cache.join("1m-run-pruned-compacted-v3");
-    if !compacted.exists() {
-        let begun = Instant::now();
-        let report = SledStore::compact_into(
-            cache.join("1m-run-pruned-v3"),
-            &compacted,
-            SledOptions::default(),
-        )
-        .expect("compact");
-        eprintln!(
-            "compacted in {:.1} s: {report:?}",
-            begun.elapsed().as_secs_f64()
-        );
-    }
-    let _ = probe(&compacted);
-    let (open_ms, claim_ms, rss, hwm) = probe(&compacted);
-    println!(
-        "| open 1m-run-pruned-compacted-v3 (the previous store after SledStore::compact_into) | open {open_ms} ms, first claim {claim_ms} ms, RSS {} MiB (peak {} MiB), {:.0} bytes on disk per task kept | |",
-        rss / 1024,
-        hwm / 1024,
-        dir_bytes(&compacted) as f64 / 100_000.0
-    );
-    if let [(few, rss_few), (many, rss_many)] = kept[..] {
-        println!(
-            "| resident memory per task run, with the retention ({few} -> {many} finished and pruned) | {:.0} bytes | |",
-            (rss_many as f64 - rss_few as f64) * 1024.0 / (many - few) as f64
-        );
-    }
-    if let (Some(&(few, rss_few)), Some(&(many, rss_many))) = (resident.first(), resident.last()) {
-        println!(
-            "| resident memory per finished task ({few} -> {many} finished) | {:.0} bytes | |",
-            (rss_many as f64 - rss_few as f64) * 1024.0 / (many - few) as f64
-        );
-    }
+    sled_open::open_measurements(&target.join("sled-bench-cache"));
 }
