@@ -44,6 +44,11 @@
 //! index, so no operation scans all tasks and no transition pays for them on disk. The tree
 //! `meta` holds the format marker; formats 1 and 2 (a tree per keyspace) are upgraded on open.
 //!
+//! sled 0.34 keeps an in-memory page-table entry for every page it ever allocated, freed ones
+//! included: resident memory follows every task the store ever held. A retention
+//! ([`SledOptions::with_retention`]) bounds the listings and the disk; [`SledStore::compact_into`]
+//! copies the live data into a fresh database, whose memory follows only what it holds.
+//!
 //! Reads (`get_task`, `list_tasks`, `history`, `next_wakeup`, catalog and result reads) go to
 //! sled directly on the calling task: they see every committed group whole, possibly before its
 //! fsync has completed (a crash at that moment can lose a write that a reader saw but whose
