@@ -1,17 +1,17 @@
 //! The media steps of the task engine, on real object storage and real video.
 //!
-//! - [`S3Check`](s3_check::S3Check): a HEAD of the asset; missing objects and buckets are
+//! - [`S3Check`]: a HEAD of the asset; missing objects and buckets are
 //!   `asset_not_found`, refused access is permanent, network trouble and 5xx are retryable.
-//! - [`ProbeStep`](probe_step::ProbeStep): duration and streams by a pure-Rust MP4 prober that
+//! - [`ProbeStep`]: duration and streams by a pure-Rust MP4 prober that
 //!   reads only the `moov` box through range requests, or by ffprobe; an earlier probe of the
 //!   same object (same URL, ETag and size) is reused.
-//! - [`LengthGate`](length_gate::LengthGate): the product's minimum duration.
-//! - [`AnalyzeStep`](analyze::AnalyzeStep) with an [`Analyzer`](analyze::Analyzer) per product,
-//!   such as [`AdbreaksAnalyzer`](analyze::adbreaks::AdbreaksAnalyzer) (ffmpeg blackdetect +
+//! - [`LengthGate`]: the product's minimum duration.
+//! - [`AnalyzeStep`] with an [`Analyzer`] per product,
+//!   such as [`AdbreaksAnalyzer`] (ffmpeg blackdetect +
 //!   silencedetect).
 //!
 //! Asset URLs are `s3://bucket/key`, `file://` under a configured root, or `memory://` (an
-//! in-memory store, for tests and examples); see [`AssetLocator`](asset_url::AssetLocator).
+//! in-memory store, for tests and examples); see [`AssetLocator`].
 //!
 //! ```
 //! use std::sync::Arc;

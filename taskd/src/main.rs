@@ -122,7 +122,7 @@ enum Command {
         /// high, medium or low (one task).
         #[arg(long)]
         priority: Option<String>,
-        /// A .csv (header: inventory_id,product,version[,priority]) or JSONL file.
+        /// A .csv (header: `inventory_id,product,version[,priority]`) or JSONL file.
         #[arg(long, conflicts_with_all = ["inventory_id", "product", "version", "priority"])]
         file: Option<PathBuf>,
         /// Entries per request.
