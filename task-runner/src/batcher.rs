@@ -119,6 +119,7 @@ mod tests {
         inner: MemoryStore,
         gate: Semaphore,
         batches: Mutex<Vec<usize>>,
+        called: tokio::sync::Notify,
     }
 
     #[async_trait]
@@ -154,6 +155,7 @@ mod tests {
         }
         async fn apply_many(&self, batch: Vec<ApplyRequest>) -> Result<Vec<Outcome>, StoreError> {
             self.batches.lock().expect("lock").push(batch.len());
+            self.called.notify_one();
             self.gate.acquire().await.expect("open").forget();
             self.inner.apply_many(batch).await
         }
@@ -185,6 +187,7 @@ mod tests {
             inner: MemoryStore::default(),
             gate: Semaphore::new(0),
             batches: Mutex::new(Vec::new()),
+            called: tokio::sync::Notify::new(),
         });
         for name in ["a", "b", "c"] {
             store
@@ -213,9 +216,7 @@ mod tests {
             };
             async move { batcher.apply(request).await }
         });
-        while store.batches.lock().expect("lock").is_empty() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        store.called.notified().await;
         // ...while three more queue: two good ones, one with a stale epoch.
         let mut waiting = Vec::new();
         for (task, epoch) in [
@@ -236,12 +237,8 @@ mod tests {
                 .expect("queued");
             waiting.push(answer);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(
-            *store.batches.lock().expect("lock"),
-            [1],
-            "nothing more is sent while a call runs"
-        );
+        // Released only now: had anything been sent while the first call ran, it would show
+        // as a batch of its own below instead of one batch of three.
         store.gate.add_permits(2);
         let first = first.await.expect("join").expect("the first write lands");
         assert_eq!(first.current_step(), Some(Step::S3Check));

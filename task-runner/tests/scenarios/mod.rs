@@ -363,16 +363,18 @@ pub async fn per_product_limits_hold<S: Store>(store: Arc<S>) {
         assert_eq!(finished(&*store, *id).await.status(), Status::Done);
     }
     // A step is called one scheduling hop after the write that starts it is acknowledged, and
-    // that hop may come after the fast tasks' last write: wait (boundedly) for the second one.
+    // that hop may come after the fast tasks' last write: wait for the second call. Each call
+    // notifies (a stored permit), so a call between the check and the wait is not missed.
     let peak = || {
         limited
             .analyze
             .peak
             .load(std::sync::atomic::Ordering::SeqCst)
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while peak() < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    while peak() < 2 {
+        tokio::time::timeout(Duration::from_secs(10), limited.analyze.entered.notified())
+            .await
+            .expect("the second limited task starts its step");
     }
     assert_eq!(peak(), 2);
     gate.add_permits(6);

@@ -34,6 +34,8 @@ pub struct Scripted {
     pub in_flight: AtomicUsize,
     pub peak: AtomicUsize,
     pub order: Mutex<Vec<String>>,
+    /// Notified (one stored permit) each time the step starts, for tests that wait for a call.
+    pub entered: tokio::sync::Notify,
 }
 
 impl Scripted {
@@ -45,6 +47,7 @@ impl Scripted {
             in_flight: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             order: Mutex::new(Vec::new()),
+            entered: tokio::sync::Notify::new(),
         })
     }
 
@@ -80,6 +83,7 @@ impl TaskStep for Scripted {
             .lock()
             .unwrap()
             .push(ctx.task.key.inventory_id.to_string());
+        self.entered.notify_one();
         match &self.behaviour {
             Behaviour::Succeed => {}
             Behaviour::FailTimes(times, error) if call < *times => return Err(error.clone()),
