@@ -228,6 +228,24 @@ pub fn created(id: TaskId, key: TaskKey, priority: Priority, now: Timestamp) -> 
     Transition { task, entry }
 }
 
+/// Applies `events` in order, all or none: the final task and one history entry per event,
+/// or the first refusal.
+pub fn transition_all(
+    task: &Task,
+    events: &[TaskEvent],
+    authority: Authority,
+    now: Timestamp,
+) -> Result<(Task, Vec<HistoryEntry>), TransitionError> {
+    let mut current = task.clone();
+    let mut entries = Vec::with_capacity(events.len());
+    for event in events {
+        let step = transition(&current, event, authority, now)?;
+        current = step.task;
+        entries.push(step.entry);
+    }
+    Ok((current, entries))
+}
+
 /// Applies `event`, sent with `authority`, to `task` at time `now`.
 ///
 /// Returns the next task and its history entry, or why the event is refused. Terminal tasks

@@ -293,7 +293,13 @@ impl TaskChange {
 #[async_trait]
 pub trait TaskStore: Send + Sync + 'static {
     /// Creates a task, or returns the active (pending or processing) task with the same key.
-    async fn create_task(&self, new: NewTask) -> Result<CreateOutcome, StoreError>;
+    /// By default a batch of one.
+    async fn create_task(&self, new: NewTask) -> Result<CreateOutcome, StoreError> {
+        self.create_tasks(vec![new])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Conflict("a create of one task answered nothing".into()))
+    }
 
     /// Creates many tasks in one commit; one outcome per entry, in order.
     async fn create_tasks(&self, batch: Vec<NewTask>) -> Result<Vec<CreateOutcome>, StoreError>;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::ops::Bound;
 
 use task_core::ids::{TaskId, TenantId};
-use task_core::machine::{Authority, TaskEvent, created, transition};
+use task_core::machine::{Authority, TaskEvent, created, transition_all};
 use task_core::store::{ClaimRequest, CreateOutcome, NewTask, StoreError};
 use task_core::task::{HistoryEntry, Task, TaskKey};
 use task_core::time::Timestamp;
@@ -102,13 +102,7 @@ impl Stage<'_> {
         if events.is_empty() {
             return Ok(old.task);
         }
-        let mut task = old.task.clone();
-        let mut entries = Vec::with_capacity(events.len());
-        for event in events {
-            let step = transition(&task, event, authority, now)?;
-            task = step.task;
-            entries.push(step.entry);
-        }
+        let (task, entries) = transition_all(&old.task, events, authority, now)?;
         self.write_task(Some(&old), task.clone(), &entries)?;
         Ok(task)
     }

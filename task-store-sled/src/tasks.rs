@@ -105,13 +105,6 @@ impl Inner {
 
 #[async_trait]
 impl TaskStore for SledStore {
-    async fn create_task(&self, new: NewTask) -> Result<CreateOutcome, StoreError> {
-        let mut outcomes = self.create_tasks(vec![new]).await?;
-        outcomes
-            .pop()
-            .ok_or_else(|| StoreError::Conflict("empty create".into()))
-    }
-
     async fn create_tasks(&self, batch: Vec<NewTask>) -> Result<Vec<CreateOutcome>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());

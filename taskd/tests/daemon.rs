@@ -113,6 +113,21 @@ async fn get(http: &reqwest::Client, url: &str) -> (u16, Value) {
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
+/// Every task of `ids` and its history read back as `before` holds them.
+async fn same_tasks(
+    http: &reqwest::Client,
+    daemon: &Daemon,
+    ids: &[String],
+    before: &[(Value, Value)],
+) {
+    for (id, (task, history)) in ids.iter().zip(before) {
+        let (_, again) = get(http, &format!("{}/task/{id}", daemon.url)).await;
+        assert_eq!(&again, task);
+        let (_, again) = get(http, &format!("{}/task/{id}/history", daemon.url)).await;
+        assert_eq!(&again, history);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_drive_terminate_restart_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
@@ -213,12 +228,7 @@ async fn serve_drive_terminate_restart_keeps_everything() {
     assert!(out.contains("taskd stopped cleanly"), "{out}");
 
     let daemon = Daemon::start(dir.path());
-    for (id, (task, history)) in ids.iter().zip(&before) {
-        let (_, again) = get(&http, &format!("{}/task/{id}", daemon.url)).await;
-        assert_eq!(&again, task);
-        let (_, again) = get(&http, &format!("{}/task/{id}/history", daemon.url)).await;
-        assert_eq!(&again, history);
-    }
+    same_tasks(&http, &daemon, &ids, &before).await;
     let (status, again) = get(
         &http,
         &format!("{}/results/adbreaks/good?version=1.0", daemon.url),
@@ -250,12 +260,7 @@ async fn serve_drive_terminate_restart_keeps_everything() {
     .unwrap();
     std::fs::rename(dir.path().join("compacted"), dir.path().join("data")).unwrap();
     let daemon = Daemon::start(dir.path());
-    for (id, (task, history)) in ids.iter().zip(&before) {
-        let (_, again) = get(&http, &format!("{}/task/{id}", daemon.url)).await;
-        assert_eq!(&again, task);
-        let (_, again) = get(&http, &format!("{}/task/{id}/history", daemon.url)).await;
-        assert_eq!(&again, history);
-    }
+    same_tasks(&http, &daemon, &ids, &before).await;
     let (clean, _) = daemon.terminate();
     assert!(clean);
 }

@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 
 use crate::catalog::CatalogItem;
 use crate::ids::{InventoryId, ProductName, TaskId, TenantId, Version};
-use crate::machine::{Authority, TaskEvent, created, transition};
+use crate::machine::{Authority, TaskEvent, created, transition_all};
 use crate::results::AnalysisResult;
 use crate::store::{
     ApplyRequest, ClaimRequest, CreateOutcome, NewTask, Page, PageRequest, StoreError, TaskChange,
@@ -76,17 +76,8 @@ impl Inner {
         events: &[TaskEvent],
         now: Timestamp,
     ) -> Result<Task, StoreError> {
-        let mut task = self
-            .tasks
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| not_found_task(id))?;
-        let mut entries = Vec::with_capacity(events.len());
-        for event in events {
-            let step = transition(&task, event, authority, now)?;
-            task = step.task;
-            entries.push(step.entry);
-        }
+        let current = self.tasks.get(&id).ok_or_else(|| not_found_task(id))?;
+        let (task, entries) = transition_all(current, events, authority, now)?;
         self.put_all(&task, entries);
         Ok(task)
     }
@@ -197,13 +188,6 @@ impl MemoryStore {
 
 #[async_trait]
 impl TaskStore for MemoryStore {
-    async fn create_task(&self, new: NewTask) -> Result<CreateOutcome, StoreError> {
-        let mut outcomes = self.create_tasks(vec![new]).await?;
-        outcomes
-            .pop()
-            .ok_or_else(|| StoreError::Conflict("empty create".into()))
-    }
-
     async fn create_tasks(&self, batch: Vec<NewTask>) -> Result<Vec<CreateOutcome>, StoreError> {
         let now = self.clock.now();
         let mut inner = self.lock();
