@@ -116,9 +116,10 @@ pub async fn throughput_with(tasks: usize, workers: usize, durability: Durabilit
     let run = run_through(store.clone(), batch, workers).await;
     let commits = store.commit_stats().since(&commits_before);
     println!(
-        "runner end-to-end, sled {durability:?}, {workers} workers: {}; {:.1} writes per fsync",
+        "runner end-to-end, sled {durability:?}, {workers} workers: {}; {:.1} writes per fsync, {:.0} journal bytes per task",
         run.summary,
         commits.writes_per_flush(),
+        commits.journal_bytes as f64 / tasks as f64,
     );
     run.rate
 }

@@ -3,10 +3,11 @@
 //! Store calls send their operation over a channel and await a reply. The committer takes
 //! everything queued (a group), runs the operations in arrival order against a [`Stage`] (each
 //! sees the effects of the ones before it; one that fails leaves nothing behind), commits the
-//! whole group as one sled batch and hands the group's answers to the flusher, which sends
-//! them once the group is durable (strict durability; at once when buffered). Callers then
-//! return and publish change notifications. While the flusher thread runs one fsync, the
-//! committer already builds and commits the next groups, which share the next fsync.
+//! whole group as one sled batch, hands its journal frame and the group's answers to the
+//! flusher, which sends them once the frame is durable (strict durability; at once when
+//! buffered). Callers then return and publish change notifications. While the flusher thread
+//! runs one fsync, the committer already builds and commits the next groups, which share the
+//! next fsync.
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -123,6 +124,8 @@ pub(crate) struct Parts {
     pub commit: Arc<GroupCommit>,
     /// Finished tasks older than this are deleted, about once a [`PRUNE_EVERY`].
     pub retention: Option<Duration>,
+    /// The journal sequence number of the first group this committer commits.
+    pub first_seq: u64,
 }
 
 /// How often a store with a retention looks for expired finished tasks.
@@ -277,6 +280,7 @@ fn next_request(
 fn run(parts: Parts, receiver: mpsc::Receiver<Request>) {
     let mut cache = TaskCache::default();
     let mut last = Ticket::NONE;
+    let mut next_seq = parts.first_seq;
     let mut next_prune = Instant::now();
     while let Some(first) = next_request(&parts, &receiver, &mut next_prune) {
         let mut group = vec![first];
@@ -301,12 +305,13 @@ fn run(parts: Parts, receiver: mpsc::Receiver<Request>) {
             .filter_map(|(_, r)| r.as_ref().ok())
             .map(Done::acknowledged_writes)
             .sum();
-        let ticket = match stage.commit() {
-            Ok(true) => {
-                last = parts.commit.committed(acknowledged);
+        let ticket = match stage.commit(next_seq) {
+            Ok(Some(frame)) => {
+                last = parts.commit.committed(acknowledged, next_seq, frame);
+                next_seq += 1;
                 Ok(last)
             }
-            Ok(false) => {
+            Ok(None) => {
                 // Nothing new to write: the answers rest on earlier commits.
                 parts.commit.acknowledged(acknowledged);
                 Ok(last)

@@ -9,6 +9,7 @@ use task_core::store::StoreError;
 
 use crate::SledStore;
 use crate::error::Ctx;
+use crate::journal::{SEQ_KEY, checkpoint_sled};
 use crate::layout::tree;
 use crate::open::SledOptions;
 
@@ -73,6 +74,10 @@ impl SledStore {
             for entry in from_tree.iter() {
                 let (key, value) =
                     entry.map_err(|e| inner.ctx.backend("reading for compaction", e))?;
+                if key == SEQ_KEY {
+                    // The source's journal position; the copy starts its own journal.
+                    continue;
+                }
                 batch.insert(key, value);
                 pending += 1;
                 keys += 1;
@@ -87,8 +92,7 @@ impl SledStore {
                 .apply_batch(batch)
                 .map_err(|e| target.backend("writing the compacted database", e))?;
         }
-        copy.flush()
-            .map_err(|e| target.backend("flushing the compacted database", e))?;
+        checkpoint_sled(&target, &copy, into, "flushing the compacted database")?;
         let bytes_after = copy
             .size_on_disk()
             .map_err(|e| target.backend("measuring the compacted database", e))?;

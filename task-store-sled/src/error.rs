@@ -45,6 +45,34 @@ impl Ctx {
         }
     }
 
+    /// An I/O error on a file of the store (the journal, or sled's files at a checkpoint).
+    pub fn io(
+        &self,
+        operation: &'static str,
+        file: &std::path::Path,
+        err: std::io::Error,
+    ) -> StoreError {
+        StoreError::Backend {
+            backend: BACKEND,
+            operation,
+            retryable: false,
+            message: format!(
+                "I/O error on {} (database {}): {err}",
+                file.display(),
+                self.path
+            ),
+        }
+    }
+
+    /// A file of the store (a journal segment) whose content cannot be read.
+    pub fn corrupt_file(&self, file: &std::path::Path, reason: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            location: file.display().to_string(),
+            key: "-".into(),
+            reason: reason.into(),
+        }
+    }
+
     /// A stored value in `tree` at `key` that cannot be read.
     pub fn corrupt(&self, tree: &str, key: &[u8], reason: impl Into<String>) -> StoreError {
         StoreError::Corrupt {

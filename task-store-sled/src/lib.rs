@@ -24,15 +24,28 @@
 //! ones before it; one that fails is undone and leaves nothing behind), and commits the whole
 //! group as **one `apply_batch` on one sled tree**. sled writes a batch as one unit in its log,
 //! recovered whole or not at all, and applies it under its write lock, which every read takes
-//! shared: neither a crash nor a concurrent reader can see part of a group. Then a flusher
-//! thread fsyncs (one `Db::flush` for every group committed since the last one) and only then
-//! do the callers return and publish their change notifications. While one fsync runs the
-//! committer already builds the next groups (see [`CommitStats`]: writes per commit and per
-//! flush), so throughput grows with concurrency while each caller still waits for its own data.
+//! shared: neither a crash nor a concurrent reader can see part of a group. The same writes
+//! form the group's *journal frame*: a flusher thread appends every frame committed since its
+//! last flush to a write-ahead journal (`journal/` in the database directory) with one write and
+//! one `fdatasync`, and only then do the callers return and publish their change
+//! notifications. While one fsync runs the committer already builds the next groups (see
+//! [`CommitStats`]: writes per commit and per flush), so throughput grows with concurrency
+//! while each caller still waits for its own data.
+//!
+//! The journal exists because sled 0.34's own `Db::flush` ends in `sync_file_range`, which
+//! neither flushes the disk's volatile write cache nor commits file metadata: on a disk with a
+//! write-back cache (the usual case, virtual disks included) a power cut could lose a group
+//! that sled had "flushed". `fdatasync` does both. sled is flushed, and its files fsynced, only
+//! at a *checkpoint*, taken when a journal segment is full
+//! ([`SledOptions::with_journal_segment_bytes`], 32 MiB by default); the segments it covers are
+//! then deleted. Each group's batch records its frame number, so an open replays exactly the
+//! frames sled does not hold, then checkpoints: a torn frame at the journal's end (a write
+//! whose fsync never returned, so never acknowledged) is dropped, and any other damage refuses
+//! the open with the segment's path and offset.
 //! Task records are kept decoded by the committer (it is the only writer, so its cache is
 //! always right) and encoded once per group; index keys that do not change are not rewritten.
 //!
-//! # Layout (format 3)
+//! # Layout (format 4)
 //!
 //! Every persistent keyspace lives in the sled tree `data` under a one-byte key prefix: `T`
 //! task records (the task, its ready-queue position and its whole history: a transition writes
@@ -42,7 +55,9 @@
 //! The ready queue (priority, ready-at, sequence) and the lease-expiry index are kept in
 //! memory: they are functions of the active tasks' records, rebuilt on open from the `A`
 //! index, so no operation scans all tasks and no transition pays for them on disk. The tree
-//! `meta` holds the format marker; formats 1 and 2 (a tree per keyspace) are upgraded on open.
+//! `meta` holds the format marker; formats 1 and 2 (a tree per keyspace) are upgraded on open,
+//! and format 3 (this layout without the journal) is marked 4, so that a build that would
+//! ignore the journal refuses the database.
 //!
 //! sled 0.34 keeps an in-memory page-table entry for every page it ever allocated, freed ones
 //! included: resident memory follows every task the store ever held. A retention
@@ -54,9 +69,9 @@
 //! fsync has completed (a crash at that moment can lose a write that a reader saw but whose
 //! caller was never answered).
 //!
-//! With [`Durability::Buffered`], calls return once committed in memory and a flush runs on a
-//! timer: a crash may lose the writes of the last interval (whole groups only, never a part of
-//! one). If a flush ever fails, the store refuses every later write: reopen it.
+//! With [`Durability::Buffered`], calls return once committed in memory and the journal is
+//! written and fsynced on a timer: a crash may lose the writes of the last interval (whole
+//! groups only, never a part of one). If a flush ever fails, the store refuses every later write: reopen it.
 //!
 //! Opening a database requeues the tasks whose lease expired while it was closed; tasks waiting
 //! for a retry keep their retry time. A second process opening the same directory gets a
@@ -106,6 +121,7 @@ mod committer;
 mod compact;
 mod error;
 mod group_commit;
+mod journal;
 mod keys;
 mod layout;
 mod migrate;

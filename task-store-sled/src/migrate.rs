@@ -12,6 +12,7 @@ use task_core::task::HistoryEntry;
 
 use crate::codec::{decode, decode_history};
 use crate::error::Ctx;
+use crate::journal::checkpoint_sled;
 use crate::keys;
 use crate::layout::{Tk, prefixed, tree};
 use crate::record::{StoredTask, encode_record};
@@ -81,6 +82,7 @@ pub(crate) fn upgrade(
     meta: &sled::Tree,
     data: &sled::Tree,
     marker: (&[u8], u32),
+    dir: &std::path::Path,
 ) -> Result<(), StoreError> {
     data.clear()
         .map_err(|e| ctx.backend("clearing a partial upgrade", e))?;
@@ -130,12 +132,10 @@ pub(crate) fn upgrade(
         }
     }
     writer.flush()?;
-    db.flush()
-        .map_err(|e| ctx.backend("flushing the upgrade", e))?;
+    checkpoint_sled(ctx, db, dir, "flushing the upgrade")?;
     let (key, version) = marker;
     meta.insert(key, &version.to_be_bytes()[..])
         .map_err(|e| ctx.backend("upgrading the format", e))?;
-    db.flush()
-        .map_err(|e| ctx.backend("flushing the upgrade", e))?;
+    checkpoint_sled(ctx, db, dir, "flushing the upgrade")?;
     drop_legacy(ctx, db)
 }

@@ -14,16 +14,20 @@ use tokio::sync::broadcast;
 use crate::committer::{Committer, Parts};
 use crate::error::{Ctx, OpenError};
 use crate::group_commit::{Durability, GroupCommit};
+use crate::journal::{self, JOURNAL_DIR, JournalWriter, SEQ_KEY, checkpoint_sled};
 use crate::layout::{Queues, Tk, Trees, tree};
 use crate::record::decode_head;
 use crate::stage::{Stage, TaskCache};
 use crate::{Inner, SledStore, keys, migrate};
 
 /// The schema version written in the meta tree. Version 3 keeps every keyspace in one tree
-/// (see `layout`) and each task's history in its record; versions 1 and 2 (a tree per
-/// keyspace) are upgraded on open and marked 3, so that an older build refuses them instead
-/// of misreading them.
-pub(crate) const SCHEMA_VERSION: u32 = 3;
+/// (see `layout`) and each task's history in its record; version 4 adds the journal (see
+/// `journal`), which a build that reads 3 would ignore, losing acknowledged writes: so an
+/// older build refuses a version-4 database. Versions 1 and 2 (a tree per keyspace) are
+/// upgraded on open, and 3 is marked 4.
+pub(crate) const SCHEMA_VERSION: u32 = 4;
+/// The version whose layout [`SCHEMA_VERSION`] shares: it needs no copy, only a new marker.
+const SAME_LAYOUT: u32 = 3;
 const FORMAT_KEY: &[u8] = b"format";
 
 /// How to open a [`SledStore`].
@@ -37,6 +41,9 @@ pub struct SledOptions {
     pub cache_capacity: u64,
     /// Finished tasks older than this are deleted (None, the default: kept forever).
     pub retention: Option<std::time::Duration>,
+    /// A journal segment holding this many bytes is closed and a checkpoint taken (32 MiB by
+    /// default). Smaller segments replay faster after a crash and flush sled more often.
+    pub journal_segment_bytes: u64,
 }
 
 impl Default for SledOptions {
@@ -46,6 +53,7 @@ impl Default for SledOptions {
             clock: Arc::new(SystemClock),
             cache_capacity: 64 * 1024 * 1024,
             retention: None,
+            journal_segment_bytes: journal::DEFAULT_SEGMENT_BYTES,
         }
     }
 }
@@ -72,6 +80,12 @@ impl SledOptions {
         self
     }
 
+    /// These options with journal segments of `bytes` (at least 4 KiB).
+    pub fn with_journal_segment_bytes(mut self, bytes: u64) -> Self {
+        self.journal_segment_bytes = bytes.max(4096);
+        self
+    }
+
     /// These options with a page cache of `bytes`.
     pub fn with_cache_capacity(mut self, bytes: u64) -> Self {
         self.cache_capacity = bytes;
@@ -87,6 +101,7 @@ fn open_tree(db: &sled::Db, ctx: &Ctx, name: &str) -> Result<sled::Tree, StoreEr
 /// Checks the schema version, upgrading an older database and marking a fresh one.
 fn check_format(
     ctx: &Ctx,
+    dir: &Path,
     db: &sled::Db,
     meta: &sled::Tree,
     data: &sled::Tree,
@@ -112,9 +127,15 @@ fn check_format(
         .map_err(|_| ctx.corrupt(tree::META, FORMAT_KEY, "the format marker is not 4 bytes"))?;
     match u32::from_be_bytes(raw) {
         SCHEMA_VERSION => migrate::drop_legacy(ctx, db),
-        found @ 1..SCHEMA_VERSION => {
+        SAME_LAYOUT => {
+            migrate::drop_legacy(ctx, db)?;
+            meta.insert(FORMAT_KEY, &SCHEMA_VERSION.to_be_bytes()[..])
+                .map_err(|e| ctx.backend("writing the format", e))?;
+            checkpoint_sled(ctx, db, dir, "writing the format")
+        }
+        found @ 1..SAME_LAYOUT => {
             tracing::info!(path = %ctx.path, from = found, to = SCHEMA_VERSION, "upgrading the database format");
-            migrate::upgrade(ctx, db, meta, data, (FORMAT_KEY, SCHEMA_VERSION))
+            migrate::upgrade(ctx, db, meta, data, (FORMAT_KEY, SCHEMA_VERSION), dir)
         }
         found => Err(OpenError::NewerFormat {
             path: ctx.path.to_string(),
@@ -173,19 +194,64 @@ fn thread_error(operation: &'static str, err: std::io::Error) -> StoreError {
     }
 }
 
-/// Requeues the tasks whose lease expired while the store was closed, durably, before any
-/// call is served. Returns them.
-fn recover(ctx: &Ctx, trees: &Trees, clock: &SharedClock) -> Result<Vec<Task>, StoreError> {
+/// Replays the journal frames sled does not hold yet (see `journal`). Returns the sequence
+/// number of the last frame sled now holds.
+fn replay_journal(ctx: &Ctx, dir: &Path, trees: &Trees) -> Result<u64, StoreError> {
+    let applied = match trees
+        .data
+        .get(SEQ_KEY)
+        .map_err(|e| ctx.backend("reading the journal position", e))?
+    {
+        None => 0,
+        Some(bytes) => u64::from_be_bytes(bytes.as_ref().try_into().map_err(|_| {
+            ctx.corrupt(tree::DATA, SEQ_KEY, "the journal position is not 8 bytes")
+        })?),
+    };
+    let replayed = journal::replay(ctx, &dir.join(JOURNAL_DIR), applied, |writes| {
+        let mut batch = sled::Batch::default();
+        for (key, value) in writes {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        trees
+            .data
+            .apply_batch(batch)
+            .map_err(|e| ctx.backend("replaying the journal", e))
+    })?;
+    if replayed.frames > 0 || replayed.torn_at.is_some() {
+        tracing::info!(
+            path = %ctx.path,
+            frames = replayed.frames,
+            torn_at = ?replayed.torn_at,
+            "replayed the journal"
+        );
+    }
+    Ok(replayed.last_seq)
+}
+
+/// Requeues the tasks whose lease expired while the store was closed, then makes sled hold
+/// everything durably and empties the journal, before any call is served. Returns the tasks
+/// requeued and the next journal sequence number.
+fn recover(
+    ctx: &Ctx,
+    dir: &Path,
+    trees: &Trees,
+    clock: &SharedClock,
+    last_seq: u64,
+) -> Result<(Vec<Task>, u64), StoreError> {
     let mut cache = TaskCache::default();
     let mut stage = Stage::new(ctx, trees, &mut cache);
     let requeued = stage.requeue_expired(clock.now())?;
-    stage.commit()?;
+    let next_seq = match stage.commit(last_seq + 1)? {
+        Some(_) => last_seq + 2,
+        None => last_seq + 1,
+    };
     // Also makes a new database's format marker durable.
-    trees
-        .db
-        .flush()
-        .map_err(|e| ctx.backend("flushing after recovery", e))?;
-    Ok(requeued)
+    checkpoint_sled(ctx, &trees.db, dir, "flushing after recovery")?;
+    journal::clear(ctx, &dir.join(JOURNAL_DIR))?;
+    Ok((requeued, next_seq))
 }
 
 /// How long `open` keeps trying while sled's lock is held. sled's own background threads can
@@ -229,7 +295,7 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
     let db = open_db(path, &options, &ctx)?;
     let meta = open_tree(&db, &ctx, tree::META)?;
     let data = open_tree(&db, &ctx, tree::DATA)?;
-    check_format(&ctx, &db, &meta, &data)?;
+    check_format(&ctx, path, &db, &meta, &data)?;
     let trees = Trees {
         meta,
         data,
@@ -237,11 +303,12 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
         wakeup: Mutex::new(None),
         db: db.clone(),
     };
+    let last_seq = replay_journal(&ctx, path, &trees)?;
     let queues = rebuild_queues(&ctx, &trees)?;
     trees.publish_wakeup(&queues);
     *trees.lock_queues() = queues;
     let trees = Arc::new(trees);
-    let requeued = recover(&ctx, &trees, &options.clock)?;
+    let (requeued, first_seq) = recover(&ctx, path, &trees, &options.clock, last_seq)?;
     if !requeued.is_empty() {
         tracing::info!(
             path = %ctx.path,
@@ -249,15 +316,24 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
             "requeued tasks whose lease expired while the store was closed"
         );
     }
-    let commit = GroupCommit::start(db, options.durability, &ctx.path)
-        .map(Arc::new)
-        .map_err(|e| thread_error("starting the flusher thread", e))?;
+    let journal = JournalWriter::create(path.join(JOURNAL_DIR), options.journal_segment_bytes)
+        .map_err(|e| ctx.io("creating the journal", &path.join(JOURNAL_DIR), e))?;
+    let commit = GroupCommit::start(
+        db,
+        journal,
+        path.to_path_buf(),
+        options.durability,
+        &ctx.path,
+    )
+    .map(Arc::new)
+    .map_err(|e| thread_error("starting the flusher thread", e))?;
     let committer = Committer::start(Parts {
         ctx: ctx.clone(),
         trees: trees.clone(),
         clock: options.clock,
         commit: commit.clone(),
         retention: options.retention,
+        first_seq,
     })
     .map_err(|e| thread_error("starting the committer thread", e))?;
     let (changes, _) = broadcast::channel(4096);

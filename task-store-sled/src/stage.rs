@@ -22,6 +22,7 @@ use task_core::store::StoreError;
 use task_core::task::HistoryEntry;
 
 use crate::error::Ctx;
+use crate::journal::{FrameBuilder, SEQ_KEY};
 use crate::layout::{Entry, Queues, Tk, Trees, prefixed};
 use crate::record::{StoredTask, decode_record, encode_record};
 
@@ -278,10 +279,11 @@ impl<'a> Stage<'a> {
         }
     }
 
-    /// Commits every pending write: the persistent keyspaces as one sled batch, then the
-    /// in-memory queues. Returns whether anything was written to sled. On error nothing was
-    /// written.
-    pub fn commit(mut self) -> Result<bool, StoreError> {
+    /// Commits every pending write: the persistent keyspaces as one sled batch numbered `seq`
+    /// (its number is written with it, under [`SEQ_KEY`]), then the in-memory queues. Returns
+    /// the batch as a journal frame, or None if nothing was written to sled (and `seq` is not
+    /// used). On error nothing was written.
+    pub fn commit(mut self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
         let mut finished = Vec::new();
         for id in std::mem::take(&mut self.dirty) {
             if let Some(cached) = self.cache.map.get(&id) {
@@ -293,24 +295,32 @@ impl<'a> Stage<'a> {
             }
         }
         let mut batch = sled::Batch::default();
+        let mut frame = FrameBuilder::new(seq);
         let mut persistent = 0usize;
         for tk in Tk::PERSISTENT {
             let Some(prefix) = tk.prefix() else { continue };
             for (key, value) in std::mem::take(&mut self.writes[tk as usize]) {
                 persistent += 1;
                 let key = prefixed(prefix, &key);
+                frame.write(&key, value.as_deref());
                 match value {
                     Some(value) => batch.insert(key, value),
                     None => batch.remove(key),
                 }
             }
         }
-        if persistent > 0 {
+        let frame = if persistent > 0 {
+            let seq_bytes = seq.to_be_bytes();
+            frame.write(SEQ_KEY, Some(&seq_bytes));
+            batch.insert(SEQ_KEY, &seq_bytes[..]);
             self.trees
                 .data
                 .apply_batch(batch)
                 .map_err(|e| self.ctx.backend("committing a group", e))?;
-        }
+            Some(frame.finish())
+        } else {
+            None
+        };
         let mut queues_changed = false;
         for tk in [Tk::Ready, Tk::Leases] {
             let map = self.queues.map_mut(tk);
@@ -332,7 +342,7 @@ impl<'a> Stage<'a> {
                 self.cache.map.remove(&id);
             }
         }
-        Ok(persistent > 0)
+        Ok(frame)
     }
 }
 
@@ -447,7 +457,7 @@ mod tests {
             seen(&stage, b"c"),
             pairs(&[(b"c", b"replaced"), (b"e", b"stored")])
         );
-        assert!(stage.commit().expect("commit"));
+        assert!(stage.commit(1_000_000).expect("commit").is_some());
         let stored: Vec<Vec<u8>> = inner
             .trees
             .view(Tk::Cache)
@@ -485,7 +495,7 @@ mod tests {
             "nothing published before the commit"
         );
         assert!(
-            !stage.commit().expect("commit"),
+            stage.commit(1_000_000).expect("commit").is_none(),
             "nothing persistent was written"
         );
         assert_eq!(inner.trees.lock_queues().ready.len(), 1);

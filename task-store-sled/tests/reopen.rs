@@ -147,18 +147,12 @@ async fn corrupt_values_and_newer_formats_are_reported_not_dropped() {
     assert!(problems[1].contains("ready: missing entry"), "{problems:?}");
     drop(store);
 
-    let db = support::raw_open(dir.path());
-    db.open_tree("meta")
-        .expect("tree")
-        .insert("format", &4u32.to_be_bytes()[..])
-        .expect("bump");
-    db.flush().expect("flush");
-    drop(db);
+    support::set_format_marker(dir.path(), 5);
     let err = SledStore::open(dir.path()).expect_err("newer format");
     let text = err.to_string();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{text}");
     assert!(
-        text.contains(&dir.path().display().to_string()) && text.contains("format version 4"),
+        text.contains(&dir.path().display().to_string()) && text.contains("format version 5"),
         "{text}"
     );
 }

@@ -1,6 +1,7 @@
 //! Databases written by formats 1 and 2 (one sled tree per keyspace, history values in their
-//! own tree) are upgraded on open to format 3 with every task, history, index, item, result
+//! own tree) are upgraded on open to format 4 with every task, history, index, item, result
 //! and cache entry intact; an upgrade interrupted before its marker is redone from scratch.
+//! Format 3 has format 4's layout without the journal: it is only marked 4.
 
 mod support;
 
@@ -117,13 +118,13 @@ async fn upgrade_from(version: u32) {
     assert_eq!(
         records(&upgraded_dump),
         records(&dump),
-        "records re-encoded as format 3"
+        "records re-encoded in the current format"
     );
     let marker = upgraded_dump
         .iter()
         .find(|e| e.tree == "meta")
         .expect("marker");
-    assert_eq!(marker.value, 3u32.to_be_bytes());
+    assert_eq!(marker.value, 4u32.to_be_bytes());
     assert_eq!(
         upgraded_dump.iter().filter(|e| e.tree == "ready").count(),
         dump.iter().filter(|e| e.tree == "ready").count(),
@@ -167,4 +168,24 @@ async fn a_format_2_database_is_upgraded_whole() {
 #[tokio::test]
 async fn a_format_1_database_is_upgraded_whole() {
     upgrade_from(1).await;
+}
+
+#[tokio::test]
+async fn a_format_3_database_is_marked_4_and_kept_as_it_is() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::default();
+    let store = open(dir.path(), &clock);
+    populate(&store, &clock).await;
+    let expected = observable(&store).await;
+    let dump = store.raw_dump().expect("dump");
+    drop(store);
+
+    // What a format-3 build leaves: the same trees, marker 3, no journal.
+    support::set_format_marker(dir.path(), 3);
+    std::fs::remove_dir_all(dir.path().join("journal")).expect("no journal in format 3");
+
+    let reopened = open(dir.path(), &clock);
+    assert_eq!(observable(&reopened).await, expected);
+    assert_eq!(reopened.raw_dump().expect("dump"), dump);
+    assert!(reopened.check_consistency().expect("check").is_empty());
 }

@@ -9,7 +9,10 @@
 use std::time::Duration;
 
 use task_core::prelude::*;
-use task_store_sled::SledStore;
+use task_store_sled::{SledOptions, SledStore};
+
+/// Journal segment size: a checkpoint every few dozen groups.
+const CRASH_SEGMENT_BYTES: u64 = 64 * 1024;
 
 /// A small xorshift generator: the writer needs variety, not quality.
 struct Rng(u64);
@@ -139,7 +142,9 @@ fn main() {
         std::process::exit(64);
     };
     let workers: u64 = args.next().and_then(|w| w.parse().ok()).unwrap_or(8);
-    let store = match SledStore::open(&path) {
+    // Small journal segments: the kills also land during checkpoints.
+    let options = SledOptions::default().with_journal_segment_bytes(CRASH_SEGMENT_BYTES);
+    let store = match SledStore::open_with(&path, options) {
         Ok(store) => store,
         Err(err) => {
             eprintln!("{err}");

@@ -139,3 +139,14 @@ pub fn raw_open(dir: &std::path::Path) -> sled::Db {
         }
     }
 }
+
+/// Writes format marker `version` into the closed database at `dir`.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn set_format_marker(dir: &std::path::Path, version: u32) {
+    let db = raw_open(dir);
+    db.open_tree("meta")
+        .expect("tree")
+        .insert("format", &version.to_be_bytes()[..])
+        .expect("marker");
+    db.flush().expect("flush");
+}
