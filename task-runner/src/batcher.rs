@@ -3,15 +3,17 @@
 //! Every store write is a round trip through the store's write path (for sled, a message to
 //! its committer thread and a wake back), and with many executors those hand-offs, not the
 //! disk, limit throughput. So executors hand their [`ApplyRequest`] to one batcher per runner,
-//! which sends everything queued as one [`TaskStore::apply_many`] and, while that call runs,
-//! lets the next requests queue up. There is no timer: a batch is whatever accumulated during
-//! the previous call, so an idle runner writes at once and a busy one writes in large batches.
+//! which sends everything queued as one [`TaskStore::apply_many`], keeping at most
+//! [`IN_FLIGHT`] calls running; while they run, the next requests queue up. There is no timer:
+//! a batch is whatever accumulated while every slot was busy, so an idle runner writes at once
+//! and a busy one writes in large batches. Two calls in flight, not one, keep a durable store
+//! busy: one is being committed while the other waits for its fsync.
 //! Each executor gets its own entry's outcome, so a fencing error reaches it exactly as from
 //! [`TaskStore::apply`].
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug_span};
 
@@ -20,6 +22,10 @@ use task_core::task::Task;
 
 /// At most this many entries go into one `apply_many`.
 pub(crate) const MAX_BATCH: usize = 256;
+
+/// At most this many `apply_many` calls run at once: while one waits for its fsync, the next
+/// is already committed, so the store's flushes follow each other without a gap.
+pub(crate) const IN_FLIGHT: usize = 2;
 
 /// The outcome of one entry.
 type Outcome = Result<Task, StoreError>;
@@ -66,14 +72,31 @@ fn stopped() -> StoreError {
 }
 
 async fn run<S: TaskStore>(store: Arc<S>, mut receiver: mpsc::UnboundedReceiver<Queued>) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut queued = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut queued, MAX_BATCH).await > 0 {
+    loop {
+        // A free slot first: while every slot is busy, requests keep queuing into one batch.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        if receiver.recv_many(&mut queued, MAX_BATCH).await == 0 {
+            break;
+        }
         let (requests, replies): (Vec<ApplyRequest>, Vec<oneshot::Sender<Outcome>>) =
             queued.drain(..).map(|q| (q.request, q.reply)).unzip();
+        let store = store.clone();
         let span = debug_span!("write_batch", entries = requests.len());
-        let outcomes = store.apply_many(requests).instrument(span).await;
-        answer(replies, outcomes);
+        tokio::spawn(
+            async move {
+                let outcomes = store.apply_many(requests).await;
+                answer(replies, outcomes);
+                drop(slot);
+            }
+            .instrument(span),
+        );
     }
+    // Every batch sent is answered before the batcher ends.
+    let _ = slots.acquire_many(IN_FLIGHT as u32).await;
 }
 
 /// Hands each waiting executor its entry's outcome, or the batch's error.
@@ -182,14 +205,14 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn what_queues_during_a_call_goes_out_as_one_batch_with_its_own_outcomes() {
+    async fn what_queues_while_every_slot_is_busy_goes_out_as_one_batch_with_its_own_outcomes() {
         let store = Arc::new(Gated {
             inner: MemoryStore::default(),
             gate: Semaphore::new(0),
             batches: Mutex::new(Vec::new()),
             called: tokio::sync::Notify::new(),
         });
-        for name in ["a", "b", "c"] {
+        for name in ["a", "b", "c", "d"] {
             store
                 .create_task(new_task(name, Priority::High))
                 .await
@@ -197,14 +220,15 @@ mod tests {
         }
         let claimed = store
             .claim(&ClaimRequest {
-                max: 3,
+                max: 4,
                 ..ClaimRequest::one(worker("w"), LEASE)
             })
             .await
             .expect("claim");
         let (batcher, task) = WriteBatcher::start(store.clone());
 
-        // The first write goes out alone and is held in the store...
+        // The first write goes out alone and is held in the store, and so does a second (a
+        // write to an unknown task): every slot is busy...
         let first = tokio::spawn({
             let batcher = batcher.clone();
             let request = ApplyRequest {
@@ -217,12 +241,17 @@ mod tests {
             async move { batcher.apply(request).await }
         });
         store.called.notified().await;
+        let second = tokio::spawn({
+            let batcher = batcher.clone();
+            async move { batcher.apply(start(Step::S3Check)).await }
+        });
+        store.called.notified().await;
         // ...while three more queue: two good ones, one with a stale epoch.
         let mut waiting = Vec::new();
         for (task, epoch) in [
             (&claimed[1], claimed[1].epoch),
             (&claimed[2], claimed[2].epoch + 1),
-            (&claimed[0], claimed[0].epoch),
+            (&claimed[3], claimed[3].epoch),
         ] {
             let (reply, answer) = oneshot::channel();
             let request = ApplyRequest {
@@ -237,16 +266,19 @@ mod tests {
                 .expect("queued");
             waiting.push(answer);
         }
-        // Released only now: had anything been sent while the first call ran, it would show
-        // as a batch of its own below instead of one batch of three.
-        store.gate.add_permits(2);
+        // Released only now: had anything been sent while both calls ran, it would show as a
+        // batch of its own below instead of one batch of three.
+        store.gate.add_permits(3);
         let first = first.await.expect("join").expect("the first write lands");
         assert_eq!(first.current_step(), Some(Step::S3Check));
+        // A write to a task that does not exist is the only failure of its batch.
+        let lost = second.await.expect("join");
+        assert!(matches!(lost, Err(StoreError::NotFound { .. })), "{lost:?}");
         let mut outcomes = Vec::new();
         for answer in waiting {
             outcomes.push(answer.await.expect("answered"));
         }
-        assert_eq!(*store.batches.lock().expect("lock"), [1, 3]);
+        assert_eq!(*store.batches.lock().expect("lock"), [1, 1, 3]);
         assert_eq!(
             outcomes[0].as_ref().map(Task::status).ok(),
             Some(Status::Pending)
@@ -263,11 +295,6 @@ mod tests {
             outcomes[2].as_ref().map(Task::status).ok(),
             Some(Status::Pending)
         );
-
-        // A write to a task that does not exist is the only failure of its batch.
-        store.gate.add_permits(1);
-        let lost = batcher.apply(start(Step::S3Check)).await;
-        assert!(matches!(lost, Err(StoreError::NotFound { .. })), "{lost:?}");
 
         drop(batcher);
         tokio::time::timeout(Duration::from_secs(5), task)

@@ -306,11 +306,18 @@ fn run(parts: Parts, receiver: mpsc::Receiver<Request>) {
             .map(Done::acknowledged_writes)
             .sum();
         let ticket = match stage.commit(next_seq) {
-            Ok(Some(frame)) => {
-                last = parts.commit.committed(acknowledged, next_seq, frame);
-                next_seq += 1;
-                Ok(last)
-            }
+            Ok(Some(group)) => match parts.commit.committed(acknowledged, group) {
+                Ok(ticket) => {
+                    last = ticket;
+                    next_seq += 1;
+                    Ok(last)
+                }
+                Err(err) => {
+                    tracing::error!(path = %parts.ctx.path, %err, "applying a group failed; the store refuses further writes");
+                    cache.clear();
+                    Err(err.to_string())
+                }
+            },
             Ok(None) => {
                 // Nothing new to write: the answers rest on earlier commits.
                 parts.commit.acknowledged(acknowledged);

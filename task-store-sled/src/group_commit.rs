@@ -16,9 +16,15 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::journal::{self, JournalWriter};
+use task_core::store::StoreError;
+
+use crate::error::Ctx;
+use crate::flusher;
+use crate::journal::JournalWriter;
+use crate::layout::Trees;
+use crate::stage::Committed;
 
 /// How writes reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,42 +102,44 @@ impl Ticket {
 /// Answers to send once a flush completed, given the failure that stopped the store if any.
 pub(crate) type Answers = Box<dyn FnOnce(Option<Arc<str>>) + Send>;
 
+/// What the committer, the flusher and the applier share.
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     /// Flushes started so far; the number of the running or last flush.
-    started: u64,
-    /// The last completed flush.
-    completed: u64,
+    pub started: u64,
+    /// The last completed flush (durable, and applied to sled).
+    pub completed: u64,
     /// Set when a flush failed or the flusher stopped: every later answer carries it.
-    failure: Option<Arc<str>>,
+    pub failure: Option<Arc<str>>,
     /// Answers waiting for their flush, in ticket order.
-    waiting: VecDeque<(u64, Answers)>,
+    pub waiting: VecDeque<(u64, Answers)>,
     /// Answers whose flush is done, for the flusher to send (buffered mode).
-    ready: Vec<Answers>,
-    /// Journal frames committed since the last flush started, in sequence order.
-    frames: Vec<Vec<u8>>,
-    /// The sequence number of `frames[0]`.
-    first_seq: u64,
+    pub ready: Vec<Answers>,
+    /// Groups committed since the last flush started, in sequence order.
+    pub groups: Vec<Committed>,
     /// The highest flush number a writer waits for.
-    requested: u64,
+    pub requested: u64,
     /// Something was committed since the last flush started (buffered mode).
-    dirty: bool,
-    shutdown: bool,
+    pub dirty: bool,
+    pub shutdown: bool,
 }
 
-struct Shared {
+/// The state under its lock, its condition variable and the counters.
+pub(crate) struct Shared {
     state: Mutex<State>,
-    wake: Condvar,
+    /// Wakes the flusher.
+    pub wake: Condvar,
     writes: AtomicU64,
     commits: AtomicU64,
-    flushes: AtomicU64,
-    flush_nanos: AtomicU64,
-    checkpoints: AtomicU64,
-    journal_bytes: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_nanos: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub journal_bytes: AtomicU64,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    /// The state, locked.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
         // The state is a few counters updated atomically under the lock: always consistent.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -139,20 +147,22 @@ impl Shared {
 
 /// The flusher thread and the writers' side of it.
 pub(crate) struct GroupCommit {
+    ctx: Ctx,
+    trees: Arc<Trees>,
     shared: Arc<Shared>,
     durability: Durability,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl GroupCommit {
-    /// Starts the flusher thread, which journals into `journal` and checkpoints `db` (whose
-    /// files are under `db_dir`).
+    /// Starts the flusher thread, which journals into `journal` and applies and checkpoints
+    /// `trees` (whose files are under `db_dir`).
     pub fn start(
-        db: sled::Db,
+        ctx: Ctx,
+        trees: Arc<Trees>,
         journal: JournalWriter,
         db_dir: PathBuf,
         durability: Durability,
-        path: &str,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -164,46 +174,55 @@ impl GroupCommit {
             checkpoints: AtomicU64::new(0),
             journal_bytes: AtomicU64::new(0),
         });
-        let thread_shared = shared.clone();
-        let flusher = Flusher {
-            db,
+        let thread = flusher::spawn(
+            ctx.clone(),
+            trees.clone(),
             journal,
             db_dir,
-            shared: thread_shared,
+            shared.clone(),
             durability,
-            path: path.to_owned(),
-            buffer: Vec::new(),
-        };
-        let thread = std::thread::Builder::new()
-            .name("sled-flusher".into())
-            .spawn(move || flusher.run())?;
+        )?;
         Ok(Self {
+            ctx,
+            trees,
             shared,
             durability,
             thread: Mutex::new(Some(thread)),
         })
     }
 
-    /// Records a committed group carrying `writes` acknowledged calls, whose journal frame
-    /// numbered `seq` is `frame`, and returns the ticket its callers wait for. In strict mode
-    /// it asks the flusher for a flush that starts after this commit.
-    pub fn committed(&self, writes: u64, seq: u64, frame: Vec<u8>) -> Ticket {
+    /// Takes a committed group carrying `writes` acknowledged calls and returns the ticket its
+    /// callers wait for. In strict mode its writes wait in the overlay for the flusher, which
+    /// applies them to sled once their frame is durable; in buffered mode they are applied to
+    /// sled at once, as one batch (sled may then hold groups the journal does not: whole ones,
+    /// which an open keeps).
+    pub fn committed(&self, writes: u64, group: Committed) -> Result<Ticket, StoreError> {
+        if let Some(failure) = &self.shared.lock().failure {
+            return Err(stopped_by(failure));
+        }
+        match self.durability {
+            Durability::Strict => self.trees.lock_overlay().publish(group.seq, &group.writes),
+            Durability::Buffered { .. } => {
+                if let Err(err) = group.apply_atomically(&self.ctx, &self.trees) {
+                    // The in-memory queues already moved on: nothing more may be written.
+                    self.shared.lock().failure = Some(err.to_string().into());
+                    return Err(err);
+                }
+            }
+        }
         self.shared.writes.fetch_add(writes, Ordering::Relaxed);
         self.shared.commits.fetch_add(1, Ordering::Relaxed);
         let mut state = self.shared.lock();
-        if state.frames.is_empty() {
-            state.first_seq = seq;
-        }
-        state.frames.push(frame);
+        state.groups.push(group);
         state.dirty = true;
         match self.durability {
             Durability::Strict => {
                 let target = state.started + 1;
                 state.requested = state.requested.max(target);
                 self.shared.wake.notify_one();
-                Ticket(target)
+                Ok(Ticket(target))
             }
-            Durability::Buffered { .. } => Ticket::NONE,
+            Durability::Buffered { .. } => Ok(Ticket::NONE),
         }
     }
 
@@ -266,189 +285,38 @@ impl Drop for GroupCommit {
     }
 }
 
-/// The flusher thread's state.
-struct Flusher {
-    db: sled::Db,
-    journal: JournalWriter,
-    db_dir: PathBuf,
-    shared: Arc<Shared>,
-    durability: Durability,
-    path: String,
-    /// The frames of one flush, concatenated (kept to reuse its allocation).
-    buffer: Vec<u8>,
+/// The error of a write refused because the store failed earlier with `failure`.
+fn stopped_by(failure: &str) -> StoreError {
+    StoreError::Backend {
+        backend: crate::error::BACKEND,
+        operation: "committing",
+        message: format!("the store failed earlier and refuses writes until reopened: {failure}"),
+        retryable: false,
+    }
 }
 
-impl Flusher {
-    /// Flushes when a writer waits (strict) or on a timer (buffered) until shutdown.
-    fn run(mut self) {
-        let shared = self.shared.clone();
-        self.flush_until_stopped();
-        // Nothing may wait forever: answers still queued (none, unless a flush failed) fail;
-        // buffered answers promise no flush and go as they are.
-        let ready = std::mem::take(&mut shared.lock().ready);
-        for answers in ready {
-            answers(None);
+/// Marks flush `number` complete (or the store failed with `failure`) and sends the answers
+/// it covers.
+pub(crate) fn complete(shared: &Shared, number: u64, failure: Option<Arc<str>>) {
+    let (due, failure) = {
+        let mut state = shared.lock();
+        match failure {
+            None => state.completed = state.completed.max(number),
+            Some(message) => state.failure = Some(message),
         }
-        let (due, failure) = {
-            let mut state = shared.lock();
-            let failure = state
-                .failure
-                .get_or_insert_with(|| {
-                    format!("the flusher of database {} stopped", self.path).into()
-                })
-                .clone();
-            (std::mem::take(&mut state.waiting), failure)
-        };
-        for (_, answers) in due {
-            answers(Some(failure.clone()));
-        }
-    }
-
-    /// Appends `frames` (the first numbered `first_seq`) to the journal and makes them durable.
-    fn write(&mut self, first_seq: u64, frames: Vec<Vec<u8>>) -> Result<(), String> {
-        if frames.is_empty() {
-            return Ok(());
-        }
-        self.buffer.clear();
-        for frame in &frames {
-            self.buffer.extend_from_slice(frame);
-        }
-        self.shared
-            .journal_bytes
-            .fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
-        self.journal
-            .append(first_seq, &self.buffer)
-            .and_then(|()| self.journal.sync())
-            .map_err(|err| {
-                format!(
-                    "writing the journal of database {} failed: {err}",
-                    self.path
-                )
-            })
-    }
-
-    /// After a flush: takes a checkpoint if the journal segment is full (every segment at
-    /// `last`). sled already holds every frame journaled, as the committer applies a batch
-    /// before it hands over its frame.
-    fn checkpoint(&mut self, last: bool) -> Result<(), String> {
-        let covered = self.journal.rotate(last);
-        if covered.is_empty() {
-            return Ok(());
-        }
-        let failed = |what: &str, err: &dyn std::fmt::Display| {
-            format!(
-                "checkpointing database {} failed ({what}): {err}",
-                self.path
-            )
-        };
-        self.db.flush().map_err(|e| failed("flushing sled", &e))?;
-        journal::sync_sled_files(&self.db_dir).map_err(|e| failed("fsyncing sled's files", &e))?;
-        for segment in covered {
-            std::fs::remove_file(&segment)
-                .map_err(|e| failed(&format!("deleting {}", segment.display()), &e))?;
-        }
-        self.shared.checkpoints.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Flushes until shutdown (after a last flush and checkpoint) or until one fails.
-    fn flush_until_stopped(&mut self) {
-        let shared = self.shared.clone();
-        let mut deadline = Instant::now();
-        loop {
-            let (number, last, frames, first_seq) = {
-                let mut state = shared.lock();
-                loop {
-                    if !state.ready.is_empty() {
-                        let ready = std::mem::take(&mut state.ready);
-                        drop(state);
-                        for answers in ready {
-                            answers(None);
-                        }
-                        state = shared.lock();
-                        continue;
-                    }
-                    if state.shutdown {
-                        break;
-                    }
-                    match self.durability {
-                        Durability::Strict if state.requested > state.started => break,
-                        Durability::Strict => {
-                            state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
-                        }
-                        Durability::Buffered { interval } => {
-                            let now = Instant::now();
-                            if now >= deadline {
-                                if state.dirty {
-                                    break;
-                                }
-                                deadline = now + interval;
-                            }
-                            let (next, _) = shared
-                                .wake
-                                .wait_timeout(state, deadline - now)
-                                .unwrap_or_else(|p| p.into_inner());
-                            state = next;
-                        }
-                    }
-                }
-                if state.shutdown && !state.dirty && state.requested <= state.started {
-                    drop(state);
-                    if let Err(message) = self.checkpoint(true) {
-                        tracing::error!(path = %self.path, %message, "the last checkpoint failed; the next open replays the journal");
-                    }
-                    return;
-                }
-                state.started += 1;
-                state.dirty = false;
-                let frames = std::mem::take(&mut state.frames);
-                (state.started, state.shutdown, frames, state.first_seq)
-            };
-            let begun = Instant::now();
-            if let Durability::Buffered { interval } = self.durability {
-                deadline = begun + interval;
-            }
-            let result = self.write(first_seq, frames);
-            let nanos = u64::try_from(begun.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            shared.flush_nanos.fetch_add(nanos, Ordering::Relaxed);
-            shared.flushes.fetch_add(1, Ordering::Relaxed);
-            let result = result.and_then(|()| {
-                // The answers of this flush do not wait for a checkpoint; later ones might.
-                self.answer(number, None);
-                self.checkpoint(last)
-            });
-            if let Err(message) = result {
-                tracing::error!(path = %self.path, %message, "the store refuses further writes");
-                self.answer(number, Some(message.into()));
-                return;
-            }
-            if last {
-                return;
+        let mut due = Vec::new();
+        while state
+            .waiting
+            .front()
+            .is_some_and(|(ticket, _)| *ticket <= state.completed || state.failure.is_some())
+        {
+            if let Some((_, answers)) = state.waiting.pop_front() {
+                due.push(answers);
             }
         }
-    }
-
-    /// Marks flush `number` complete (or the store failed) and sends the answers it covers.
-    fn answer(&self, number: u64, failure: Option<Arc<str>>) {
-        let (due, failure) =
-            {
-                let mut state = self.shared.lock();
-                match failure {
-                    None => state.completed = state.completed.max(number),
-                    Some(message) => state.failure = Some(message),
-                }
-                let mut due = Vec::new();
-                while state.waiting.front().is_some_and(|(ticket, _)| {
-                    *ticket <= state.completed || state.failure.is_some()
-                }) {
-                    if let Some((_, answers)) = state.waiting.pop_front() {
-                        due.push(answers);
-                    }
-                }
-                (due, state.failure.clone())
-            };
-        for answers in due {
-            answers(failure.clone());
-        }
+        (due, state.failure.clone())
+    };
+    for answers in due {
+        answers(failure.clone());
     }
 }

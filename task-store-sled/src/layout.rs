@@ -12,6 +12,7 @@ use sled::IVec;
 use task_core::time::Timestamp;
 
 use crate::keys;
+use crate::overlay::{Overlay, full_bounds};
 
 /// Keyspace and tree names (the keyspace names appear in error messages).
 pub(crate) mod tree {
@@ -172,20 +173,8 @@ impl<'a> View<'a> {
         &self,
         range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
     ) -> impl DoubleEndedIterator<Item = Entry> + 'a {
-        let p = self.prefix;
-        let start = match range.0 {
-            Bound::Included(k) => Bound::Included(prefixed(p, &k)),
-            Bound::Excluded(k) => Bound::Excluded(prefixed(p, &k)),
-            Bound::Unbounded => Bound::Included(vec![p]),
-        };
-        let end = match range.1 {
-            Bound::Included(k) => Bound::Included(prefixed(p, &k)),
-            Bound::Excluded(k) => Bound::Excluded(prefixed(p, &k)),
-            // Prefixes are ASCII letters: p + 1 never overflows.
-            Bound::Unbounded => Bound::Excluded(vec![p + 1]),
-        };
         self.data
-            .range::<Vec<u8>, _>((start, end))
+            .range::<Vec<u8>, _>(full_bounds(self.prefix, range))
             .map(|entry| entry.map(|(key, value)| (key[1..].to_vec(), value)))
     }
 
@@ -255,6 +244,8 @@ pub(crate) struct Trees {
     pub data: sled::Tree,
     /// The in-memory keyspaces.
     pub queues: Mutex<Queues>,
+    /// Committed writes the flusher has not applied to sled yet (strict durability).
+    pub overlay: Mutex<Overlay>,
     /// [`Queues::earliest`] as of the last commit, for `next_wakeup` without the queue lock.
     pub wakeup: Mutex<Option<Timestamp>>,
 }
@@ -273,6 +264,12 @@ impl Trees {
     pub fn lock_queues(&self) -> MutexGuard<'_, Queues> {
         // Written only under the lock by whole maps operations: never half-updated.
         self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The writes on their way to sled, locked.
+    pub fn lock_overlay(&self) -> MutexGuard<'_, Overlay> {
+        // Changed only by whole-group operations under the lock.
+        self.overlay.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The earliest wake-up time published by the last commit.

@@ -19,18 +19,17 @@
 //! One committer thread owns every write. A store call sends its operation (create, claim,
 //! apply, apply of many, cancel, requeue, catalog, result and cache writes) over a channel and
 //! awaits the answer; an apply of many is one operation whose entries each succeed or are
-//! undone on their own. The committer takes everything queued (a *group*), runs the operations in arrival
-//! order against the committed state plus the group's pending writes (each operation sees the
-//! ones before it; one that fails is undone and leaves nothing behind), and commits the whole
-//! group as **one `apply_batch` on one sled tree**. sled writes a batch as one unit in its log,
-//! recovered whole or not at all, and applies it under its write lock, which every read takes
-//! shared: neither a crash nor a concurrent reader can see part of a group. The same writes
-//! form the group's *journal frame*: a flusher thread appends every frame committed since its
-//! last flush to a write-ahead journal (`journal/` in the database directory) with one write and
-//! one `fdatasync`, and only then do the callers return and publish their change
-//! notifications. While one fsync runs the committer already builds the next groups (see
-//! [`CommitStats`]: writes per commit and per flush), so throughput grows with concurrency
-//! while each caller still waits for its own data.
+//! undone on their own. The committer takes everything queued (a *group*), runs the
+//! operations in arrival order against the committed state plus the group's pending writes
+//! (each operation sees the ones before it; one that fails is undone and leaves nothing
+//! behind), and encodes the group's writes as one checksummed *journal frame*. A flusher
+//! thread appends every frame committed since its last flush to a write-ahead journal
+//! (`journal/` in the database directory) with one write and one `fdatasync`. An applier
+//! thread then applies each durable group to sled, and only then do the callers return and
+//! publish their change notifications. While one fsync runs the committer already builds the
+//! next groups and the applier applies the previous flush (see [`CommitStats`]: writes per
+//! commit and per flush), so throughput grows with concurrency while each caller still waits
+//! for its own data.
 //!
 //! The journal exists because sled 0.34's own `Db::flush` ends in `sync_file_range`, which
 //! neither flushes the disk's volatile write cache nor commits file metadata: on a disk with a
@@ -38,10 +37,17 @@
 //! that sled had "flushed". `fdatasync` does both. sled is flushed, and its files fsynced, only
 //! at a *checkpoint*, taken when a journal segment is full
 //! ([`SledOptions::with_journal_segment_bytes`], 32 MiB by default); the segments it covers are
-//! then deleted. Each group's batch records its frame number, so an open replays exactly the
-//! frames sled does not hold, then checkpoints: a torn frame at the journal's end (a write
-//! whose fsync never returned, so never acknowledged) is dropped, and any other damage refuses
-//! the open with the segment's path and offset.
+//! then deleted.
+//!
+//! sled never holds a group before its frame is durable, and every group writes its frame
+//! number last (under the key `S`), so after any crash sled holds exactly the groups up to
+//! that number, plus at most part of the next one. An open replays every frame after it in
+//! order (each sets keys to absolute values, which also completes a partial group), then
+//! checkpoints. A torn frame at the journal's end (a write whose fsync never returned, so
+//! never acknowledged) is dropped; any other damage refuses the open with the segment's path
+//! and offset. The crash test kills a writer 24 times mid-flight, with journal segments small
+//! enough that the kills also land in checkpoints, and checks every acknowledged write.
+//!
 //! Task records are kept decoded by the committer (it is the only writer, so its cache is
 //! always right) and encoded once per group; index keys that do not change are not rewritten.
 //!
@@ -64,12 +70,15 @@
 //! ([`SledOptions::with_retention`]) bounds the listings and the disk; [`SledStore::compact_into`]
 //! copies the live data into a fresh database, whose memory follows only what it holds.
 //!
-//! Reads (`get_task`, `list_tasks`, `history`, `next_wakeup`, catalog and result reads) go to
-//! sled directly on the calling task: they see every committed group whole, possibly before its
-//! fsync has completed (a crash at that moment can lose a write that a reader saw but whose
-//! caller was never answered).
+//! Reads (`get_task`, `list_tasks`, `history`, catalog and result reads) go to sled directly
+//! on the calling task. With strict durability they only ever see durable writes, and a call
+//! that returned is visible to every later read. The applier applies a group key by key, task
+//! records before the index entries that point at them, so a read that races with it may see
+//! part of a group, never an index entry without its record. `next_wakeup` reads the in-memory
+//! queues, which move at commit.
 //!
-//! With [`Durability::Buffered`], calls return once committed in memory and the journal is
+//! With [`Durability::Buffered`], the committer applies each group to sled at once as one
+//! `apply_batch` (atomic on disk and for readers), calls return at once, and the journal is
 //! written and fsynced on a timer: a crash may lose the writes of the last interval (whole
 //! groups only, never a part of one). If a flush ever fails, the store refuses every later write: reopen it.
 //!
@@ -120,6 +129,7 @@ mod codec;
 mod committer;
 mod compact;
 mod error;
+mod flusher;
 mod group_commit;
 mod journal;
 mod keys;
@@ -127,6 +137,7 @@ mod layout;
 mod migrate;
 mod open;
 mod ops;
+mod overlay;
 mod prune;
 mod record;
 mod stage;

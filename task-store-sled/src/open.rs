@@ -16,6 +16,7 @@ use crate::error::{Ctx, OpenError};
 use crate::group_commit::{Durability, GroupCommit};
 use crate::journal::{self, JOURNAL_DIR, JournalWriter, SEQ_KEY, checkpoint_sled};
 use crate::layout::{Queues, Tk, Trees, tree};
+use crate::overlay::Overlay;
 use crate::record::decode_head;
 use crate::stage::{Stage, TaskCache};
 use crate::{Inner, SledStore, keys, migrate};
@@ -245,7 +246,10 @@ fn recover(
     let mut stage = Stage::new(ctx, trees, &mut cache);
     let requeued = stage.requeue_expired(clock.now())?;
     let next_seq = match stage.commit(last_seq + 1)? {
-        Some(_) => last_seq + 2,
+        Some(group) => {
+            group.apply_atomically(ctx, trees)?;
+            last_seq + 2
+        }
         None => last_seq + 1,
     };
     // Also makes a new database's format marker durable.
@@ -300,6 +304,7 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
         meta,
         data,
         queues: Mutex::new(Queues::default()),
+        overlay: Mutex::new(Overlay::default()),
         wakeup: Mutex::new(None),
         db: db.clone(),
     };
@@ -319,11 +324,11 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
     let journal = JournalWriter::create(path.join(JOURNAL_DIR), options.journal_segment_bytes)
         .map_err(|e| ctx.io("creating the journal", &path.join(JOURNAL_DIR), e))?;
     let commit = GroupCommit::start(
-        db,
+        ctx.clone(),
+        trees.clone(),
         journal,
         path.to_path_buf(),
         options.durability,
-        &ctx.path,
     )
     .map(Arc::new)
     .map_err(|e| thread_error("starting the flusher thread", e))?;

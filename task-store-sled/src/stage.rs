@@ -24,6 +24,7 @@ use task_core::task::HistoryEntry;
 use crate::error::Ctx;
 use crate::journal::{FrameBuilder, SEQ_KEY};
 use crate::layout::{Entry, Queues, Tk, Trees, prefixed};
+use crate::overlay::{GroupWrites, Overlaid};
 use crate::record::{StoredTask, decode_record, encode_record};
 
 /// A task as the committer keeps it between groups.
@@ -141,8 +142,11 @@ impl<'a> Stage<'a> {
         if let Some(pending) = self.writes[tk as usize].get(key) {
             return Ok(pending.clone());
         }
-        if tk.prefix().is_none() {
+        let Some(prefix) = tk.prefix() else {
             return Ok(self.queues.map(tk).get(key).cloned());
+        };
+        if let Some(pending) = self.trees.lock_overlay().get(prefix, key) {
+            return Ok(pending);
         }
         self.trees
             .view(tk)
@@ -175,12 +179,7 @@ impl<'a> Stage<'a> {
             // Deleted earlier in this group.
             return Ok(None);
         }
-        let Some(bytes) = self
-            .trees
-            .view(Tk::Tasks)
-            .get(&key)
-            .map_err(|e| self.ctx.backend("reading a task", e))?
-        else {
+        let Some(bytes) = self.get(Tk::Tasks, &key)? else {
             return Ok(None);
         };
         let (stored, history) = decode_record(self.ctx, &key, &bytes)?;
@@ -259,8 +258,9 @@ impl<'a> Stage<'a> {
             range.1.as_ref().map(Vec::as_slice),
         );
         let pending = Some(self.writes[tk as usize].range::<[u8], _>(bounds));
-        let stored: Box<dyn Iterator<Item = Entry> + '_> = if tk.prefix().is_some() {
-            Box::new(self.trees.view(tk).range(range))
+        let stored: Box<dyn Iterator<Item = Entry> + '_> = if let Some(prefix) = tk.prefix() {
+            let pending = self.trees.lock_overlay().range(prefix, &range);
+            Box::new(Overlaid::new(self.trees.view(tk).range(range), pending))
         } else {
             Box::new(
                 self.queues
@@ -279,11 +279,11 @@ impl<'a> Stage<'a> {
         }
     }
 
-    /// Commits every pending write: the persistent keyspaces as one sled batch numbered `seq`
-    /// (its number is written with it, under [`SEQ_KEY`]), then the in-memory queues. Returns
-    /// the batch as a journal frame, or None if nothing was written to sled (and `seq` is not
-    /// used). On error nothing was written.
-    pub fn commit(mut self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    /// Commits the group numbered `seq`: its persistent writes, task records first and the
+    /// journal position ([`SEQ_KEY`]) last, become a journal frame and a [`Committed`] for the
+    /// caller to apply to sled; the in-memory queues change at once. Returns None if nothing
+    /// persistent was written (and `seq` is not used).
+    pub fn commit(mut self, seq: u64) -> Result<Option<Committed>, StoreError> {
         let mut finished = Vec::new();
         for id in std::mem::take(&mut self.dirty) {
             if let Some(cached) = self.cache.map.get(&id) {
@@ -294,32 +294,31 @@ impl<'a> Stage<'a> {
                 self.writes[Tk::Tasks as usize].insert(id.to_bytes().to_vec(), Some(bytes.into()));
             }
         }
-        let mut batch = sled::Batch::default();
         let mut frame = FrameBuilder::new(seq);
-        let mut persistent = 0usize;
-        for tk in Tk::PERSISTENT {
+        let mut writes = GroupWrites::new();
+        // Task records before the indexes that point at them: a reader of sled that sees part
+        // of a group being applied never finds an index entry without its record.
+        let order = std::iter::once(Tk::Tasks)
+            .chain(Tk::PERSISTENT.into_iter().filter(|tk| *tk != Tk::Tasks));
+        for tk in order {
             let Some(prefix) = tk.prefix() else { continue };
             for (key, value) in std::mem::take(&mut self.writes[tk as usize]) {
-                persistent += 1;
                 let key = prefixed(prefix, &key);
                 frame.write(&key, value.as_deref());
-                match value {
-                    Some(value) => batch.insert(key, value),
-                    None => batch.remove(key),
-                }
+                writes.push((key, value));
             }
         }
-        let frame = if persistent > 0 {
+        let committed = if writes.is_empty() {
+            None
+        } else {
             let seq_bytes = seq.to_be_bytes();
             frame.write(SEQ_KEY, Some(&seq_bytes));
-            batch.insert(SEQ_KEY, &seq_bytes[..]);
-            self.trees
-                .data
-                .apply_batch(batch)
-                .map_err(|e| self.ctx.backend("committing a group", e))?;
-            Some(frame.finish())
-        } else {
-            None
+            writes.push((SEQ_KEY.to_vec(), Some(IVec::from(&seq_bytes[..]))));
+            Some(Committed {
+                seq,
+                frame: frame.finish(),
+                writes,
+            })
         };
         let mut queues_changed = false;
         for tk in [Tk::Ready, Tk::Leases] {
@@ -342,7 +341,34 @@ impl<'a> Stage<'a> {
                 self.cache.map.remove(&id);
             }
         }
-        Ok(frame)
+        Ok(committed)
+    }
+}
+
+/// A committed group on its way to sled.
+pub(crate) struct Committed {
+    /// Its journal sequence number.
+    pub seq: u64,
+    /// Its journal frame.
+    pub frame: Vec<u8>,
+    /// Its writes, in the order they are applied.
+    pub writes: GroupWrites,
+}
+
+impl Committed {
+    /// Applies the writes to sled as one batch: atomic on disk and for readers.
+    pub fn apply_atomically(&self, ctx: &Ctx, trees: &Trees) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in &self.writes {
+            match value {
+                Some(value) => batch.insert(key.as_slice(), value.clone()),
+                None => batch.remove(key.as_slice()),
+            }
+        }
+        trees
+            .data
+            .apply_batch(batch)
+            .map_err(|e| ctx.backend("committing a group", e))
     }
 }
 
@@ -457,7 +483,10 @@ mod tests {
             seen(&stage, b"c"),
             pairs(&[(b"c", b"replaced"), (b"e", b"stored")])
         );
-        assert!(stage.commit(1_000_000).expect("commit").is_some());
+        let group = stage.commit(1_000_000).expect("commit").expect("writes");
+        group
+            .apply_atomically(&inner.ctx, &inner.trees)
+            .expect("apply");
         let stored: Vec<Vec<u8>> = inner
             .trees
             .view(Tk::Cache)
