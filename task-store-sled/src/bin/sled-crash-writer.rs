@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use task_core::prelude::*;
-use task_store_sled::{SledOptions, SledStore};
+use task_store_sled::{Durability, SledOptions, SledStore};
 
 /// Journal segment size: a checkpoint every few dozen groups.
 const CRASH_SEGMENT_BYTES: u64 = 64 * 1024;
@@ -138,12 +138,17 @@ fn invalid(err: ValidationError) -> StoreError {
 fn main() {
     let mut args = std::env::args().skip(1);
     let Some(path) = args.next() else {
-        eprintln!("usage: sled-crash-writer DB_DIR [WORKERS]");
+        eprintln!("usage: sled-crash-writer DB_DIR [WORKERS [buffered]]");
         std::process::exit(64);
     };
     let workers: u64 = args.next().and_then(|w| w.parse().ok()).unwrap_or(8);
     // Small journal segments: the kills also land during checkpoints.
-    let options = SledOptions::default().with_journal_segment_bytes(CRASH_SEGMENT_BYTES);
+    let mut options = SledOptions::default().with_journal_segment_bytes(CRASH_SEGMENT_BYTES);
+    if args.next().as_deref() == Some("buffered") {
+        options = options.with_durability(Durability::Buffered {
+            interval: Duration::from_millis(20),
+        });
+    }
     let store = match SledStore::open_with(&path, options) {
         Ok(store) => store,
         Err(err) => {
