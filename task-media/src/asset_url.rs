@@ -36,6 +36,7 @@ pub struct AssetLocator {
     file_root: Option<PathBuf>,
     memory: Arc<InMemory>,
     buckets: Arc<Mutex<HashMap<String, Arc<dyn ObjectStore>>>>,
+    scratch_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AssetLocator {
@@ -58,6 +59,8 @@ pub struct AssetLocation {
     pub path: Path,
     /// The file on local disk, for `file://` URLs (tools read it in place).
     pub local_file: Option<PathBuf>,
+    /// Where a download for the tools goes (None: the system's temporary directory).
+    pub scratch_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AssetLocation {
@@ -119,7 +122,15 @@ impl AssetLocator {
             file_root,
             memory: Arc::new(InMemory::new()),
             buckets: Arc::new(Mutex::new(HashMap::new())),
+            scratch_dir: None,
         }
+    }
+
+    /// Downloads objects that the tools must read from local disk into `dir` (a volume with
+    /// room for the largest video) instead of the system's temporary directory.
+    pub fn with_scratch_dir(mut self, dir: PathBuf) -> Self {
+        self.scratch_dir = Some(dir);
+        self
     }
 
     /// Serves `s3://bucket/...` from `store` instead of building an S3 client: a wrapped store
@@ -168,6 +179,7 @@ impl AssetLocator {
             store,
             path,
             local_file,
+            scratch_dir: self.scratch_dir.clone(),
         })
     }
 

@@ -31,10 +31,14 @@ impl LocalMedia {
                 downloaded: 0,
             });
         }
-        let temp = tempfile::Builder::new()
-            .prefix("media-task-")
-            .suffix(&extension(location.path.as_ref()))
-            .tempfile()
+        let suffix = extension(location.path.as_ref());
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("media-task-").suffix(&suffix);
+        let created = match &location.scratch_dir {
+            Some(dir) => builder.tempfile_in(dir),
+            None => builder.tempfile(),
+        };
+        let temp = created
             .map_err(|e| TaskError::Transient {
                 step,
                 message: format!("cannot create a temporary file: {e}"),

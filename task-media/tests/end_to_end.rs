@@ -77,8 +77,9 @@ fn our_ffmpeg_processes() -> Vec<String> {
     found
 }
 
-fn our_temp_files() -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(std::env::temp_dir())
+/// The downloads in this test's scratch directory.
+fn our_temp_files(scratch: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(scratch)
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -95,8 +96,13 @@ async fn real_assets_end_as_the_contract_says() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SledStore::open(dir.path()).unwrap());
     let flaky = Arc::new(FlakyStore::new(Arc::new(server.client(BUCKET)), 2));
-    let locator =
-        Arc::new(AssetLocator::new(server.settings(), None).with_bucket("flaky", flaky.clone()));
+    // Downloads go to a directory of this test's own, so other tests' downloads never count.
+    let scratch = tempfile::tempdir().unwrap();
+    let locator = Arc::new(
+        AssetLocator::new(server.settings(), None)
+            .with_bucket("flaky", flaky.clone())
+            .with_scratch_dir(scratch.path().to_path_buf()),
+    );
     let product = ProductName::new("adbreaks").unwrap();
     let analyzer = task_media::builtin_analyzer(&product).unwrap();
     let pipeline = task_media::pipeline(
@@ -199,6 +205,11 @@ async fn real_assets_end_as_the_contract_says() {
         !our_ffmpeg_processes().is_empty(),
         "ffmpeg should be analysing"
     );
+    assert_eq!(
+        our_temp_files(scratch.path()).len(),
+        1,
+        "ffmpeg reads the download in the scratch directory"
+    );
     let asked = Instant::now();
     store.request_cancel(&tenant(), victim.id).await.unwrap();
     let cancelled = finished(&store, victim.id).await;
@@ -217,9 +228,9 @@ async fn real_assets_end_as_the_contract_says() {
         our_ffmpeg_processes()
     );
     assert!(
-        our_temp_files().is_empty(),
+        our_temp_files(scratch.path()).is_empty(),
         "temporary downloads left: {:?}",
-        our_temp_files()
+        our_temp_files(scratch.path())
     );
     let history = store.history(&tenant(), victim.id).await.unwrap();
     assert_eq!(history.last().map(|e| e.event.as_str()), Some("cancelled"));
