@@ -15,6 +15,10 @@
 //! hold a few frames more than the journal (applied, but the crash came before their fsync):
 //! those were never acknowledged and form a consistent prefix all the same.
 //!
+//! Only the last flush can be cut by a crash, and it was never acknowledged: so a damaged
+//! frame in the last segment ends the replay there (logged with its offset), while a damaged
+//! frame in any earlier segment refuses the open.
+//!
 //! Frame: body length (u32 LE), CRC-32 of the body (u32 LE), then the body: the sequence
 //! number (u64 LE), the number of writes (u32 LE), and per write a flag (1 insert, 0 remove),
 //! the key (u32 LE length, bytes) and for an insert the value (u32 LE length, bytes). A zero
@@ -247,6 +251,11 @@ pub(crate) fn checkpoint_sled(
     sync_sled_files(dir).map_err(|e| ctx.io(operation, dir, e))
 }
 
+/// `err` with what was being done to which segment.
+fn naming(path: &Path, doing: &str, err: io::Error) -> io::Error {
+    io::Error::new(err.kind(), format!("{doing} {}: {err}", path.display()))
+}
+
 /// The flusher's side: appends frames to the open segment and fsyncs it.
 pub(crate) struct JournalWriter {
     dir: PathBuf,
@@ -275,31 +284,37 @@ impl JournalWriter {
     pub fn append(&mut self, first_seq: u64, frames: &[u8]) -> io::Result<()> {
         if self.current.is_none() {
             let path = self.dir.join(format!("{first_seq:020}{SEGMENT_SUFFIX}"));
-            let file = OpenOptions::new()
-                .create_new(true)
-                .write(true)
-                .open(&path)?;
-            // Sized up front (sparse): a write inside the file's length does not change its
-            // size, so its fdatasync has no size to commit. The zeros past the frames read as
-            // the end of the segment.
-            file.set_len(self.segment_bytes)?;
-            file.sync_all()?;
-            // The new name must survive a power cut as well as the frames in it.
-            File::open(&self.dir)?.sync_all()?;
+            let file = self
+                .create_segment(&path)
+                .map_err(|e| naming(&path, "creating", e))?;
             self.current = Some((file, path, 0));
         }
-        let Some((file, _, len)) = &mut self.current else {
+        let Some((file, path, len)) = &mut self.current else {
             unreachable!("a segment was just opened")
         };
-        file.write_all_at(frames, *len)?;
+        file.write_all_at(frames, *len)
+            .map_err(|e| naming(path, "writing", e))?;
         *len += frames.len() as u64;
         Ok(())
+    }
+
+    /// Creates the segment file at `path`, durably.
+    fn create_segment(&self, path: &Path) -> io::Result<File> {
+        let file = OpenOptions::new().create_new(true).write(true).open(path)?;
+        // Sized up front (sparse): a write inside the file's length does not change its size,
+        // so its fdatasync has no size to commit. The zeros past the frames read as the end of
+        // the segment.
+        file.set_len(self.segment_bytes)?;
+        file.sync_all()?;
+        // The new name must survive a power cut as well as the frames in it.
+        File::open(&self.dir)?.sync_all()?;
+        Ok(file)
     }
 
     /// Makes every appended frame durable.
     pub fn sync(&mut self) -> io::Result<()> {
         match &self.current {
-            Some((file, _, _)) => file.sync_data(),
+            Some((file, path, _)) => file.sync_data().map_err(|e| naming(path, "fsyncing", e)),
             None => Ok(()),
         }
     }

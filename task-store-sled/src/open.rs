@@ -221,13 +221,16 @@ fn replay_journal(ctx: &Ctx, dir: &Path, trees: &Trees) -> Result<u64, StoreErro
             .apply_batch(batch)
             .map_err(|e| ctx.backend("replaying the journal", e))
     })?;
-    if replayed.frames > 0 || replayed.torn_at.is_some() {
-        tracing::info!(
+    if let Some(offset) = replayed.torn_at {
+        // Only the last flush can be torn, and it was never acknowledged.
+        tracing::warn!(
             path = %ctx.path,
-            frames = replayed.frames,
-            torn_at = ?replayed.torn_at,
-            "replayed the journal"
+            offset,
+            "dropped an incomplete frame at the end of the journal (a write cut by the crash)"
         );
+    }
+    if replayed.frames > 0 {
+        tracing::info!(path = %ctx.path, frames = replayed.frames, "replayed the journal");
     }
     Ok(replayed.last_seq)
 }

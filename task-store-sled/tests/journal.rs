@@ -1,0 +1,120 @@
+//! The write-ahead journal seen from the store: checkpoints delete what they cover, a clean
+//! close leaves nothing to replay, damage is refused with the segment's path, and a journal
+//! that cannot be written stops the store with a clear error instead of answering `Ok`.
+
+use std::path::{Path, PathBuf};
+
+use task_core::prelude::*;
+use task_core::testing::new_task;
+use task_store_sled::{SledOptions, SledStore};
+
+/// Journal segments small enough that a few dozen creates fill several.
+const SEGMENT_BYTES: u64 = 4096;
+
+fn small_segments() -> SledOptions {
+    SledOptions::default().with_journal_segment_bytes(SEGMENT_BYTES)
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir.join("journal"))
+        .expect("journal directory")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    found.sort();
+    found
+}
+
+async fn create(store: &SledStore, from: usize, count: usize) -> Result<(), StoreError> {
+    for i in from..from + count {
+        store
+            .create_task(new_task(&format!("item-{i}"), Priority::Medium))
+            .await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn checkpoints_delete_covered_segments_and_a_clean_close_leaves_none() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SledStore::open_with(dir.path(), small_segments()).expect("open");
+    create(&store, 0, 60).await.expect("create");
+    let stats = store.commit_stats();
+    assert!(
+        stats.journal_bytes > 4 * SEGMENT_BYTES,
+        "several segments' worth written: {stats:?}"
+    );
+    assert!(stats.checkpoints >= 3, "{stats:?}");
+    assert!(
+        segments(dir.path()).len() <= 1,
+        "covered segments are deleted: {:?}",
+        segments(dir.path())
+    );
+    drop(store);
+    assert!(segments(dir.path()).is_empty(), "a clean close checkpoints");
+    let store = SledStore::open(dir.path()).expect("reopen");
+    let tenant = TenantId::new("t1").expect("valid");
+    let listed = store
+        .list_tasks(&tenant, &TaskFilter::default(), &PageRequest::first(100))
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 60);
+}
+
+#[tokio::test]
+async fn a_damaged_journal_segment_refuses_the_open_and_names_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let saved = tempfile::tempdir().expect("temp dir");
+    let store = SledStore::open_with(dir.path(), small_segments()).expect("open");
+    create(&store, 0, 3).await.expect("create");
+    // What a crash would leave: the live segment, as written.
+    let live = segments(dir.path());
+    assert_eq!(live.len(), 1, "{live:?}");
+    let name = live[0].file_name().expect("name").to_owned();
+    std::fs::copy(&live[0], saved.path().join(&name)).expect("save");
+    create(&store, 3, 60).await.expect("create");
+    drop(store);
+
+    // A closed segment followed by another, with one flipped byte in its first frame.
+    let mut bytes = std::fs::read(saved.path().join(&name)).expect("read");
+    bytes[20] ^= 0xff;
+    std::fs::write(dir.path().join("journal").join(&name), bytes).expect("restore");
+    std::fs::write(
+        dir.path().join("journal").join("09999999999999999999.wal"),
+        b"",
+    )
+    .expect("a later segment");
+    let err = SledStore::open(dir.path()).expect_err("damaged journal");
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{text}");
+    assert!(text.contains(&name.to_string_lossy().to_string()), "{text}");
+    assert!(text.contains("byte 0"), "{text}");
+}
+
+#[tokio::test]
+async fn a_journal_that_cannot_be_written_stops_the_store_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SledStore::open_with(dir.path(), small_segments()).expect("open");
+    create(&store, 0, 2).await.expect("create");
+    // The next segment cannot be created once its directory is gone.
+    std::fs::remove_dir_all(dir.path().join("journal")).expect("remove the journal");
+    let err = create(&store, 2, 200).await.expect_err("writes must fail");
+    let text = err.to_string();
+    assert!(
+        matches!(
+            err,
+            StoreError::Backend {
+                retryable: false,
+                ..
+            }
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("creating")
+            && text.contains(&dir.path().join("journal").display().to_string()),
+        "{text}"
+    );
+    // Later writes are refused too: nothing is acknowledged without its fsync.
+    let again = create(&store, 500, 1).await.expect_err("still refused");
+    assert!(matches!(again, StoreError::Backend { .. }), "{again}");
+}
