@@ -6,8 +6,9 @@
 //! runner's write pattern with 64 workers (claims of up to 16, five applies per task), and
 //! opening a store of 1,000,000 tasks (100,000 pending; built once into a cache under target/)
 //! in a fresh process: time to first claim, resident memory and bytes on disk per task.
-//! `-- --no-open` skips the open measurements; `-- --runner-only` runs the runner pattern only,
-//! `-- --creates-only` the fsync loop and the 256-writer creates.
+//! `-- --no-open` skips the open measurements and `-- --open-only` runs them alone;
+//! `-- --runner-only` runs the runner pattern only, `-- --creates-only` the fsync loop and the
+//! 256-writer creates.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -288,6 +289,10 @@ fn main() {
     if args.iter().any(|a| a == "--runner-only") {
         let (rate, stats) = runner_pattern(scratch.path(), 64);
         println!("runner pattern: {rate:.0} tasks/s, {stats:?}");
+        return;
+    }
+    if args.iter().any(|a| a == "--open-only") {
+        sled_open::open_measurements(&target.join("sled-bench-cache"));
         return;
     }
     let fsync = fsync_rate(scratch.path());

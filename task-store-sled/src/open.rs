@@ -266,7 +266,11 @@ fn recover(
 /// reopen); another process holding it is reported once this has passed.
 const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
 
-fn open_db(path: &Path, options: &SledOptions, ctx: &Ctx) -> Result<sled::Db, StoreError> {
+pub(crate) fn open_db(
+    path: &Path,
+    options: &SledOptions,
+    ctx: &Ctx,
+) -> Result<sled::Db, StoreError> {
     let deadline = std::time::Instant::now() + LOCK_PATIENCE;
     let mut pause = std::time::Duration::from_millis(5);
     loop {
@@ -348,6 +352,7 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
     let inner = Inner {
         committer,
         ctx,
+        dir: path.to_path_buf(),
         trees,
         commit,
         changes,

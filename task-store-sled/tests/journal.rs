@@ -118,3 +118,41 @@ async fn a_journal_that_cannot_be_written_stops_the_store_with_a_clear_error() {
     let again = create(&store, 500, 1).await.expect_err("still refused");
     assert!(matches!(again, StoreError::Backend { .. }), "{again}");
 }
+
+/// sled's recovery snapshots in `dir` (`snap.<lsn>` files).
+fn snapshots(dir: &Path) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .expect("database directory")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("snap."))
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn close_saves_a_snapshot_for_the_next_open_and_waits_for_the_last_handle() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SledStore::open_with(dir.path(), small_segments()).expect("open");
+    create(&store, 0, 40).await.expect("create");
+    let other = store.clone();
+    let err = store.close().expect_err("another handle is alive");
+    assert!(
+        matches!(&err, StoreError::Invalid { reason, .. } if reason.contains("other handles")),
+        "{err}"
+    );
+    let before = snapshots(dir.path());
+    other.close().expect("the last handle closes");
+    let after = snapshots(dir.path());
+    assert!(
+        !after.is_empty() && after != before,
+        "a new snapshot: {before:?} -> {after:?}"
+    );
+    let store = SledStore::open(dir.path()).expect("reopen");
+    let tenant = TenantId::new("t1").expect("valid");
+    let listed = store
+        .list_tasks(&tenant, &TaskFilter::default(), &PageRequest::first(100))
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 40);
+}
