@@ -33,6 +33,18 @@ async fn create(store: &SledStore, from: usize, count: usize) -> Result<(), Stor
     Ok(())
 }
 
+/// How many tasks the store in `dir` lists once reopened.
+async fn tasks_after_reopen(dir: &Path) -> usize {
+    let store = SledStore::open(dir).expect("reopen");
+    let tenant = TenantId::new("t1").expect("valid");
+    store
+        .list_tasks(&tenant, &TaskFilter::default(), &PageRequest::first(1000))
+        .await
+        .expect("list")
+        .items
+        .len()
+}
+
 #[tokio::test]
 async fn checkpoints_delete_covered_segments_and_a_clean_close_leaves_none() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -51,13 +63,7 @@ async fn checkpoints_delete_covered_segments_and_a_clean_close_leaves_none() {
     );
     drop(store);
     assert!(segments(dir.path()).is_empty(), "a clean close checkpoints");
-    let store = SledStore::open(dir.path()).expect("reopen");
-    let tenant = TenantId::new("t1").expect("valid");
-    let listed = store
-        .list_tasks(&tenant, &TaskFilter::default(), &PageRequest::first(100))
-        .await
-        .expect("list");
-    assert_eq!(listed.items.len(), 60);
+    assert_eq!(tasks_after_reopen(dir.path()).await, 60);
 }
 
 #[tokio::test]
@@ -148,11 +154,5 @@ async fn close_saves_a_snapshot_for_the_next_open_and_waits_for_the_last_handle(
         !after.is_empty() && after != before,
         "a new snapshot: {before:?} -> {after:?}"
     );
-    let store = SledStore::open(dir.path()).expect("reopen");
-    let tenant = TenantId::new("t1").expect("valid");
-    let listed = store
-        .list_tasks(&tenant, &TaskFilter::default(), &PageRequest::first(100))
-        .await
-        .expect("list");
-    assert_eq!(listed.items.len(), 40);
+    assert_eq!(tasks_after_reopen(dir.path()).await, 40);
 }
