@@ -29,6 +29,9 @@ pub struct FileConfig {
     pub retention_days: Option<u64>,
     /// Root of `file://` asset URLs (default `./media`).
     pub media_root: Option<PathBuf>,
+    /// Where objects are downloaded for ffprobe and ffmpeg (default: the system's temporary
+    /// directory); it needs room for the largest video times the runner's concurrency.
+    pub scratch_dir: Option<PathBuf>,
     /// API keys and their tenants.
     #[serde(default)]
     pub api_keys: Vec<KeyEntry>,
@@ -147,6 +150,8 @@ pub struct Settings {
     pub retention: Option<Duration>,
     /// `file://` root.
     pub media_root: PathBuf,
+    /// Downloads for the tools (None: the system's temporary directory).
+    pub scratch_dir: Option<PathBuf>,
     /// (key, tenant) pairs.
     pub api_keys: Vec<(String, TenantId)>,
     /// Whether the development key was added because none was configured.
@@ -297,6 +302,7 @@ impl FileConfig {
                 .media_root
                 .or(self.media_root)
                 .unwrap_or_else(|| PathBuf::from("./media")),
+            scratch_dir: self.scratch_dir,
             api_keys,
             dev_key,
             products,
@@ -324,6 +330,7 @@ mod tests {
         assert_eq!(s.products.len(), 1);
         assert_eq!(s.products[0].name.as_str(), "adbreaks");
         assert_eq!(s.retention, None, "finished tasks are kept unless asked");
+        assert_eq!(s.scratch_dir, None, "downloads go to the system's temp dir");
     }
 
     #[test]
@@ -333,6 +340,7 @@ mod tests {
             listen = "127.0.0.1:9000"
             data_dir = "/var/lib/taskd"
             retention_days = 30
+            scratch_dir = "/srv/scratch"
             [[api_keys]]
             key = "file-key-123"
             tenant = "acme"
@@ -353,6 +361,7 @@ mod tests {
         assert_eq!(s.listen.port(), 0);
         assert_eq!(s.data_dir, PathBuf::from("/var/lib/taskd"));
         assert_eq!(s.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(s.scratch_dir, Some(PathBuf::from("/srv/scratch")));
         assert_eq!(s.api_keys.len(), 1);
         assert_eq!(s.api_keys[0].1.as_str(), "globex");
         assert!(!s.dev_key);

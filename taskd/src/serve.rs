@@ -53,7 +53,13 @@ fn pipeline(settings: &Settings) -> Result<task_runner::Pipeline, TaskdError> {
     };
     let root = std::path::absolute(&settings.media_root)
         .map_err(|e| TaskdError::io(format!("media root {}", settings.media_root.display()), e))?;
-    let locator = Arc::new(AssetLocator::new(s3, Some(root)));
+    let mut locator = AssetLocator::new(s3, Some(root));
+    if let Some(dir) = &settings.scratch_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| TaskdError::io(format!("scratch directory {}", dir.display()), e))?;
+        locator = locator.with_scratch_dir(dir.clone());
+    }
+    let locator = Arc::new(locator);
     let mut analyzers = Vec::new();
     for product in &settings.products {
         let analyzer =

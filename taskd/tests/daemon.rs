@@ -138,10 +138,17 @@ async fn serve_drive_terminate_restart_keeps_everything() {
     std::fs::write(media.join("garbage.mp4"), vec![7u8; 50_000]).unwrap();
     std::fs::write(
         dir.path().join("taskd.toml"),
-        format!("[[api_keys]]\nkey = \"{KEY}\"\ntenant = \"acme\"\n\n[products.adbreaks]\nmin_duration_secs = 20\n"),
+        format!(
+            "scratch_dir = \"{}\"\n\n[[api_keys]]\nkey = \"{KEY}\"\ntenant = \"acme\"\n\n[products.adbreaks]\nmin_duration_secs = 20\n",
+            dir.path().join("scratch").display()
+        ),
     )
     .unwrap();
     let daemon = Daemon::start(dir.path());
+    assert!(
+        dir.path().join("scratch").is_dir(),
+        "the configured scratch directory is made at start"
+    );
     let m = media.canonicalize().unwrap();
     for (id, file) in [
         ("good", "good.mp4"),
