@@ -15,10 +15,9 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::error::Ctx;
-use crate::group_commit::{Durability, Shared, complete};
+use crate::group_commit::{Committed, Durability, Shared, complete};
 use crate::journal::{self, JournalWriter};
 use crate::layout::Trees;
-use crate::stage::Committed;
 
 /// A durable flush on its way to the applier.
 struct Durable {

@@ -24,7 +24,7 @@ use crate::error::Ctx;
 use crate::flusher;
 use crate::journal::JournalWriter;
 use crate::layout::Trees;
-use crate::stage::Committed;
+use crate::overlay::GroupWrites;
 
 /// How writes reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -318,5 +318,32 @@ pub(crate) fn complete(shared: &Shared, number: u64, failure: Option<Arc<str>>) 
     };
     for answers in due {
         answers(failure.clone());
+    }
+}
+
+/// A committed group on its way to sled.
+pub(crate) struct Committed {
+    /// Its journal sequence number.
+    pub seq: u64,
+    /// Its journal frame.
+    pub frame: Vec<u8>,
+    /// Its writes, in the order they are applied.
+    pub writes: GroupWrites,
+}
+
+impl Committed {
+    /// Applies the writes to sled as one batch: atomic on disk and for readers.
+    pub fn apply_atomically(&self, ctx: &Ctx, trees: &Trees) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in &self.writes {
+            match value {
+                Some(value) => batch.insert(key.as_slice(), value.clone()),
+                None => batch.remove(key.as_slice()),
+            }
+        }
+        trees
+            .data
+            .apply_batch(batch)
+            .map_err(|e| ctx.backend("committing a group", e))
     }
 }

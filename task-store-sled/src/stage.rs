@@ -22,6 +22,7 @@ use task_core::store::StoreError;
 use task_core::task::HistoryEntry;
 
 use crate::error::Ctx;
+use crate::group_commit::Committed;
 use crate::journal::{FrameBuilder, SEQ_KEY};
 use crate::layout::{Entry, Queues, Tk, Trees, prefixed};
 use crate::overlay::{GroupWrites, Overlaid};
@@ -342,33 +343,6 @@ impl<'a> Stage<'a> {
             }
         }
         Ok(committed)
-    }
-}
-
-/// A committed group on its way to sled.
-pub(crate) struct Committed {
-    /// Its journal sequence number.
-    pub seq: u64,
-    /// Its journal frame.
-    pub frame: Vec<u8>,
-    /// Its writes, in the order they are applied.
-    pub writes: GroupWrites,
-}
-
-impl Committed {
-    /// Applies the writes to sled as one batch: atomic on disk and for readers.
-    pub fn apply_atomically(&self, ctx: &Ctx, trees: &Trees) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for (key, value) in &self.writes {
-            match value {
-                Some(value) => batch.insert(key.as_slice(), value.clone()),
-                None => batch.remove(key.as_slice()),
-            }
-        }
-        trees
-            .data
-            .apply_batch(batch)
-            .map_err(|e| ctx.backend("committing a group", e))
     }
 }
 
