@@ -143,6 +143,12 @@ fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
+/// The little-endian u32 at `at`, if `bytes` holds one there.
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    let field = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(field.try_into().ok()?))
+}
+
 /// What [`replay`] did.
 #[derive(Debug, Default)]
 pub(crate) struct Replayed {
@@ -177,12 +183,11 @@ pub(crate) fn replay(
             ctx.corrupt_file(&path, format!("journal frame at byte {offset}: {what}"))
         };
         let mut at = 0usize;
-        while at + HEADER <= bytes.len() {
-            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        while let (Some(len), Some(crc)) = (u32_at(&bytes, at), u32_at(&bytes, at + 4)) {
+            let len = len as usize;
             if len == 0 {
                 break;
             }
-            let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
             let body = bytes.get(at + HEADER..at + HEADER + len);
             let intact = body.filter(|body| crc32fast::hash(body) == crc);
             let Some(body) = intact else {
@@ -282,15 +287,15 @@ impl JournalWriter {
 
     /// Appends frames (already concatenated) whose first sequence number is `first_seq`.
     pub fn append(&mut self, first_seq: u64, frames: &[u8]) -> io::Result<()> {
-        if self.current.is_none() {
-            let path = self.dir.join(format!("{first_seq:020}{SEGMENT_SUFFIX}"));
-            let file = self
-                .create_segment(&path)
-                .map_err(|e| naming(&path, "creating", e))?;
-            self.current = Some((file, path, 0));
-        }
-        let Some((file, path, len)) = &mut self.current else {
-            unreachable!("a segment was just opened")
+        let (file, path, len) = match &mut self.current {
+            Some(current) => current,
+            None => {
+                let path = self.dir.join(format!("{first_seq:020}{SEGMENT_SUFFIX}"));
+                let file = self
+                    .create_segment(&path)
+                    .map_err(|e| naming(&path, "creating", e))?;
+                self.current.insert((file, path, 0))
+            }
         };
         file.write_all_at(frames, *len)
             .map_err(|e| naming(path, "writing", e))?;
