@@ -21,7 +21,7 @@ use task_core::results::AnalysisResult;
 use task_core::store::{ApplyRequest, ClaimRequest, CreateOutcome, NewTask, StoreError};
 use task_core::task::Task;
 use task_core::time::{SharedClock, Timestamp};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::error::{BACKEND, Ctx};
 use crate::group_commit::{GroupCommit, Ticket};
@@ -111,9 +111,33 @@ impl Done {
 
 type Reply = Result<Done, StoreError>;
 
+/// Where an operation's result goes.
+enum Replier {
+    /// A caller awaiting it.
+    Caller(oneshot::Sender<Reply>),
+    /// A background round of pruning: its count is added to the store's pruned total.
+    Pruning(Arc<watch::Sender<u64>>),
+}
+
+impl Replier {
+    /// Delivers `reply` (a caller that went away no longer needs it).
+    fn send(self, reply: Reply) {
+        match self {
+            Replier::Caller(sender) => {
+                let _ = sender.send(reply);
+            }
+            Replier::Pruning(total) => {
+                if let Ok(Done::Pruned(count @ 1..)) = reply {
+                    total.send_modify(|sum| *sum += count as u64);
+                }
+            }
+        }
+    }
+}
+
 struct Request {
     op: Op,
-    reply: oneshot::Sender<Reply>,
+    reply: Replier,
 }
 
 /// What the committer thread owns.
@@ -124,6 +148,8 @@ pub(crate) struct Parts {
     pub commit: Arc<GroupCommit>,
     /// Finished tasks older than this are deleted, about once a [`PRUNE_EVERY`].
     pub retention: Option<Duration>,
+    /// The number of tasks background pruning deleted, published once durable and readable.
+    pub pruned: Arc<watch::Sender<u64>>,
     /// The journal sequence number of the first group this committer commits.
     pub first_seq: u64,
 }
@@ -167,7 +193,10 @@ impl Committer {
         self.sender
             .as_ref()
             .ok_or_else(stopped)?
-            .send(Request { op, reply })
+            .send(Request {
+                op,
+                reply: Replier::Caller(reply),
+            })
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -261,11 +290,9 @@ fn next_request(
                     .as_millis()
                     .saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX)),
             );
-            // Nobody waits for this answer.
-            let (reply, _) = oneshot::channel();
             return Some(Request {
                 op: Op::Prune(before),
-                reply,
+                reply: Replier::Pruning(parts.pruned.clone()),
             });
         }
         match receiver.recv_timeout(*next_prune - now) {
@@ -333,7 +360,7 @@ fn run(parts: Parts, receiver: mpsc::Receiver<Request>) {
             Ok(ticket) => ticket,
             Err(message) => {
                 for (reply, result) in results {
-                    let _ = reply.send(result.and_then(|_| Err(commit_failed(message.clone()))));
+                    reply.send(result.and_then(|_| Err(commit_failed(message.clone()))));
                 }
                 continue;
             }
@@ -344,7 +371,7 @@ fn run(parts: Parts, receiver: mpsc::Receiver<Request>) {
             .partition(|(_, result)| result.as_ref().map_or(true, |done| !done.needs_flush()));
         for (reply, result) in now {
             // A caller that went away no longer needs its answer.
-            let _ = reply.send(result);
+            reply.send(result);
         }
         if !durable.is_empty() {
             parts.commit.after_flush(
@@ -355,7 +382,7 @@ fn run(parts: Parts, receiver: mpsc::Receiver<Request>) {
                             None => result,
                             Some(message) => Err(flush_failed(message.to_string())),
                         };
-                        let _ = reply.send(answer);
+                        reply.send(answer);
                     }
                 }),
             );

@@ -176,6 +176,8 @@ pub(crate) struct Inner {
     ctx: Ctx,
     /// The database directory.
     dir: std::path::PathBuf,
+    /// Tasks deleted by the retention so far.
+    pruned: Arc<tokio::sync::watch::Sender<u64>>,
     trees: Arc<Trees>,
     commit: Arc<GroupCommit>,
     changes: broadcast::Sender<TaskChange>,
@@ -212,6 +214,13 @@ impl SledStore {
             .db
             .size_on_disk()
             .map_err(|e| self.inner.ctx.backend("measuring the size", e))
+    }
+
+    /// The number of finished tasks the retention ([`SledOptions::with_retention`]) has deleted
+    /// since the store was opened, updated once each round's deletions are durable and
+    /// readable: wait on it instead of polling.
+    pub fn pruned(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.pruned.subscribe()
     }
 
     /// The database directory.

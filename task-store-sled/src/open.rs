@@ -328,6 +328,7 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
             "requeued tasks whose lease expired while the store was closed"
         );
     }
+    let pruned = Arc::new(tokio::sync::watch::channel(0u64).0);
     let journal = JournalWriter::create(path.join(JOURNAL_DIR), options.journal_segment_bytes)
         .map_err(|e| ctx.io("creating the journal", &path.join(JOURNAL_DIR), e))?;
     let commit = GroupCommit::start(
@@ -345,6 +346,7 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
         clock: options.clock,
         commit: commit.clone(),
         retention: options.retention,
+        pruned: pruned.clone(),
         first_seq,
     })
     .map_err(|e| thread_error("starting the committer thread", e))?;
@@ -353,6 +355,7 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
         committer,
         ctx,
         dir: path.to_path_buf(),
+        pruned,
         trees,
         commit,
         changes,
