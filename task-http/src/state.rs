@@ -51,19 +51,19 @@ impl ApiState {
             ));
             return;
         };
-        if let (Some(versions), Some(version)) = (&config.versions, version) {
-            if !versions.contains(version) {
-                let known: Vec<&str> = versions.iter().map(|v| v.as_str()).collect();
-                errors.push(FieldError::new(
-                    version_loc.to_vec(),
-                    format!(
-                        "Version {:?} of {product} is not supported (supported: {})",
-                        version.as_str(),
-                        known.join(", ")
-                    ),
-                    "enum",
-                ));
-            }
+        if let (Some(versions), Some(version)) = (&config.versions, version)
+            && !versions.contains(version)
+        {
+            let known: Vec<&str> = versions.iter().map(|v| v.as_str()).collect();
+            errors.push(FieldError::new(
+                version_loc.to_vec(),
+                format!(
+                    "Version {:?} of {product} is not supported (supported: {})",
+                    version.as_str(),
+                    known.join(", ")
+                ),
+                "enum",
+            ));
         }
     }
 

@@ -44,10 +44,10 @@ async fn watch<S: Store>(
     loop {
         match changes.recv().await {
             Ok(change) => {
-                if change.cancel_requested || change.status == Status::Cancelled {
-                    if let Some(stop) = shared.running_stop(&change.task_id) {
-                        stop.stop(StopReason::CancelRequested);
-                    }
+                if (change.cancel_requested || change.status == Status::Cancelled)
+                    && let Some(stop) = shared.running_stop(&change.task_id)
+                {
+                    stop.stop(StopReason::CancelRequested);
                 }
                 if change.status == Status::Pending {
                     wake.notify_one();
@@ -72,10 +72,10 @@ async fn recheck_running<S: Store>(shared: &Shared<S>) {
         .map(|(id, (tenant, stop))| (*id, tenant.clone(), stop.clone()))
         .collect();
     for (id, tenant, stop) in running {
-        if let Ok(Some(task)) = shared.store.get_task(&tenant, id).await {
-            if task.cancel_requested() {
-                stop.stop(StopReason::CancelRequested);
-            }
+        if let Ok(Some(task)) = shared.store.get_task(&tenant, id).await
+            && task.cancel_requested()
+        {
+            stop.stop(StopReason::CancelRequested);
         }
     }
 }

@@ -115,10 +115,10 @@ fn intervals(log: &str, start_marker: &str, end_marker: &str) -> Vec<(f64, f64)>
         if let Some(start) = value(line, start_marker) {
             open = Some(start);
         }
-        if let Some(end) = value(line, end_marker) {
-            if let Some(start) = open.take() {
-                found.push((start, end));
-            }
+        if let Some(end) = value(line, end_marker)
+            && let Some(start) = open.take()
+        {
+            found.push((start, end));
         }
     }
     found

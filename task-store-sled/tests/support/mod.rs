@@ -123,21 +123,16 @@ pub async fn populate(store: &SledStore, clock: &ManualClock) -> Vec<TaskId> {
     vec![held.id, flagged.id, retrying.id]
 }
 
-/// Opens the database in `dir` with sled directly, waiting (up to 3 s) for the lock that a
-/// just-dropped store's background threads can hold for a moment.
+/// Opens the database in `dir` with sled directly, once a just-dropped store's background
+/// threads have let go of sled's lock: sled holds an exclusive `flock` on its `db` file, so
+/// taking that lock ourselves (it blocks until they release it) is the event to wait for.
 #[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn raw_open(dir: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        match sled::open(dir) {
-            Ok(db) => return db,
-            Err(err) if std::time::Instant::now() < deadline => {
-                assert!(err.to_string().contains("lock"), "raw open: {err}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(err) => panic!("raw open: {err}"),
-        }
+    if let Ok(file) = std::fs::File::open(dir.join("db")) {
+        file.lock().expect("wait for sled's lock");
+        drop(file);
     }
+    sled::open(dir).unwrap_or_else(|err| panic!("raw open: {err}"))
 }
 
 /// Writes format marker `version` into the closed database at `dir`.
