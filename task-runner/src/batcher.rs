@@ -126,75 +126,12 @@ fn answer(replies: Vec<oneshot::Sender<Outcome>>, outcomes: Result<Vec<Outcome>,
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
     use std::time::Duration;
 
-    use async_trait::async_trait;
     use task_core::prelude::*;
-    use task_core::testing::{LEASE, new_task, worker};
-    use tokio::sync::{Semaphore, broadcast};
+    use task_core::testing::{LEASE, RecordingStore, new_task, worker};
 
     use super::*;
-
-    /// A memory store that records the size of each `apply_many` and holds each one until the
-    /// test lets it through, so the test decides what queues behind it.
-    struct Gated {
-        inner: MemoryStore,
-        gate: Semaphore,
-        batches: Mutex<Vec<usize>>,
-        called: tokio::sync::Notify,
-    }
-
-    #[async_trait]
-    impl TaskStore for Gated {
-        async fn create_task(&self, new: NewTask) -> Result<CreateOutcome, StoreError> {
-            self.inner.create_task(new).await
-        }
-        async fn create_tasks(&self, b: Vec<NewTask>) -> Result<Vec<CreateOutcome>, StoreError> {
-            self.inner.create_tasks(b).await
-        }
-        async fn get_task(&self, t: &TenantId, id: TaskId) -> Result<Option<Task>, StoreError> {
-            self.inner.get_task(t, id).await
-        }
-        async fn latest_task(&self, key: &TaskKey) -> Result<Option<Task>, StoreError> {
-            self.inner.latest_task(key).await
-        }
-        async fn list_tasks(
-            &self,
-            t: &TenantId,
-            f: &TaskFilter,
-            p: &PageRequest,
-        ) -> Result<Page<Task>, StoreError> {
-            self.inner.list_tasks(t, f, p).await
-        }
-        async fn request_cancel(&self, t: &TenantId, id: TaskId) -> Result<Task, StoreError> {
-            self.inner.request_cancel(t, id).await
-        }
-        async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Task>, StoreError> {
-            self.inner.claim(request).await
-        }
-        async fn apply(&self, id: TaskId, epoch: u64, e: &[TaskEvent]) -> Result<Task, StoreError> {
-            self.inner.apply(id, epoch, e).await
-        }
-        async fn apply_many(&self, batch: Vec<ApplyRequest>) -> Result<Vec<Outcome>, StoreError> {
-            self.batches.lock().expect("lock").push(batch.len());
-            self.called.notify_one();
-            self.gate.acquire().await.expect("open").forget();
-            self.inner.apply_many(batch).await
-        }
-        async fn requeue_expired(&self) -> Result<Vec<TaskId>, StoreError> {
-            self.inner.requeue_expired().await
-        }
-        async fn history(&self, t: &TenantId, id: TaskId) -> Result<Vec<HistoryEntry>, StoreError> {
-            self.inner.history(t, id).await
-        }
-        async fn next_wakeup(&self) -> Result<Option<Timestamp>, StoreError> {
-            self.inner.next_wakeup().await
-        }
-        fn subscribe(&self) -> broadcast::Receiver<TaskChange> {
-            self.inner.subscribe()
-        }
-    }
 
     fn start(step: Step) -> ApplyRequest {
         ApplyRequest {
@@ -206,12 +143,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn what_queues_while_every_slot_is_busy_goes_out_as_one_batch_with_its_own_outcomes() {
-        let store = Arc::new(Gated {
-            inner: MemoryStore::default(),
-            gate: Semaphore::new(0),
-            batches: Mutex::new(Vec::new()),
-            called: tokio::sync::Notify::new(),
-        });
+        // Holds each apply_many until the test lets it through, so the test decides what
+        // queues behind it.
+        let store = Arc::new(RecordingStore::gated(MemoryStore::default()));
         for name in ["a", "b", "c", "d"] {
             store
                 .create_task(new_task(name, Priority::High))
@@ -240,12 +174,12 @@ mod tests {
             };
             async move { batcher.apply(request).await }
         });
-        store.called.notified().await;
+        store.apply_many_arrived().await;
         let second = tokio::spawn({
             let batcher = batcher.clone();
             async move { batcher.apply(start(Step::S3Check)).await }
         });
-        store.called.notified().await;
+        store.apply_many_arrived().await;
         // ...while three more queue: two good ones, one with a stale epoch.
         let mut waiting = Vec::new();
         for (task, epoch) in [
@@ -268,7 +202,7 @@ mod tests {
         }
         // Released only now: had anything been sent while both calls ran, it would show as a
         // batch of its own below instead of one batch of three.
-        store.gate.add_permits(3);
+        store.release(3);
         let first = first.await.expect("join").expect("the first write lands");
         assert_eq!(first.current_step(), Some(Step::S3Check));
         // A write to a task that does not exist is the only failure of its batch.
@@ -278,7 +212,7 @@ mod tests {
         for answer in waiting {
             outcomes.push(answer.await.expect("answered"));
         }
-        assert_eq!(*store.batches.lock().expect("lock"), [1, 1, 3]);
+        assert_eq!(store.calls().batches, [1, 1, 3]);
         assert_eq!(
             outcomes[0].as_ref().map(Task::status).ok(),
             Some(Status::Pending)

@@ -16,11 +16,13 @@
 mod batches;
 mod catalog_results;
 mod claims;
+mod recording;
 mod tasks;
 
 pub use batches::*;
 pub use catalog_results::*;
 pub use claims::*;
+pub use recording::{RecordingStore, StoreCalls};
 pub use tasks::*;
 
 use std::time::Duration;
