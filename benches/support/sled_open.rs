@@ -11,6 +11,21 @@ use task_store_sled::{Durability, SledOptions, SledStore};
 
 use super::{key, runner_events, runtime};
 
+/// Opens the store at `path` twice in fresh processes (the first open after a build replays
+/// sled's log; the second is the usual case), prints its row, and returns its RSS in KiB. The
+/// bytes on disk are divided by `per`, the tasks the row counts.
+fn open_row(path: &Path, label: &str, per: usize) -> u64 {
+    let (_, first_claim_ms, _, _) = probe(path);
+    let (open_ms, claim_ms, rss, hwm) = probe(path);
+    println!(
+        "| open {label} | open {open_ms} ms, first claim {claim_ms} ms (first open of this run: {first_claim_ms} ms), RSS {} MiB (peak {} MiB), {:.0} bytes on disk per task | |",
+        rss / 1024,
+        hwm / 1024,
+        dir_bytes(path) as f64 / per as f64
+    );
+    rss
+}
+
 /// Builds the stores that are missing and prints a table row per store opened.
 pub fn open_measurements(cache: &Path) {
     let mut resident: Vec<(usize, u64)> = Vec::new();
@@ -23,15 +38,10 @@ pub fn open_measurements(cache: &Path) {
     ] {
         let path = cache.join(name);
         build_cache(&path, total, pending, false, false);
-        // The first open after a bulk build replays sled's log; the second is the usual case.
-        let (_, first_claim_ms, _, _) = probe(&path);
-        let (open_ms, claim_ms, rss, hwm) = probe(&path);
-        let bytes = dir_bytes(&path);
-        println!(
-            "| open {name} ({total} tasks, {pending} pending) | open {open_ms} ms, first claim {claim_ms} ms (first open after the build: {first_claim_ms} ms), RSS {} MiB (peak {} MiB), {:.0} bytes on disk per task | |",
-            rss / 1024,
-            hwm / 1024,
-            bytes as f64 / total as f64
+        let rss = open_row(
+            &path,
+            &format!("{name} ({total} tasks, {pending} pending)"),
+            total,
         );
         resident.push((total - pending, rss));
     }
@@ -39,12 +49,10 @@ pub fn open_measurements(cache: &Path) {
     let name = "400k-tasks-closed-v4";
     let path = cache.join(name);
     build_cache(&path, 400_000, 100_000, false, true);
-    let (_, first_claim_ms, _, _) = probe(&path);
-    let (open_ms, claim_ms, rss, hwm) = probe(&path);
-    println!(
-        "| open {name} (the same, closed with SledStore::close after the build) | open {open_ms} ms, first claim {claim_ms} ms (first open after the build: {first_claim_ms} ms), RSS {} MiB (peak {} MiB) | |",
-        rss / 1024,
-        hwm / 1024,
+    open_row(
+        &path,
+        &format!("{name} (the same, closed with SledStore::close after the build)"),
+        400_000,
     );
     // The same histories with a retention: the finished tasks are deleted as they go.
     let mut kept: Vec<(usize, u64)> = Vec::new();
@@ -54,15 +62,10 @@ pub fn open_measurements(cache: &Path) {
     ] {
         let path = cache.join(name);
         build_cache(&path, total, 100_000, true, false);
-        let _ = probe(&path);
-        let (open_ms, claim_ms, rss, hwm) = probe(&path);
-        println!(
-            "| open {name} ({total} tasks run, 100000 pending, the finished ones pruned as they finished) | open {open_ms} ms, first claim {claim_ms} ms, RSS {} MiB (peak {} MiB), {:.0} bytes on disk per task kept | |",
-            rss / 1024,
-            hwm / 1024,
-            dir_bytes(&path) as f64 / 100_000.0
+        let label = format!(
+            "{name} ({total} tasks run, 100000 pending, the finished ones pruned as they finished; per task kept)"
         );
-        kept.push((total - 100_000, rss));
+        kept.push((total - 100_000, open_row(&path, &label, 100_000)));
     }
     // The 1M-run pruned store compacted into a fresh database (its live data only).
     let compacted = cache.join("1m-run-pruned-compacted-v4");
@@ -79,13 +82,10 @@ pub fn open_measurements(cache: &Path) {
             begun.elapsed().as_secs_f64()
         );
     }
-    let _ = probe(&compacted);
-    let (open_ms, claim_ms, rss, hwm) = probe(&compacted);
-    println!(
-        "| open 1m-run-pruned-compacted-v4 (the previous store after SledStore::compact_into) | open {open_ms} ms, first claim {claim_ms} ms, RSS {} MiB (peak {} MiB), {:.0} bytes on disk per task kept | |",
-        rss / 1024,
-        hwm / 1024,
-        dir_bytes(&compacted) as f64 / 100_000.0
+    open_row(
+        &compacted,
+        "1m-run-pruned-compacted-v4 (the previous store after SledStore::compact_into; per task kept)",
+        100_000,
     );
     if let [(few, rss_few), (many, rss_many)] = kept[..] {
         println!(
