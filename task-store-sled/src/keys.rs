@@ -110,9 +110,83 @@ pub(crate) fn after_prefix(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// Up to `parts - 1` keys that cut `[first, last]` into runs for parallel scans, strictly
+/// increasing and all in `(first, last]`. They interpolate the four bytes after the keys' common
+/// prefix, so runs hold similar numbers of keys when those bytes are spread (as in names that
+/// end in numbers); when they are not, a run simply holds more.
+pub(crate) fn split_points(first: &[u8], last: &[u8], parts: u32) -> Vec<Vec<u8>> {
+    let common = first.iter().zip(last).take_while(|(a, b)| a == b).count();
+    let window = |key: &[u8]| {
+        let mut bytes = [0u8; 4];
+        for (slot, byte) in bytes.iter_mut().zip(key.iter().skip(common)) {
+            *slot = *byte;
+        }
+        u64::from(u32::from_be_bytes(bytes))
+    };
+    let (low, high) = (window(first), window(last));
+    let mut points: Vec<Vec<u8>> = Vec::new();
+    for part in 1..u64::from(parts.max(1)) {
+        let value = low + (high.saturating_sub(low)) * part / u64::from(parts);
+        let mut point = last[..common].to_vec();
+        point.extend_from_slice(&(value as u32).to_be_bytes());
+        let above_first = point.as_slice() > first;
+        let above_previous = points.last().is_none_or(|previous| &point > previous);
+        if above_first && above_previous && point.as_slice() <= last {
+            points.push(point);
+        }
+    }
+    points
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_points_cut_numbered_names_evenly() {
+        let names: Vec<Vec<u8>> = (0..100_000)
+            .map(|n| strings(&["tenant", &format!("item-{n:06}"), "ads", "v1"]))
+            .collect();
+        let points = split_points(&names[0], &names[names.len() - 1], 8);
+        assert!(points.len() >= 4, "{} points", points.len());
+        assert!(points.windows(2).all(|pair| pair[0] < pair[1]));
+        let mut bounds = vec![names[0].clone()];
+        bounds.extend(points.iter().cloned());
+        let largest_run = bounds
+            .iter()
+            .enumerate()
+            .map(|(i, start)| {
+                names
+                    .iter()
+                    .filter(|name| {
+                        *name >= start && bounds.get(i + 1).is_none_or(|end| *name < end)
+                    })
+                    .count()
+            })
+            .max();
+        assert!(largest_run < Some(40_000), "{largest_run:?}");
+    }
+
+    #[test]
+    fn split_points_stay_inside_the_range() {
+        let cases: [(&[u8], &[u8]); 4] = [
+            (b"a", b"a"),
+            (b"a", b"a\0\0\0\0\0\x01"),
+            (b"abc", b"abd"),
+            (b"", b"\xff\xff\xff\xff\xff"),
+        ];
+        for (first, last) in cases {
+            let points = split_points(first, last, 8);
+            assert!(points.windows(2).all(|pair| pair[0] < pair[1]));
+            assert!(
+                points
+                    .iter()
+                    .all(|p| p.as_slice() > first && p.as_slice() <= last),
+                "{first:?} {last:?} {points:?}"
+            );
+        }
+        assert!(split_points(b"a", b"a", 8).is_empty());
+    }
 
     #[test]
     fn strings_neither_collide_nor_interleave() {

@@ -142,6 +142,7 @@ mod open;
 mod ops;
 mod overlay;
 mod prune;
+mod rebuild;
 mod record;
 mod stage;
 mod tasks;

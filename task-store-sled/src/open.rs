@@ -4,8 +4,6 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use sled::IVec;
-
 use task_core::store::StoreError;
 use task_core::task::Task;
 use task_core::time::{SharedClock, SystemClock};
@@ -15,11 +13,10 @@ use crate::committer::{Committer, Parts};
 use crate::error::{Ctx, OpenError};
 use crate::group_commit::{Durability, GroupCommit};
 use crate::journal::{self, JOURNAL_DIR, JournalWriter, SEQ_KEY, checkpoint_sled};
-use crate::layout::{Queues, Tk, Trees, tree};
+use crate::layout::{Queues, Trees, tree};
 use crate::overlay::Overlay;
-use crate::record::decode_head;
 use crate::stage::{Stage, TaskCache};
-use crate::{Inner, SledStore, keys, migrate};
+use crate::{Inner, SledStore, migrate, rebuild};
 
 /// The schema version written in the meta tree. Version 3 keeps every keyspace in one tree
 /// (see `layout`) and each task's history in its record; version 4 adds the journal (see
@@ -145,45 +142,6 @@ fn check_format(
         }
         .into()),
     }
-}
-
-/// The in-memory ready queue and lease index, rebuilt from the records of the active tasks.
-fn rebuild_queues(ctx: &Ctx, trees: &Trees) -> Result<Queues, StoreError> {
-    let mut queues = Queues::default();
-    let tasks = trees.view(Tk::Tasks);
-    for entry in trees.view(Tk::Active).iter() {
-        let (key, raw) = entry.map_err(|e| ctx.backend(Tk::Active.scan_operation(), e))?;
-        let id = keys::trailing_id(&raw)
-            .ok_or_else(|| ctx.corrupt(tree::ACTIVE, &key, "malformed task id"))?;
-        let record_key = id.to_bytes();
-        let bytes = tasks
-            .get(&record_key)
-            .map_err(|e| ctx.backend("reading a task", e))?
-            .ok_or_else(|| ctx.corrupt(tree::ACTIVE, &key, format!("missing task {id}")))?;
-        let stored = decode_head(ctx, &record_key, &bytes)?;
-        let task = &stored.task;
-        match (task.ready_at(), stored.ready_seq) {
-            (Some(at), Some(seq)) => {
-                let ready = keys::ready(task.priority.rank(), at, seq, id);
-                let product = task.key.product.as_str().as_bytes();
-                queues.ready.insert(ready, product.into());
-            }
-            (Some(_), None) => {
-                return Err(ctx.corrupt(
-                    tree::TASKS,
-                    &record_key,
-                    "pending without a queue position",
-                ));
-            }
-            (None, _) => {}
-        }
-        if let Some(lease) = task.lease() {
-            queues
-                .leases
-                .insert(keys::lease(lease.expires_at, id), IVec::default());
-        }
-    }
-    Ok(queues)
 }
 
 fn thread_error(operation: &'static str, err: std::io::Error) -> StoreError {
@@ -316,7 +274,7 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
         db: db.clone(),
     };
     let last_seq = replay_journal(&ctx, path, &trees)?;
-    let queues = rebuild_queues(&ctx, &trees)?;
+    let queues = rebuild::rebuild_queues(&ctx, &trees)?;
     trees.publish_wakeup(&queues);
     *trees.lock_queues() = queues;
     let trees = Arc::new(trees);

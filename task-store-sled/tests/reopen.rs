@@ -230,3 +230,51 @@ async fn started_claims_and_apply_batches_survive_reopen() {
         .expect("exists");
     assert_eq!(fenced, claimed[1], "the refused entry wrote nothing");
 }
+
+/// The queues are rebuilt on open by several threads, each scanning runs of the active-task
+/// index: thousands of active tasks, with natural keys spread over tenants, items and products,
+/// some leased and some pending at three priorities, come back with exactly the same queues.
+#[tokio::test]
+async fn many_active_tasks_rebuild_the_same_queues() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::default();
+    let store = open(dir.path(), &clock);
+    let batch: Vec<NewTask> = (0..3_000)
+        .map(|n| NewTask {
+            key: task_core::testing::key(
+                ["acme", "b", "zulu-media"][n % 3],
+                &format!("item-{:05}", (n * 7919) % 100_000),
+                ["adbreaks", "thumbs"][n % 2],
+                "1",
+            ),
+            priority: Priority::ALL[n % 3],
+        })
+        .collect();
+    store.create_tasks(batch).await.expect("create");
+    let leased = store
+        .claim(&ClaimRequest {
+            max: 700,
+            ..ClaimRequest::one(worker("w"), LEASE)
+        })
+        .await
+        .expect("claim");
+    assert_eq!(leased.len(), 700);
+    let before = store.raw_dump().expect("dump");
+    drop(store);
+
+    let store = open(dir.path(), &clock);
+    assert_eq!(
+        store.raw_dump().expect("dump"),
+        before,
+        "same queues and leases"
+    );
+    assert!(store.check_consistency().expect("check").is_empty());
+    let next = store
+        .claim(&ClaimRequest {
+            max: 3_000,
+            ..ClaimRequest::one(worker("w2"), LEASE)
+        })
+        .await
+        .expect("claim");
+    assert_eq!(next.len(), 2_300, "every pending task is claimable once");
+}
