@@ -8,7 +8,8 @@
 //! in a fresh process: time to first claim, resident memory and bytes on disk per task.
 //! `-- --no-open` skips the open measurements and `-- --open-only` runs them alone;
 //! `-- --runner-only` runs the runner pattern only, `-- --creates-only` the fsync loop and the
-//! 256-writer creates.
+//! 256-writer creates. `-- --crash-open` measures the open of a 400,000-task store after a
+//! child process ran the runner pattern on it for 30 s and was killed with SIGKILL.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -166,13 +167,22 @@ fn lifecycles(dir: &Path, workers: usize) -> (f64, f64) {
 /// ([start s3_check], [checkpoint, start probe], [checkpoint, start length_gate],
 /// [checkpoint, start analyze], [checkpoint, done]): 7 durable calls per task (the claim shared).
 fn runner_pattern(dir: &Path, workers: usize) -> (f64, task_store_sled::CommitStats) {
-    use tokio::sync::Semaphore;
     let store = SledStore::open(dir.join(format!("runner-{workers}"))).expect("open");
+    let before = store.commit_stats();
+    let start = Instant::now();
+    let done = drive(&store, workers, PHASE + PHASE);
+    let elapsed = start.elapsed().as_secs_f64();
+    let stats = store.commit_stats().since(&before);
+    (done as f64 / elapsed, stats)
+}
+
+/// Runs tasks through `store` the way task-runner does (creates by 16 producers, claims of up
+/// to 16, five applies per task) with `workers` at once, for `run_for`; returns the tasks done.
+fn drive(store: &SledStore, workers: usize, run_for: Duration) -> u64 {
+    use tokio::sync::Semaphore;
     let rt = runtime();
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let before = store.commit_stats();
-    let start = Instant::now();
     rt.block_on(async {
         let backlog = Arc::new(Semaphore::new(1_024));
         let slots = Arc::new(Semaphore::new(workers));
@@ -235,7 +245,7 @@ fn runner_pattern(dir: &Path, workers: usize) -> (f64, task_store_sled::CommitSt
                 }
             })
         };
-        tokio::time::sleep(PHASE + PHASE).await;
+        tokio::time::sleep(run_for).await;
         stop.store(true, Ordering::Relaxed);
         backlog.add_permits(1_024);
         for handle in producers {
@@ -243,9 +253,7 @@ fn runner_pattern(dir: &Path, workers: usize) -> (f64, task_store_sled::CommitSt
         }
         dispatcher.await.expect("dispatcher");
     });
-    let elapsed = start.elapsed().as_secs_f64();
-    let stats = store.commit_stats().since(&before);
-    (done.load(Ordering::Relaxed) as f64 / elapsed, stats)
+    done.load(Ordering::Relaxed)
 }
 
 /// The event groups of task-runner's executor for a task with four no-op steps.
@@ -273,6 +281,14 @@ fn main() {
         sled_open::open_probe(Path::new(&args[i + 1]));
         return;
     }
+    if let Some(i) = args.iter().position(|a| a == "--drive") {
+        // The child of the crash measurement: runs until it is killed.
+        let store = SledStore::open(Path::new(&args[i + 1])).expect("open");
+        println!("driving");
+        std::io::stdout().flush().expect("stdout");
+        drive(&store, 64, Duration::from_secs(3600));
+        return;
+    }
     let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(&target).expect("target tmp");
     let scratch = tempfile::tempdir_in(&target).expect("scratch dir");
@@ -293,6 +309,10 @@ fn main() {
     }
     if args.iter().any(|a| a == "--open-only") {
         sled_open::open_measurements(&target.join("sled-bench-cache"));
+        return;
+    }
+    if args.iter().any(|a| a == "--crash-open") {
+        sled_open::open_after_crash(&target.join("sled-bench-cache"), scratch.path());
         return;
     }
     let fsync = fsync_rate(scratch.path());

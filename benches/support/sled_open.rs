@@ -101,6 +101,52 @@ pub fn open_measurements(cache: &Path) {
     }
 }
 
+/// The open after a crash: a copy of the 400,000-task store is driven by a child process for
+/// `CRASH_RUN`, which is then killed with SIGKILL. sled 0.34 saves its recovery snapshot only
+/// when it opens a database, so this open replays everything the run wrote. The OS page cache
+/// is dropped first when this process may (root), as after the reboot that follows a power cut.
+pub fn open_after_crash(cache: &Path, scratch: &Path) {
+    const CRASH_RUN: Duration = Duration::from_secs(30);
+    let source = cache.join("400k-tasks-v4");
+    build_cache(&source, 400_000, 100_000, false, false);
+    let copy = scratch.join("crashed");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&source)
+        .arg(&copy)
+        .status()
+        .expect("cp");
+    assert!(copied.success(), "copying {}", source.display());
+    let before = dir_bytes(&copy);
+    let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .arg("--drive")
+        .arg(&copy)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the driver");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("driver started");
+    assert_eq!(line.trim(), "driving");
+    std::thread::sleep(CRASH_RUN);
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let written = dir_bytes(&copy).saturating_sub(before);
+    let cold = std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok();
+    let (_, crashed_ms, rss, _) = probe(&copy);
+    let (_, next_ms, _, _) = probe(&copy);
+    println!(
+        "| open after SIGKILL ends a {} s run on 400k-tasks-v4 (store grew {} MiB) | first claim {crashed_ms} ms ({} page cache), then {next_ms} ms; RSS {} MiB | |",
+        CRASH_RUN.as_secs(),
+        written / (1024 * 1024),
+        if cold { "cold" } else { "warm" },
+        rss / 1024
+    );
+}
+
 /// Builds (once) a store of `total` tasks of which `pending` stay pending; the rest are done
 /// with a full history. With `prune`, a retention shorter than a round deletes the finished
 /// tasks after every round of 1,000, as a store with a retention does continuously.
