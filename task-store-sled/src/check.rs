@@ -1,12 +1,14 @@
 //! Diagnostics: an index-consistency and invariant checker, and a raw dump of every keyspace.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use task_core::store::StoreError;
 use task_core::task::{HistoryEntry, Status, Step, Task, TaskState};
 
 use crate::journal::SEQ_KEY;
 use crate::layout::{Tk, tree};
+use crate::overlay::Overlaid;
 use crate::record::decode_record;
 use crate::{SledStore, keys};
 
@@ -96,7 +98,16 @@ impl SledStore {
                 value: value.to_vec(),
             });
         }
-        for entry in inner.trees.data.iter() {
+        let stored = inner
+            .trees
+            .data
+            .iter()
+            .map(|entry| entry.map(|(key, value)| (key.to_vec(), value)));
+        let held = inner
+            .trees
+            .deferred
+            .range((Bound::Unbounded, Bound::Unbounded));
+        for entry in Overlaid::new(stored, held) {
             let (key, value) = entry.map_err(|e| ctx.backend("dumping", e))?;
             if key == SEQ_KEY {
                 // The journal's bookkeeping, not data: it moves on at every open.

@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use crate::error::Ctx;
 use crate::group_commit::{Committed, Durability, Shared, complete};
-use crate::journal::{self, JournalWriter};
-use crate::layout::Trees;
+use crate::journal::{self, JournalWriter, SEQ_KEY};
+use crate::layout::{Tk, Trees};
 
 /// A durable flush on its way to the applier.
 struct Durable {
@@ -44,6 +44,7 @@ pub(crate) fn spawn(
         db_dir,
         shared: shared.clone(),
         durability,
+        applied: None,
     };
     let (sender, receiver) = mpsc::channel();
     let applier = std::thread::Builder::new()
@@ -220,11 +221,13 @@ struct Applier {
     db_dir: PathBuf,
     shared: Arc<Shared>,
     durability: Durability,
+    /// The last group applied (strict durability): the journal position a checkpoint records.
+    applied: Option<u64>,
 }
 
 impl Applier {
     /// Applies and answers each durable flush in order, until the flusher stops.
-    fn run(self, flushes: mpsc::Receiver<Durable>) {
+    fn run(mut self, flushes: mpsc::Receiver<Durable>) {
         let mut failed = false;
         for durable in flushes {
             if failed {
@@ -245,7 +248,7 @@ impl Applier {
     }
 
     /// Applies durable groups to sled (strict mode; buffered groups were applied at commit).
-    fn apply_all(&self, groups: &[Committed]) -> Result<(), String> {
+    fn apply_all(&mut self, groups: &[Committed]) -> Result<(), String> {
         if self.durability != Durability::Strict {
             return Ok(());
         }
@@ -255,11 +258,19 @@ impl Applier {
         Ok(())
     }
 
-    /// Applies a durable group's writes to sled, key by key, the journal position last (see
-    /// `overlay`), and takes them out of the overlay.
-    fn apply(&self, group: &Committed) -> Result<(), String> {
+    /// Applies a durable group's writes to sled key by key, holding its task records back
+    /// until the next checkpoint (see `deferred`), and takes them out of the overlay.
+    fn apply(&mut self, group: &Committed) -> Result<(), String> {
         let data = &self.trees.data;
         for (key, value) in &group.writes {
+            if key.first() == Tk::Tasks.prefix().as_ref() {
+                self.trees.deferred.hold(key, value.clone());
+                continue;
+            }
+            if key == SEQ_KEY {
+                // Recorded by the checkpoint that writes the held records.
+                continue;
+            }
             let applied = match value {
                 Some(value) => data.insert(key.as_slice(), value.clone()).map(drop),
                 None => data.remove(key.as_slice()).map(drop),
@@ -272,6 +283,7 @@ impl Applier {
                 )
             })?;
         }
+        self.applied = Some(group.seq);
         self.trees.lock_overlay().retire(group.seq, &group.writes);
         Ok(())
     }
@@ -288,6 +300,12 @@ impl Applier {
                 self.ctx.path
             )
         };
+        if let Some(seq) = self.applied {
+            self.trees
+                .deferred
+                .write_into(&self.trees.data, seq)
+                .map_err(|e| failed("writing the held task records", &e))?;
+        }
         self.trees
             .db
             .flush()

@@ -8,12 +8,15 @@
 //! sled itself is only flushed at a *checkpoint*: once a segment is full, sled is flushed, its
 //! files are fsynced, and the segments it covers are deleted.
 //!
-//! Every group's batch also writes its frame's sequence number under [`SEQ_KEY`], atomically
-//! with the rest of the batch, so an open knows which frames sled already holds: it replays
-//! the later ones in order (each sets keys to absolute values, so the result is exactly the
-//! state after the last durable frame), checkpoints and starts an empty journal. sled may
-//! hold a few frames more than the journal (applied, but the crash came before their fsync):
-//! those were never acknowledged and form a consistent prefix all the same.
+//! sled records under [`SEQ_KEY`] the sequence number of the last frame it holds whole, so an
+//! open knows where to start: it replays the later frames in order (each sets keys to absolute
+//! values, so the result is exactly the state after the last durable frame), checkpoints and
+//! starts an empty journal. With buffered durability every group's batch writes that number,
+//! atomically with the rest. With strict durability only checkpoints write it, after the task
+//! records held back from sled (see `deferred`): frames after it may be partly in sled, and
+//! replaying them again is harmless. sled may hold a few frames more than the journal
+//! (applied, but the crash came before their fsync): those were never acknowledged and form a
+//! consistent prefix all the same.
 //!
 //! Only the last flush can be cut by a crash, and it was never acknowledged: so a damaged
 //! frame in the last segment ends the replay there (logged with its offset), while a damaged

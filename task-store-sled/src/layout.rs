@@ -8,11 +8,13 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
+use either::Either;
 use sled::IVec;
 use task_core::time::Timestamp;
 
+use crate::deferred::Deferred;
 use crate::keys;
-use crate::overlay::{Overlay, full_bounds};
+use crate::overlay::{Overlaid, Overlay, full_bounds};
 
 /// Keyspace and tree names (the keyspace names appear in error messages).
 pub(crate) mod tree {
@@ -155,17 +157,23 @@ pub(crate) fn prefixed(prefix: u8, key: &[u8]) -> Vec<u8> {
 /// One entry of a scan, the key without its prefix.
 pub(crate) type Entry = sled::Result<(Vec<u8>, IVec)>;
 
-/// One persistent keyspace: reads with keys as the keyspace sees them (no prefix).
+/// One persistent keyspace: reads with keys as the keyspace sees them (no prefix). Reads of
+/// task records also see the records held back from sled until the next checkpoint.
 #[derive(Clone, Copy)]
 pub(crate) struct View<'a> {
     data: &'a sled::Tree,
     prefix: u8,
+    deferred: Option<&'a Deferred>,
 }
 
 impl<'a> View<'a> {
     /// The value at `key`.
     pub fn get(&self, key: &[u8]) -> sled::Result<Option<IVec>> {
-        self.data.get(prefixed(self.prefix, key))
+        let full = prefixed(self.prefix, key);
+        if let Some(held) = self.deferred.and_then(|deferred| deferred.get(&full)) {
+            return Ok(held);
+        }
+        self.data.get(full)
     }
 
     /// The entries in `range`, in key order.
@@ -173,9 +181,26 @@ impl<'a> View<'a> {
         &self,
         range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
     ) -> impl DoubleEndedIterator<Item = Entry> + 'a {
-        self.data
-            .range::<Vec<u8>, _>(full_bounds(self.prefix, range))
-            .map(|entry| entry.map(|(key, value)| (key[1..].to_vec(), value)))
+        let bounds = full_bounds(self.prefix, range);
+        let held = self
+            .deferred
+            .map(|deferred| deferred.range(bounds.clone()))
+            .unwrap_or_default();
+        let stored = self
+            .data
+            .range::<Vec<u8>, _>(bounds)
+            .map(|entry| entry.map(|(key, value)| (key[1..].to_vec(), value)));
+        if held.is_empty() {
+            Either::Left(stored)
+        } else {
+            let held = held
+                .into_iter()
+                .map(|(key, value)| (key[1..].to_vec(), value))
+                .collect();
+            // Rare (consistency checks scan the task records): merged once, then replayed.
+            let merged: Vec<Entry> = Overlaid::new(stored, held).collect();
+            Either::Right(merged.into_iter())
+        }
     }
 
     /// The entries whose key starts with `prefix`.
@@ -246,6 +271,8 @@ pub(crate) struct Trees {
     pub queues: Mutex<Queues>,
     /// Committed writes the flusher has not applied to sled yet (strict durability).
     pub overlay: Mutex<Overlay>,
+    /// Durable task records held back from sled until the next checkpoint (strict durability).
+    pub deferred: Deferred,
     /// [`Queues::earliest`] as of the last commit, for `next_wakeup` without the queue lock.
     pub wakeup: Mutex<Option<Timestamp>>,
 }
@@ -257,6 +284,7 @@ impl Trees {
             data: &self.data,
             // Only the stage asks for the queues, and it never asks for a view of them.
             prefix: tk.prefix().unwrap_or(0),
+            deferred: (tk == Tk::Tasks).then_some(&self.deferred),
         }
     }
 

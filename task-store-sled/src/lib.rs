@@ -74,8 +74,10 @@
 //! on the calling task. With strict durability they only ever see durable writes, and a call
 //! that returned is visible to every later read. The applier applies a group key by key, task
 //! records before the index entries that point at them, so a read that races with it may see
-//! part of a group, never an index entry without its record. `next_wakeup` reads the in-memory
-//! queues, which move at commit.
+//! part of a group, never an index entry without its record. It holds task records back from
+//! sled until the next checkpoint, in memory, where reads find them first: a record rewritten
+//! at every transition reaches sled about once per checkpoint instead of at every write.
+//! `next_wakeup` reads the in-memory queues, which move at commit.
 //!
 //! With [`Durability::Buffered`], the committer applies each group to sled at once as one
 //! `apply_batch` (atomic on disk and for readers), calls return at once, and the journal is
@@ -131,6 +133,7 @@ mod close;
 mod codec;
 mod committer;
 mod compact;
+mod deferred;
 mod error;
 mod flusher;
 mod group_commit;

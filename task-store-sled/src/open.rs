@@ -10,6 +10,7 @@ use task_core::time::{SharedClock, SystemClock};
 use tokio::sync::broadcast;
 
 use crate::committer::{Committer, Parts};
+use crate::deferred::Deferred;
 use crate::error::{Ctx, OpenError};
 use crate::group_commit::{Durability, GroupCommit};
 use crate::journal::{self, JOURNAL_DIR, JournalWriter, SEQ_KEY, checkpoint_sled};
@@ -270,6 +271,7 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
         data,
         queues: Mutex::new(Queues::default()),
         overlay: Mutex::new(Overlay::default()),
+        deferred: Deferred::default(),
         wakeup: Mutex::new(None),
         db: db.clone(),
     };

@@ -2,7 +2,8 @@
 //!
 //! With strict durability sled never holds a write before its journal frame is durable: the
 //! committer hands a group's writes to the flusher, which applies them to sled (one insert
-//! per key, the journal position last) only after the fsync. sled then never gets ahead of
+//! per key; task records are held back until the next checkpoint, see `deferred`) only after
+//! the fsync. sled then never gets ahead of
 //! the journal, so a crash, even one that keeps only part of a group in sled, is always
 //! repaired by replaying the frames after the recorded position. Readers other than the
 //! committer read sled, so they only ever see durable writes. The committer, which builds

@@ -1,0 +1,135 @@
+//! Task records held back from sled until the next checkpoint (strict durability).
+//!
+//! A task's record is rewritten at every transition: created, claimed, each step, finished.
+//! Writing every version into sled cost about a third of the store's CPU (the inserts, then
+//! sled's I/O threads writing its log) and most of its disk traffic. Yet sled only needs the
+//! version that is current at a checkpoint: until then the journal holds every durable
+//! version. So the applier puts task records here instead of into sled, and readers look here
+//! before sled.
+//!
+//! A checkpoint writes the held records into sled, then the journal position, then flushes
+//! sled. Only after that are the covered journal segments deleted. So sled's journal position
+//! only moves at checkpoints, and a crash replays every frame since the last one: at most a
+//! segment's worth, each frame setting keys to absolute values.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Mutex, MutexGuard};
+
+use sled::IVec;
+
+use crate::journal::SEQ_KEY;
+
+/// Durable task records (full keys) not yet in sled: None for a removed record.
+#[derive(Debug, Default)]
+pub(crate) struct Deferred {
+    records: Mutex<BTreeMap<Vec<u8>, Option<IVec>>>,
+}
+
+impl Deferred {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<Vec<u8>, Option<IVec>>> {
+        // Changed only by whole-entry operations under the lock.
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds the durable write of `key` back from sled.
+    pub fn hold(&self, key: &[u8], value: Option<IVec>) {
+        self.lock().insert(key.to_vec(), value);
+    }
+
+    /// The held write of `key` (a full key): Some(None) if the record was removed.
+    pub fn get(&self, key: &[u8]) -> Option<Option<IVec>> {
+        self.lock().get(key).cloned()
+    }
+
+    /// The held writes within `bounds` (over full keys), in key order.
+    pub fn range(&self, bounds: (Bound<Vec<u8>>, Bound<Vec<u8>>)) -> Vec<(Vec<u8>, Option<IVec>)> {
+        let records = self.lock();
+        if records.is_empty() {
+            return Vec::new();
+        }
+        records
+            .range::<Vec<u8>, _>(bounds)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+
+    /// How many records are held.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Writes every held record into `data`, then `seq` as the journal position, and stops
+    /// holding them; returns how many were written. Records stay readable here until sled has
+    /// them. The caller (the applier, the only thread that holds records) flushes sled next.
+    pub fn write_into(&self, data: &sled::Tree, seq: u64) -> sled::Result<usize> {
+        let held: Vec<(Vec<u8>, Option<IVec>)> = self
+            .lock()
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        for (key, value) in &held {
+            match value {
+                Some(value) => data.insert(key.as_slice(), value.clone()).map(drop)?,
+                None => data.remove(key.as_slice()).map(drop)?,
+            }
+        }
+        data.insert(SEQ_KEY, &seq.to_be_bytes())?;
+        let written = held.len();
+        let mut records = self.lock();
+        for (key, value) in held {
+            // Only the applier holds records, and it is the caller: none changed meanwhile.
+            if records.get(&key) == Some(&value) {
+                records.remove(&key);
+            }
+        }
+        Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str) -> Option<IVec> {
+        Some(IVec::from(text.as_bytes()))
+    }
+
+    #[test]
+    fn held_records_are_read_until_a_checkpoint_writes_them_with_the_position() {
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let data = db.open_tree("data").expect("tree");
+        data.insert(b"Ta", &b"old"[..]).expect("seed");
+        data.insert(b"Tb", &b"removed"[..]).expect("seed");
+        let deferred = Deferred::default();
+        deferred.hold(b"Ta", value("v1"));
+        deferred.hold(b"Ta", value("v2"));
+        deferred.hold(b"Tb", None);
+        deferred.hold(b"Tc", value("new"));
+        assert_eq!(
+            deferred.get(b"Ta"),
+            Some(value("v2")),
+            "the last version wins"
+        );
+        assert_eq!(deferred.get(b"Tb"), Some(None), "a removal is held too");
+        assert_eq!(deferred.get(b"Tz"), None);
+        let held: Vec<Vec<u8>> = deferred
+            .range((Bound::Included(b"Tb".to_vec()), Bound::Unbounded))
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(held, vec![b"Tb".to_vec(), b"Tc".to_vec()]);
+        assert_eq!(data.get(b"Ta").expect("get"), value("old"), "sled waits");
+
+        assert_eq!(deferred.write_into(&data, 42).expect("write"), 3);
+        assert_eq!(deferred.len(), 0);
+        assert_eq!(data.get(b"Ta").expect("get"), value("v2"));
+        assert_eq!(data.get(b"Tb").expect("get"), None);
+        assert_eq!(data.get(b"Tc").expect("get"), value("new"));
+        assert_eq!(
+            data.get(SEQ_KEY).expect("get").as_deref(),
+            Some(&42u64.to_be_bytes()[..])
+        );
+    }
+}
