@@ -6,8 +6,8 @@
 //! which sends everything queued as one [`TaskStore::apply_many`], keeping at most
 //! [`IN_FLIGHT`] calls running; while they run, the next requests queue up. There is no timer:
 //! a batch is whatever accumulated while every slot was busy, so an idle runner writes at once
-//! and a busy one writes in large batches. Two calls in flight, not one, keep a durable store
-//! busy: one is being committed while the other waits for its fsync.
+//! and a busy one writes in large batches. Several calls in flight, not one, keep a durable
+//! store busy: some are being committed while another waits for its fsync.
 //! Each executor gets its own entry's outcome, so a fencing error reaches it exactly as from
 //! [`TaskStore::apply`].
 
@@ -24,8 +24,9 @@ use task_core::task::Task;
 pub(crate) const MAX_BATCH: usize = 256;
 
 /// At most this many `apply_many` calls run at once: while one waits for its fsync, the next
-/// is already committed, so the store's flushes follow each other without a gap.
-pub(crate) const IN_FLIGHT: usize = 2;
+/// are already committed, so the store's flushes follow each other without a gap. Four did
+/// 9,446-10,556 tasks/s end to end through sled where two did 8,700-9,414 (alternating runs).
+pub(crate) const IN_FLIGHT: usize = 4;
 
 /// The outcome of one entry.
 type Outcome = Result<Task, StoreError>;
@@ -161,8 +162,8 @@ mod tests {
             .expect("claim");
         let (batcher, task) = WriteBatcher::start(store.clone());
 
-        // The first write goes out alone and is held in the store, and so does a second (a
-        // write to an unknown task): every slot is busy...
+        // The first write goes out alone and is held in the store, and so does each next one
+        // (writes to an unknown task) until every slot is busy...
         let first = tokio::spawn({
             let batcher = batcher.clone();
             let request = ApplyRequest {
@@ -175,11 +176,14 @@ mod tests {
             async move { batcher.apply(request).await }
         });
         store.apply_many_arrived().await;
-        let second = tokio::spawn({
-            let batcher = batcher.clone();
-            async move { batcher.apply(start(Step::S3Check)).await }
-        });
-        store.apply_many_arrived().await;
+        let mut lost = Vec::new();
+        for _ in 1..IN_FLIGHT {
+            lost.push(tokio::spawn({
+                let batcher = batcher.clone();
+                async move { batcher.apply(start(Step::S3Check)).await }
+            }));
+            store.apply_many_arrived().await;
+        }
         // ...while three more queue: two good ones, one with a stale epoch.
         let mut waiting = Vec::new();
         for (task, epoch) in [
@@ -200,19 +204,23 @@ mod tests {
                 .expect("queued");
             waiting.push(answer);
         }
-        // Released only now: had anything been sent while both calls ran, it would show as a
-        // batch of its own below instead of one batch of three.
-        store.release(3);
+        // Released only now: had anything been sent while every slot was busy, it would show
+        // as a batch of its own below instead of one batch of three.
+        store.release(IN_FLIGHT + 1);
         let first = first.await.expect("join").expect("the first write lands");
         assert_eq!(first.current_step(), Some(Step::S3Check));
         // A write to a task that does not exist is the only failure of its batch.
-        let lost = second.await.expect("join");
-        assert!(matches!(lost, Err(StoreError::NotFound { .. })), "{lost:?}");
+        for lost in lost {
+            let lost = lost.await.expect("join");
+            assert!(matches!(lost, Err(StoreError::NotFound { .. })), "{lost:?}");
+        }
         let mut outcomes = Vec::new();
         for answer in waiting {
             outcomes.push(answer.await.expect("answered"));
         }
-        assert_eq!(store.calls().batches, [1, 1, 3]);
+        let mut expected = vec![1; IN_FLIGHT];
+        expected.push(3);
+        assert_eq!(store.calls().batches, expected);
         assert_eq!(
             outcomes[0].as_ref().map(Task::status).ok(),
             Some(Status::Pending)
