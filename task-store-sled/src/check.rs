@@ -140,7 +140,7 @@ impl SledStore {
     /// that no task is in an impossible state. Returns the problems found (empty when
     /// consistent). Reads everything: meant for tests, recovery checks and support, not for
     /// hot paths. Run it while no call is in flight: it reads what sled holds, and a group
-    /// being applied shows as missing entries until the applier is done.
+    /// being applied shows as missing entries until the flusher is done.
     pub fn check_consistency(&self) -> Result<Vec<String>, StoreError> {
         let inner = &self.inner;
         let ctx = &inner.ctx;

@@ -1,14 +1,15 @@
 //! Task records held back from sled until the next checkpoint (strict durability).
 //!
 //! A task's record is rewritten at every transition: created, claimed, each step, finished.
-//! Writing every version into sled cost about a third of the store's CPU (the inserts, then
-//! sled's I/O threads writing its log) and most of its disk traffic. Yet sled only needs the
-//! version that is current at a checkpoint: until then the journal holds every durable
-//! version. So the applier puts task records here instead of into sled, and readers look here
-//! before sled.
+//! Each version written into sled costs inserts, then work on sled's I/O threads writing its
+//! log. Yet sled only needs the version that is current at a checkpoint: until then the
+//! journal holds every durable version. So the flusher puts task records here instead of into
+//! sled, and readers look here before sled. (Measured: the runner's end-to-end throughput went
+//! from 6,593-8,508 to 8,329-9,696 tasks/s in alternating runs.)
 //!
-//! A checkpoint writes the held records into sled, then the journal position, then flushes
-//! sled. Only after that are the covered journal segments deleted. So sled's journal position
+//! A checkpoint writes a snapshot of the held records into sled, then the journal position they
+//! reach, then flushes sled. Only after that are the covered journal segments deleted and the
+//! written records forgotten here (unless rewritten meanwhile). So sled's journal position
 //! only moves at checkpoints, and a crash replays every frame since the last one: at most a
 //! segment's worth, each frame setting keys to absolute values.
 
@@ -19,6 +20,9 @@ use std::sync::{Mutex, MutexGuard};
 use sled::IVec;
 
 use crate::journal::SEQ_KEY;
+
+/// Held records (full keys), in key order: None for a removed record.
+pub(crate) type Held = Vec<(Vec<u8>, Option<IVec>)>;
 
 /// Durable task records (full keys) not yet in sled: None for a removed record.
 #[derive(Debug, Default)]
@@ -60,31 +64,36 @@ impl Deferred {
         self.lock().len()
     }
 
-    /// Writes every held record into `data`, then `seq` as the journal position, and stops
-    /// holding them; returns how many were written. Records stay readable here until sled has
-    /// them. The caller (the applier, the only thread that holds records) flushes sled next.
-    pub fn write_into(&self, data: &sled::Tree, seq: u64) -> sled::Result<usize> {
-        let held: Vec<(Vec<u8>, Option<IVec>)> = self
-            .lock()
+    /// A copy of the held records, for a checkpoint.
+    pub fn snapshot(&self) -> Held {
+        self.lock()
             .iter()
             .map(|(key, value)| (key.clone(), value.clone()))
-            .collect();
-        for (key, value) in &held {
+            .collect()
+    }
+
+    /// Writes the records of `held` (a [`Deferred::snapshot`]) into `data`, then `seq` as
+    /// the journal position. Newer versions held meanwhile stay held, and reads still prefer
+    /// them.
+    pub fn write_into(&self, data: &sled::Tree, held: &Held, seq: u64) -> sled::Result<()> {
+        for (key, value) in held {
             match value {
                 Some(value) => data.insert(key.as_slice(), value.clone()).map(drop)?,
                 None => data.remove(key.as_slice()).map(drop)?,
             }
         }
-        data.insert(SEQ_KEY, &seq.to_be_bytes())?;
-        let written = held.len();
+        data.insert(SEQ_KEY, &seq.to_be_bytes()).map(drop)
+    }
+
+    /// Stops holding the records of `held` that sled now has (durably) and that were not
+    /// rewritten meanwhile.
+    pub fn forget(&self, held: Held) {
         let mut records = self.lock();
         for (key, value) in held {
-            // Only the applier holds records, and it is the caller: none changed meanwhile.
             if records.get(&key) == Some(&value) {
                 records.remove(&key);
             }
         }
-        Ok(written)
     }
 }
 
@@ -122,8 +131,13 @@ mod tests {
         assert_eq!(held, vec![b"Tb".to_vec(), b"Tc".to_vec()]);
         assert_eq!(data.get(b"Ta").expect("get"), value("old"), "sled waits");
 
-        assert_eq!(deferred.write_into(&data, 42).expect("write"), 3);
-        assert_eq!(deferred.len(), 0);
+        let held = deferred.snapshot();
+        assert_eq!(held.len(), 3);
+        deferred.write_into(&data, &held, 42).expect("write");
+        deferred.hold(b"Tc", value("newer"));
+        deferred.forget(held);
+        assert_eq!(deferred.len(), 1, "a record rewritten meanwhile stays held");
+        assert_eq!(deferred.get(b"Tc"), Some(value("newer")));
         assert_eq!(data.get(b"Ta").expect("get"), value("v2"));
         assert_eq!(data.get(b"Tb").expect("get"), None);
         assert_eq!(data.get(b"Tc").expect("get"), value("new"));

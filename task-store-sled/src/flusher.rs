@@ -1,12 +1,17 @@
-//! The two threads behind the group commit: the flusher makes groups durable, the applier
-//! makes durable groups visible.
+//! The two threads behind the group commit: the flusher makes groups durable and visible,
+//! the checkpointer lets the journal go.
 //!
 //! The flusher appends the journal frames of every group committed since its last flush with
-//! one write and one `fdatasync`, then hands the flush to the applier and starts the next
-//! one. The applier applies the flush's groups to sled (strict durability; see `overlay`),
-//! sends their callers' answers, and takes a checkpoint when the flusher closed a journal
-//! segment. So the fsync of one flush overlaps with applying the previous one, and no caller
-//! is answered before its write is both durable and readable.
+//! one write and one `fdatasync`, applies the flush's groups to sled (strict durability; see
+//! `overlay` and `deferred`), sends their callers' answers, and starts the next flush. No
+//! caller is answered before its write is both durable and readable. Applying is cheap since
+//! task records are held in memory until the next checkpoint, so it stays on the flusher: a
+//! hand-off to another thread cost more waiting (a wake-up on a busy machine) than the apply.
+//!
+//! When the flusher closes a journal segment, it hands the checkpointer the held task records
+//! and the position they reach. The checkpointer writes them into sled with that position,
+//! flushes sled, fsyncs its files and deletes the covered segments, while the flusher goes on
+//! flushing: a checkpoint takes tens of milliseconds, which would otherwise stall every writer.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -14,22 +19,22 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use crate::deferred::Held;
 use crate::error::Ctx;
 use crate::group_commit::{Committed, Durability, Shared, complete};
 use crate::journal::{self, JournalWriter, SEQ_KEY};
 use crate::layout::{Tk, Trees};
 
-/// A durable flush on its way to the applier.
-struct Durable {
-    /// The flush's number.
-    number: u64,
-    /// Its groups, in sequence order.
-    groups: Vec<Committed>,
-    /// Journal segments closed by it, to delete after a checkpoint.
+/// A checkpoint for the checkpointer to take.
+struct Checkpoint {
+    /// The task records held back from sled when it was asked for, and the journal position
+    /// they reach (None with buffered durability: every group's batch wrote its position).
+    held: Option<(Held, u64)>,
+    /// Journal segments sled will then hold whole, to delete.
     closed: Vec<PathBuf>,
 }
 
-/// Starts the flusher thread (which starts the applier).
+/// Starts the flusher thread (which starts the checkpointer).
 pub(crate) fn spawn(
     ctx: Ctx,
     trees: Arc<Trees>,
@@ -38,47 +43,51 @@ pub(crate) fn spawn(
     shared: Arc<Shared>,
     durability: Durability,
 ) -> std::io::Result<JoinHandle<()>> {
-    let applier = Applier {
+    let checkpointer = Checkpointer {
         ctx: ctx.clone(),
-        trees,
+        trees: trees.clone(),
         db_dir,
         shared: shared.clone(),
-        durability,
-        applied: None,
     };
     let (sender, receiver) = mpsc::channel();
-    let applier = std::thread::Builder::new()
-        .name("sled-applier".into())
-        .spawn(move || applier.run(receiver))?;
+    let checkpointer = std::thread::Builder::new()
+        .name("sled-checkpointer".into())
+        .spawn(move || checkpointer.run(receiver))?;
     let flusher = Flusher {
         ctx,
         journal,
+        trees,
         shared,
         durability,
         buffer: Vec::new(),
+        applied: None,
     };
     std::thread::Builder::new()
         .name("sled-flusher".into())
-        .spawn(move || flusher.run(sender, applier))
+        .spawn(move || flusher.run(sender, checkpointer))
 }
 
 /// The flusher thread's state.
 struct Flusher {
     ctx: Ctx,
     journal: JournalWriter,
+    trees: Arc<Trees>,
     shared: Arc<Shared>,
     durability: Durability,
     /// The frames of one flush, concatenated (kept to reuse its allocation).
     buffer: Vec<u8>,
+    /// The last group applied (strict durability): the position the next checkpoint records.
+    applied: Option<u64>,
 }
 
 impl Flusher {
-    /// Flushes until shutdown, then waits for the applier and fails whatever still waits.
-    fn run(mut self, applier: mpsc::Sender<Durable>, applier_thread: JoinHandle<()>) {
-        self.flush_until_stopped(&applier);
-        drop(applier);
-        if applier_thread.join().is_err() {
-            tracing::error!("the sled applier thread panicked");
+    /// Flushes until shutdown, then waits for the last checkpoint and fails whatever still
+    /// waits.
+    fn run(mut self, checkpoints: mpsc::Sender<Checkpoint>, checkpointer: JoinHandle<()>) {
+        self.flush_until_stopped(&checkpoints);
+        drop(checkpoints);
+        if checkpointer.join().is_err() {
+            tracing::error!("the sled checkpointer thread panicked");
         }
         let shared = &self.shared;
         // Nothing may wait forever: answers still queued (none, unless a flush failed) fail;
@@ -173,19 +182,14 @@ impl Flusher {
         Some((state.started, state.shutdown, groups))
     }
 
-    /// Flushes until shutdown (then hands the applier a last checkpoint) or a failure.
-    fn flush_until_stopped(&mut self, applier: &mpsc::Sender<Durable>) {
+    /// Flushes until shutdown (then asks for a last checkpoint) or a failure.
+    fn flush_until_stopped(&mut self, checkpoints: &mpsc::Sender<Checkpoint>) {
         let shared = self.shared.clone();
         let mut deadline = Instant::now();
         loop {
             let Some((number, last, groups)) = self.next_flush(&mut deadline) else {
                 let closed = self.journal.rotate(true);
-                let number = shared.lock().started;
-                let _ = applier.send(Durable {
-                    number,
-                    groups: Vec::new(),
-                    closed,
-                });
+                self.request_checkpoint(checkpoints, closed);
                 return;
             };
             let begun = Instant::now();
@@ -196,53 +200,16 @@ impl Flusher {
             let nanos = u64::try_from(begun.elapsed().as_nanos()).unwrap_or(u64::MAX);
             shared.flush_nanos.fetch_add(nanos, Ordering::Relaxed);
             shared.flushes.fetch_add(1, Ordering::Relaxed);
-            if let Err(message) = result {
+            if let Err(message) = result.and_then(|()| self.apply_all(&groups)) {
                 tracing::error!(path = %self.ctx.path, %message, "the store refuses further writes");
                 complete(&shared, number, Some(message.into()));
                 return;
             }
+            complete(&shared, number, None);
             let closed = self.journal.rotate(last);
-            let sent = applier.send(Durable {
-                number,
-                groups,
-                closed,
-            });
-            if sent.is_err() || last {
+            self.request_checkpoint(checkpoints, closed);
+            if last {
                 return;
-            }
-        }
-    }
-}
-
-/// The applier thread's state.
-struct Applier {
-    ctx: Ctx,
-    trees: Arc<Trees>,
-    db_dir: PathBuf,
-    shared: Arc<Shared>,
-    durability: Durability,
-    /// The last group applied (strict durability): the journal position a checkpoint records.
-    applied: Option<u64>,
-}
-
-impl Applier {
-    /// Applies and answers each durable flush in order, until the flusher stops.
-    fn run(mut self, flushes: mpsc::Receiver<Durable>) {
-        let mut failed = false;
-        for durable in flushes {
-            if failed {
-                complete(&self.shared, durable.number, None);
-                continue;
-            }
-            let result = self.apply_all(&durable.groups).and_then(|()| {
-                // The answers of this flush do not wait for a checkpoint.
-                complete(&self.shared, durable.number, None);
-                self.checkpoint(durable.closed)
-            });
-            if let Err(message) = result {
-                tracing::error!(path = %self.ctx.path, %message, "the store refuses further writes");
-                complete(&self.shared, durable.number, Some(message.into()));
-                failed = true;
             }
         }
     }
@@ -288,22 +255,53 @@ impl Applier {
         Ok(())
     }
 
-    /// Takes a checkpoint covering the `closed` journal segments, if any: sled already holds
-    /// every frame in them, so once it is flushed and its files fsynced they are deleted.
-    fn checkpoint(&self, closed: Vec<PathBuf>) -> Result<(), String> {
+    /// Asks the checkpointer for a checkpoint covering the `closed` journal segments, if any.
+    fn request_checkpoint(&self, checkpoints: &mpsc::Sender<Checkpoint>, closed: Vec<PathBuf>) {
         if closed.is_empty() {
-            return Ok(());
+            return;
         }
+        let held = self
+            .applied
+            .map(|seq| (self.trees.deferred.snapshot(), seq));
+        // A checkpointer that stopped has recorded its failure: writes are refused already.
+        let _ = checkpoints.send(Checkpoint { held, closed });
+    }
+}
+
+/// The checkpointer thread's state.
+struct Checkpointer {
+    ctx: Ctx,
+    trees: Arc<Trees>,
+    db_dir: PathBuf,
+    shared: Arc<Shared>,
+}
+
+impl Checkpointer {
+    /// Takes each checkpoint asked for, in order, until the flusher stops or one fails.
+    fn run(self, checkpoints: mpsc::Receiver<Checkpoint>) {
+        for checkpoint in checkpoints {
+            if let Err(message) = self.checkpoint(checkpoint) {
+                tracing::error!(path = %self.ctx.path, %message, "the store refuses further writes");
+                let number = self.shared.lock().started;
+                complete(&self.shared, number, Some(message.into()));
+                return;
+            }
+        }
+    }
+
+    /// Writes the held task records and their journal position into sled, flushes it, fsyncs
+    /// its files, and deletes the segments it now holds whole.
+    fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), String> {
         let failed = |what: &str, err: &dyn std::fmt::Display| {
             format!(
                 "checkpointing database {} failed ({what}): {err}",
                 self.ctx.path
             )
         };
-        if let Some(seq) = self.applied {
+        if let Some((held, seq)) = &checkpoint.held {
             self.trees
                 .deferred
-                .write_into(&self.trees.data, seq)
+                .write_into(&self.trees.data, held, *seq)
                 .map_err(|e| failed("writing the held task records", &e))?;
         }
         self.trees
@@ -311,11 +309,14 @@ impl Applier {
             .flush()
             .map_err(|e| failed("flushing sled", &e))?;
         journal::sync_sled_files(&self.db_dir).map_err(|e| failed("fsyncing sled's files", &e))?;
-        for segment in closed {
+        for segment in checkpoint.closed {
             std::fs::remove_file(&segment)
                 .map_err(|e| failed(&format!("deleting {}", segment.display()), &e))?;
         }
-        self.shared.checkpoints.fetch_add(1, Ordering::Relaxed);
+        if let Some((held, _)) = checkpoint.held {
+            self.trees.deferred.forget(held);
+        }
+        self.shared.checkpoints.send_modify(|done| *done += 1);
         Ok(())
     }
 }

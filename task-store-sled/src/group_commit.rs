@@ -102,7 +102,7 @@ impl Ticket {
 /// Answers to send once a flush completed, given the failure that stopped the store if any.
 pub(crate) type Answers = Box<dyn FnOnce(Option<Arc<str>>) + Send>;
 
-/// What the committer, the flusher and the applier share.
+/// What the committer, the flusher and the checkpointer share.
 #[derive(Default)]
 pub(crate) struct State {
     /// Flushes started so far; the number of the running or last flush.
@@ -133,7 +133,8 @@ pub(crate) struct Shared {
     commits: AtomicU64,
     pub flushes: AtomicU64,
     pub flush_nanos: AtomicU64,
-    pub checkpoints: AtomicU64,
+    /// Checkpoints completed since open.
+    pub checkpoints: tokio::sync::watch::Sender<u64>,
     pub journal_bytes: AtomicU64,
 }
 
@@ -171,7 +172,7 @@ impl GroupCommit {
             commits: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
             flush_nanos: AtomicU64::new(0),
-            checkpoints: AtomicU64::new(0),
+            checkpoints: tokio::sync::watch::channel(0).0,
             journal_bytes: AtomicU64::new(0),
         });
         let thread = flusher::spawn(
@@ -261,9 +262,14 @@ impl GroupCommit {
             commits: self.shared.commits.load(Ordering::Relaxed),
             flushes: self.shared.flushes.load(Ordering::Relaxed),
             flush_time: Duration::from_nanos(self.shared.flush_nanos.load(Ordering::Relaxed)),
-            checkpoints: self.shared.checkpoints.load(Ordering::Relaxed),
+            checkpoints: *self.shared.checkpoints.borrow(),
             journal_bytes: self.shared.journal_bytes.load(Ordering::Relaxed),
         }
+    }
+
+    /// The number of checkpoints completed since open, updated as each completes.
+    pub fn checkpoints(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.checkpoints.subscribe()
     }
 
     /// Stops the flusher after a last flush and waits for it.

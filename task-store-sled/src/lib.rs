@@ -24,20 +24,19 @@
 //! (each operation sees the ones before it; one that fails is undone and leaves nothing
 //! behind), and encodes the group's writes as one checksummed *journal frame*. A flusher
 //! thread appends every frame committed since its last flush to a write-ahead journal
-//! (`journal/` in the database directory) with one write and one `fdatasync`. An applier
-//! thread then applies each durable group to sled, and only then do the callers return and
-//! publish their change notifications. While one fsync runs the committer already builds the
-//! next groups and the applier applies the previous flush (see [`CommitStats`]: writes per
-//! commit and per flush), so throughput grows with concurrency while each caller still waits
-//! for its own data.
+//! (`journal/` in the database directory) with one write and one `fdatasync`, then applies
+//! each durable group to sled, and only then do the callers return and publish their change
+//! notifications. While one fsync runs the committer already builds the next groups (see
+//! [`CommitStats`]: writes per commit and per flush), so throughput grows with concurrency
+//! while each caller still waits for its own data.
 //!
 //! The journal exists because sled 0.34's own `Db::flush` ends in `sync_file_range`, which
 //! neither flushes the disk's volatile write cache nor commits file metadata: on a disk with a
 //! write-back cache (the usual case, virtual disks included) a power cut could lose a group
 //! that sled had "flushed". `fdatasync` does both. sled is flushed, and its files fsynced, only
-//! at a *checkpoint*, taken when a journal segment is full
-//! ([`SledOptions::with_journal_segment_bytes`], 32 MiB by default); the segments it covers are
-//! then deleted.
+//! at a *checkpoint*, taken by a checkpointer thread when a journal segment is full
+//! ([`SledOptions::with_journal_segment_bytes`], 32 MiB by default) while writes go on; the
+//! segments it covers are then deleted.
 //!
 //! sled never holds a group before its frame is durable, and every group writes its frame
 //! number last (under the key `S`), so after any crash sled holds exactly the groups up to
@@ -72,7 +71,7 @@
 //!
 //! Reads (`get_task`, `list_tasks`, `history`, catalog and result reads) go to sled directly
 //! on the calling task. With strict durability they only ever see durable writes, and a call
-//! that returned is visible to every later read. The applier applies a group key by key, task
+//! that returned is visible to every later read. The flusher applies a group key by key, task
 //! records before the index entries that point at them, so a read that races with it may see
 //! part of a group, never an index entry without its record. It holds task records back from
 //! sled until the next checkpoint, in memory, where reads find them first: a record rewritten
@@ -225,6 +224,13 @@ impl SledStore {
     /// readable: wait on it instead of polling.
     pub fn pruned(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.pruned.subscribe()
+    }
+
+    /// The number of checkpoints completed since the store was opened (strict durability: a
+    /// checkpoint writes the task records held in memory into sled, flushes it and deletes the
+    /// journal segments it covers), updated as each completes: wait on it instead of polling.
+    pub fn checkpoints(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.commit.checkpoints()
     }
 
     /// The database directory.
