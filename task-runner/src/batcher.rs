@@ -25,7 +25,8 @@ pub(crate) const MAX_BATCH: usize = 256;
 
 /// At most this many `apply_many` calls run at once: while one waits for its fsync, the next
 /// are already committed, so the store's flushes follow each other without a gap. Four did
-/// 9,446-10,556 tasks/s end to end through sled where two did 8,700-9,414 (alternating runs).
+/// 9,446-10,556 tasks/s end to end through sled where two did 8,700-10,159 (six alternating
+/// pairs).
 pub(crate) const IN_FLIGHT: usize = 4;
 
 /// The outcome of one entry.
