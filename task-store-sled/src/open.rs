@@ -79,7 +79,10 @@ impl SledOptions {
         self
     }
 
-    /// These options with journal segments of `bytes` (at least 4 KiB).
+    /// These options with journal segments of `bytes` (at least 4 KiB). A checkpoint is taken
+    /// each time a segment is full, so this also bounds what a crash replays and, with strict
+    /// durability, the task records held in memory until the next checkpoint (about one
+    /// segment's worth).
     pub fn with_journal_segment_bytes(mut self, bytes: u64) -> Self {
         self.journal_segment_bytes = bytes.max(4096);
         self
