@@ -320,3 +320,58 @@ impl Checkpointer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::open::{SledOptions, open};
+    use task_core::prelude::{Priority, StoreError, TaskStore};
+    use task_core::testing::new_task;
+
+    /// A checkpoint that fails stops the store: every later write is refused, naming the failed
+    /// checkpoint, since nothing may be acknowledged that a later checkpoint could not cover.
+    #[tokio::test]
+    async fn a_failed_checkpoint_stops_the_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path(), SledOptions::default()).expect("open");
+        store
+            .create_task(new_task("before", Priority::Low))
+            .await
+            .expect("a write before the failure");
+        let inner = &store.inner;
+        // A checkpointer whose database directory is gone: fsyncing sled's files fails.
+        let checkpointer = Checkpointer {
+            ctx: inner.ctx.clone(),
+            trees: inner.trees.clone(),
+            db_dir: dir.path().join("missing"),
+            shared: inner.commit.shared(),
+        };
+        let (checkpoints, requests) = mpsc::channel();
+        checkpoints
+            .send(Checkpoint {
+                held: Some((inner.trees.deferred.snapshot(), 1)),
+                closed: Vec::new(),
+            })
+            .expect("queued");
+        drop(checkpoints);
+        checkpointer.run(requests);
+
+        let err = store
+            .create_task(new_task("after", Priority::Low))
+            .await
+            .expect_err("writes are refused");
+        let text = err.to_string();
+        assert!(
+            matches!(
+                err,
+                StoreError::Backend {
+                    retryable: false,
+                    ..
+                }
+            ),
+            "{text}"
+        );
+        assert!(text.contains("checkpointing database"), "{text}");
+        assert!(text.contains("fsyncing sled's files"), "{text}");
+    }
+}

@@ -267,6 +267,12 @@ impl GroupCommit {
         }
     }
 
+    /// The state the flusher threads share (for tests that drive them directly).
+    #[cfg(test)]
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     /// The number of checkpoints completed since open, updated as each completes.
     pub fn checkpoints(&self) -> tokio::sync::watch::Receiver<u64> {
         self.shared.checkpoints.subscribe()
