@@ -107,7 +107,13 @@ impl SledStore {
             .trees
             .deferred
             .range((Bound::Unbounded, Bound::Unbounded));
-        for entry in Overlaid::new(stored, held) {
+        // With buffered durability the acknowledged writes not yet applied count as well.
+        let pending = if inner.trees.reads_pending {
+            inner.trees.lock_overlay().entries()
+        } else {
+            Vec::new()
+        };
+        for entry in Overlaid::new(Overlaid::new(stored, held), pending) {
             let (key, value) = entry.map_err(|e| ctx.backend("dumping", e))?;
             if key == SEQ_KEY {
                 // The journal's bookkeeping, not data: it moves on at every open.

@@ -1,4 +1,4 @@
-//! Task records held back from sled until the next checkpoint (strict durability).
+//! Task records held back from sled until the next checkpoint.
 //!
 //! A task's record is rewritten at every transition: created, claimed, each step, finished.
 //! Each version written into sled costs inserts, then work on sled's I/O threads writing its

@@ -2,9 +2,10 @@
 //! the checkpointer lets the journal go.
 //!
 //! The flusher appends the journal frames of every group committed since its last flush with
-//! one write and one `fdatasync`, applies the flush's groups to sled (strict durability; see
-//! `overlay` and `deferred`), sends their callers' answers, and starts the next flush. No
-//! caller is answered before its write is both durable and readable. Applying is cheap since
+//! one write and one `fdatasync`, applies the flush's groups to sled (see `overlay` and
+//! `deferred`), sends their callers' answers (strict durability), and starts the next flush. No
+//! strict caller is answered before its write is both durable and readable (buffered callers
+//! are answered at commit, and read their writes from the overlay). Applying is cheap since
 //! task records are held in memory until the next checkpoint, so it stays on the flusher: a
 //! hand-off to another thread cost more waiting (a wake-up on a busy machine) than the apply.
 //!
@@ -28,7 +29,7 @@ use crate::layout::{Tk, Trees};
 /// A checkpoint for the checkpointer to take.
 struct Checkpoint {
     /// The task records held back from sled when it was asked for, and the journal position
-    /// they reach (None with buffered durability: every group's batch wrote its position).
+    /// they reach (None if no group was applied since the open).
     held: Option<(Held, u64)>,
     /// Journal segments sled will then hold whole, to delete.
     closed: Vec<PathBuf>,
@@ -76,7 +77,7 @@ struct Flusher {
     durability: Durability,
     /// The frames of one flush, concatenated (kept to reuse its allocation).
     buffer: Vec<u8>,
-    /// The last group applied (strict durability): the position the next checkpoint records.
+    /// The last group applied: the position the next checkpoint records.
     applied: Option<u64>,
 }
 
@@ -214,11 +215,8 @@ impl Flusher {
         }
     }
 
-    /// Applies durable groups to sled (strict mode; buffered groups were applied at commit).
+    /// Applies durable groups to sled.
     fn apply_all(&mut self, groups: &[Committed]) -> Result<(), String> {
-        if self.durability != Durability::Strict {
-            return Ok(());
-        }
         for group in groups {
             self.apply(group)?;
         }

@@ -148,7 +148,6 @@ impl Shared {
 
 /// The flusher thread and the writers' side of it.
 pub(crate) struct GroupCommit {
-    ctx: Ctx,
     trees: Arc<Trees>,
     shared: Arc<Shared>,
     durability: Durability,
@@ -176,7 +175,7 @@ impl GroupCommit {
             journal_bytes: AtomicU64::new(0),
         });
         let thread = flusher::spawn(
-            ctx.clone(),
+            ctx,
             trees.clone(),
             journal,
             db_dir,
@@ -184,7 +183,6 @@ impl GroupCommit {
             durability,
         )?;
         Ok(Self {
-            ctx,
             trees,
             shared,
             durability,
@@ -193,24 +191,14 @@ impl GroupCommit {
     }
 
     /// Takes a committed group carrying `writes` acknowledged calls and returns the ticket its
-    /// callers wait for. In strict mode its writes wait in the overlay for the flusher, which
-    /// applies them to sled once their frame is durable; in buffered mode they are applied to
-    /// sled at once, as one batch (sled may then hold groups the journal does not: whole ones,
-    /// which an open keeps).
+    /// callers wait for. Its writes wait in the overlay for the flusher, which applies them to
+    /// sled once their frame is durable, so sled never holds a write the journal lacks. In
+    /// buffered mode readers already see them in the overlay: they are acknowledged.
     pub fn committed(&self, writes: u64, group: Committed) -> Result<Ticket, StoreError> {
         if let Some(failure) = &self.shared.lock().failure {
             return Err(stopped_by(failure));
         }
-        match self.durability {
-            Durability::Strict => self.trees.lock_overlay().publish(group.seq, &group.writes),
-            Durability::Buffered { .. } => {
-                if let Err(err) = group.apply_atomically(&self.ctx, &self.trees) {
-                    // The in-memory queues already moved on: nothing more may be written.
-                    self.shared.lock().failure = Some(err.to_string().into());
-                    return Err(err);
-                }
-            }
-        }
+        self.trees.lock_overlay().publish(group.seq, &group.writes);
         self.shared.writes.fetch_add(writes, Ordering::Relaxed);
         self.shared.commits.fetch_add(1, Ordering::Relaxed);
         let mut state = self.shared.lock();

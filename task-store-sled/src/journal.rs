@@ -11,10 +11,9 @@
 //! sled records under [`SEQ_KEY`] the sequence number of the last frame it holds whole, so an
 //! open knows where to start: it replays the later frames in order (each sets keys to absolute
 //! values, so the result is exactly the state after the last durable frame), checkpoints and
-//! starts an empty journal. With buffered durability every group's batch writes that number,
-//! atomically with the rest. With strict durability only checkpoints write it, after the task
-//! records held back from sled (see `deferred`): frames after it may be partly in sled, and
-//! replaying them again is harmless. sled may hold a few frames more than the journal
+//! starts an empty journal. Only checkpoints write that number, after the task records held
+//! back from sled (see `deferred`): frames after it may be partly in sled, and replaying them
+//! again is harmless. sled may hold a few frames more than the journal
 //! (applied, but the crash came before their fsync): those were never acknowledged and form a
 //! consistent prefix all the same.
 //!

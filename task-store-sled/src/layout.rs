@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
-use either::Either;
 use sled::IVec;
 use task_core::time::Timestamp;
 
@@ -158,17 +157,25 @@ pub(crate) fn prefixed(prefix: u8, key: &[u8]) -> Vec<u8> {
 pub(crate) type Entry = sled::Result<(Vec<u8>, IVec)>;
 
 /// One persistent keyspace: reads with keys as the keyspace sees them (no prefix). Reads of
-/// task records also see the records held back from sled until the next checkpoint.
+/// task records also see the records held back from sled until the next checkpoint, and with
+/// buffered durability reads see the committed writes not yet applied (they are acknowledged).
 #[derive(Clone, Copy)]
 pub(crate) struct View<'a> {
     data: &'a sled::Tree,
     prefix: u8,
     deferred: Option<&'a Deferred>,
+    pending: Option<&'a Mutex<Overlay>>,
 }
 
 impl<'a> View<'a> {
     /// The value at `key`.
     pub fn get(&self, key: &[u8]) -> sled::Result<Option<IVec>> {
+        if let Some(pending) = self.pending {
+            let pending = pending.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(value) = pending.get(self.prefix, key) {
+                return Ok(value);
+            }
+        }
         let full = prefixed(self.prefix, key);
         if let Some(held) = self.deferred.and_then(|deferred| deferred.get(&full)) {
             return Ok(held);
@@ -180,37 +187,39 @@ impl<'a> View<'a> {
     pub fn range(
         &self,
         range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
-    ) -> impl DoubleEndedIterator<Item = Entry> + 'a {
+    ) -> impl Iterator<Item = Entry> + 'a {
+        let pending = self
+            .pending
+            .map(|pending| {
+                let pending = pending.lock().unwrap_or_else(|p| p.into_inner());
+                pending.range(self.prefix, &range)
+            })
+            .unwrap_or_default();
         let bounds = full_bounds(self.prefix, range);
         let held = self
             .deferred
             .map(|deferred| deferred.range(bounds.clone()))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| (key[1..].to_vec(), value))
+            .collect();
         let stored = self
             .data
             .range::<Vec<u8>, _>(bounds)
             .map(|entry| entry.map(|(key, value)| (key[1..].to_vec(), value)));
-        if held.is_empty() {
-            Either::Left(stored)
-        } else {
-            let held = held
-                .into_iter()
-                .map(|(key, value)| (key[1..].to_vec(), value))
-                .collect();
-            // Rare (consistency checks scan the task records): merged once, then replayed.
-            let merged: Vec<Entry> = Overlaid::new(stored, held).collect();
-            Either::Right(merged.into_iter())
-        }
+        // Newest on top: pending writes, then held records, then sled. Both merges stay lazy
+        // over sled's entries.
+        Overlaid::new(Overlaid::new(stored, held), pending)
     }
 
     /// The entries whose key starts with `prefix`.
-    pub fn scan_prefix(&self, prefix: &[u8]) -> impl DoubleEndedIterator<Item = Entry> + 'a {
+    pub fn scan_prefix(&self, prefix: &[u8]) -> impl Iterator<Item = Entry> + 'a {
         let end = keys::after_prefix(prefix).map_or(Bound::Unbounded, Bound::Excluded);
         self.range((Bound::Included(prefix.to_vec()), end))
     }
 
     /// Every entry.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = Entry> + 'a {
+    pub fn iter(&self) -> impl Iterator<Item = Entry> + 'a {
         self.range((Bound::Unbounded, Bound::Unbounded))
     }
 }
@@ -269,9 +278,12 @@ pub(crate) struct Trees {
     pub data: sled::Tree,
     /// The in-memory keyspaces.
     pub queues: Mutex<Queues>,
-    /// Committed writes the flusher has not applied to sled yet (strict durability).
+    /// Committed writes the flusher has not applied to sled yet.
     pub overlay: Mutex<Overlay>,
-    /// Durable task records held back from sled until the next checkpoint (strict durability).
+    /// Whether readers see [`Trees::overlay`] (buffered durability, where committed writes
+    /// are acknowledged), not only what is durable.
+    pub reads_pending: bool,
+    /// Durable task records held back from sled until the next checkpoint.
     pub deferred: Deferred,
     /// [`Queues::earliest`] as of the last commit, for `next_wakeup` without the queue lock.
     pub wakeup: Mutex<Option<Timestamp>>,
@@ -285,6 +297,7 @@ impl Trees {
             // Only the stage asks for the queues, and it never asks for a view of them.
             prefix: tk.prefix().unwrap_or(0),
             deferred: (tk == Tk::Tasks).then_some(&self.deferred),
+            pending: self.reads_pending.then_some(&self.overlay),
         }
     }
 

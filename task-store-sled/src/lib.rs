@@ -78,10 +78,11 @@
 //! at every transition reaches sled about once per checkpoint instead of at every write.
 //! `next_wakeup` reads the in-memory queues, which move at commit.
 //!
-//! With [`Durability::Buffered`], the committer applies each group to sled at once as one
-//! `apply_batch` (atomic on disk and for readers), calls return at once, and the journal is
-//! written and fsynced on a timer: a crash may lose the writes of the last interval (whole
-//! groups only, never a part of one). If a flush ever fails, the store refuses every later write: reopen it.
+//! With [`Durability::Buffered`], calls return once committed, and reads see committed writes
+//! at once (from the same overlay the committer reads). The journal is written and fsynced on
+//! a timer, and groups reach sled only after that, as in strict mode: a crash may lose the
+//! writes of the last interval (whole groups only, never a part of one). If a flush ever
+//! fails, the store refuses every later write: reopen it.
 //!
 //! Opening a database requeues the tasks whose lease expired while it was closed; tasks waiting
 //! for a retry keep their retry time. sled 0.34 replays, on the first open after a run,

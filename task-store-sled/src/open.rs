@@ -274,6 +274,7 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
         data,
         queues: Mutex::new(Queues::default()),
         overlay: Mutex::new(Overlay::default()),
+        reads_pending: options.durability != Durability::Strict,
         deferred: Deferred::default(),
         wakeup: Mutex::new(None),
         db: db.clone(),

@@ -1,12 +1,14 @@
-//! Writes on their way to sled (strict durability).
+//! Writes on their way to sled.
 //!
-//! With strict durability sled never holds a write before its journal frame is durable: the
+//! sled never holds a write before its journal frame is durable: the
 //! committer hands a group's writes to the flusher, which applies them to sled (one insert
 //! per key; task records are held back until the next checkpoint, see `deferred`) only after
 //! the fsync. sled then never gets ahead of
 //! the journal, so a crash, even one that keeps only part of a group in sled, is always
-//! repaired by replaying the frames after the recorded position. Readers other than the
-//! committer read sled, so they only ever see durable writes. The committer, which builds
+//! repaired by replaying the frames after the recorded position. With strict durability,
+//! readers other than the committer read sled (and the held records), so they only ever see
+//! durable writes; with buffered durability, whose calls return at commit, they read through
+//! the overlay too. The committer, which builds
 //! the next groups meanwhile, reads through the [`Overlay`]: the writes committed but not yet
 //! applied, newest first.
 //!
@@ -70,6 +72,14 @@ impl Overlay {
         self.pending
             .range::<Vec<u8>, _>(full_bounds(prefix, bounds.clone()))
             .map(|(key, (_, value))| (key[1..].to_vec(), value.clone()))
+            .collect()
+    }
+
+    /// Every pending write, full keys in key order.
+    pub fn entries(&self) -> Vec<(Vec<u8>, Option<IVec>)> {
+        self.pending
+            .iter()
+            .map(|(key, (_, value))| (key.clone(), value.clone()))
             .collect()
     }
 

@@ -15,6 +15,7 @@ use task_core::store::StoreError;
 use crate::error::Ctx;
 use crate::keys;
 use crate::layout::{Queues, Tk, Trees, tree};
+use crate::overlay::full_bounds;
 use crate::record::decode_head;
 
 /// Threads reading at once.
@@ -34,10 +35,16 @@ pub(crate) fn rebuild_queues(ctx: &Ctx, trees: &Trees) -> Result<Queues, StoreEr
             .map(|found| found.map(|(key, _)| key))
             .map_err(|e| ctx.backend(Tk::Active.scan_operation(), e))
     };
-    let (Some(first), Some(last)) = (
-        edge(active.iter().next())?,
-        edge(active.iter().next_back())?,
-    ) else {
+    // Nothing is pending at open: sled alone holds the index.
+    let last_key = trees
+        .data
+        .range::<Vec<u8>, _>(full_bounds(
+            Tk::Active.prefix().unwrap_or(b'A'),
+            (Bound::Unbounded, Bound::Unbounded),
+        ))
+        .next_back()
+        .map(|entry| entry.map(|(key, value)| (key[1..].to_vec(), value)));
+    let (Some(first), Some(last)) = (edge(active.iter().next())?, edge(last_key)?) else {
         return Ok(Queues::default());
     };
     let runs = runs(keys::split_points(&first, &last, RUNS));
