@@ -290,14 +290,25 @@ pub(crate) struct Trees {
 }
 
 impl Trees {
-    /// The persistent keyspace `tk` (the in-memory ones are read through [`Trees::queues`]).
+    /// The persistent keyspace `tk` as readers see it (the in-memory ones are read through
+    /// [`Trees::queues`]).
     pub fn view(&self, tk: Tk) -> View<'_> {
+        self.view_with(tk, self.reads_pending)
+    }
+
+    /// The persistent keyspace `tk` as the committer sees it: every committed write, durable
+    /// or not.
+    pub fn committed_view(&self, tk: Tk) -> View<'_> {
+        self.view_with(tk, true)
+    }
+
+    fn view_with(&self, tk: Tk, pending: bool) -> View<'_> {
         View {
             data: &self.data,
             // Only the stage asks for the queues, and it never asks for a view of them.
             prefix: tk.prefix().unwrap_or(0),
             deferred: (tk == Tk::Tasks).then_some(&self.deferred),
-            pending: self.reads_pending.then_some(&self.overlay),
+            pending: pending.then_some(&self.overlay),
         }
     }
 

@@ -25,7 +25,7 @@ use crate::error::Ctx;
 use crate::group_commit::Committed;
 use crate::journal::{FrameBuilder, SEQ_KEY};
 use crate::layout::{Entry, Queues, Tk, Trees, prefixed};
-use crate::overlay::{GroupWrites, Overlaid};
+use crate::overlay::GroupWrites;
 use crate::record::{StoredTask, decode_record, encode_record};
 
 /// A task as the committer keeps it between groups.
@@ -143,14 +143,11 @@ impl<'a> Stage<'a> {
         if let Some(pending) = self.writes[tk as usize].get(key) {
             return Ok(pending.clone());
         }
-        let Some(prefix) = tk.prefix() else {
+        if tk.prefix().is_none() {
             return Ok(self.queues.map(tk).get(key).cloned());
-        };
-        if let Some(pending) = self.trees.lock_overlay().get(prefix, key) {
-            return Ok(pending);
         }
         self.trees
-            .view(tk)
+            .committed_view(tk)
             .get(key)
             .map_err(|e| self.ctx.backend("reading", e))
     }
@@ -259,9 +256,8 @@ impl<'a> Stage<'a> {
             range.1.as_ref().map(Vec::as_slice),
         );
         let pending = Some(self.writes[tk as usize].range::<[u8], _>(bounds));
-        let stored: Box<dyn Iterator<Item = Entry> + '_> = if let Some(prefix) = tk.prefix() {
-            let pending = self.trees.lock_overlay().range(prefix, &range);
-            Box::new(Overlaid::new(self.trees.view(tk).range(range), pending))
+        let stored: Box<dyn Iterator<Item = Entry> + '_> = if tk.prefix().is_some() {
+            Box::new(self.trees.committed_view(tk).range(range))
         } else {
             Box::new(
                 self.queues
