@@ -360,13 +360,7 @@ mod tests {
             .expect_err("writes are refused");
         let text = err.to_string();
         assert!(
-            matches!(
-                err,
-                StoreError::Backend {
-                    retryable: false,
-                    ..
-                }
-            ),
+            matches!(err, StoreError::Backend { .. }) && !err.is_retryable(),
             "{text}"
         );
         assert!(text.contains("checkpointing database"), "{text}");

@@ -110,13 +110,7 @@ async fn a_journal_that_cannot_be_written_stops_the_store_with_a_clear_error() {
     let err = create(&store, 2, 200).await.expect_err("writes must fail");
     let text = err.to_string();
     assert!(
-        matches!(
-            err,
-            StoreError::Backend {
-                retryable: false,
-                ..
-            }
-        ),
+        matches!(err, StoreError::Backend { .. }) && !err.is_retryable(),
         "{text}"
     );
     assert!(
