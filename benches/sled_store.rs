@@ -9,7 +9,7 @@
 //! `-- --no-open` skips the open measurements and `-- --open-only` runs them alone;
 //! `-- --runner-only` runs the runner pattern only, `-- --creates-only` the fsync loop and the
 //! 256-writer creates. `-- --crash-open` measures the open of a 400,000-task store after a
-//! child process ran the runner pattern on it for 30 s and was killed with SIGKILL.
+//! child process ran 200,000 tasks through it the runner's way and was killed with SIGKILL.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -170,7 +170,7 @@ fn runner_pattern(dir: &Path, workers: usize) -> (f64, task_store_sled::CommitSt
     let store = SledStore::open(dir.join(format!("runner-{workers}"))).expect("open");
     let before = store.commit_stats();
     let start = Instant::now();
-    let done = drive(&store, workers, PHASE + PHASE);
+    let done = drive(&store, workers, PHASE + PHASE, None);
     let elapsed = start.elapsed().as_secs_f64();
     let stats = store.commit_stats().since(&before);
     (done as f64 / elapsed, stats)
@@ -178,7 +178,8 @@ fn runner_pattern(dir: &Path, workers: usize) -> (f64, task_store_sled::CommitSt
 
 /// Runs tasks through `store` the way task-runner does (creates by 16 producers, claims of up
 /// to 16, five applies per task) with `workers` at once, for `run_for`; returns the tasks done.
-fn drive(store: &SledStore, workers: usize, run_for: Duration) -> u64 {
+/// With `report_every`, prints `done N` on stdout each time N more tasks are done.
+fn drive(store: &SledStore, workers: usize, run_for: Duration, report_every: Option<u64>) -> u64 {
     use tokio::sync::Semaphore;
     let rt = runtime();
     let done = Arc::new(AtomicU64::new(0));
@@ -237,7 +238,12 @@ fn drive(store: &SledStore, workers: usize, run_for: Duration) -> u64 {
                                     .await
                                     .expect("apply");
                             }
-                            done.fetch_add(1, Ordering::Relaxed);
+                            let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
+                            if report_every.is_some_and(|every| finished % every == 0) {
+                                let mut out = std::io::stdout().lock();
+                                writeln!(out, "done {finished}").expect("stdout");
+                                out.flush().expect("stdout");
+                            }
                             backlog.add_permits(1);
                             drop(slot);
                         });
@@ -282,11 +288,9 @@ fn main() {
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--drive") {
-        // The child of the crash measurement: runs until it is killed.
+        // The child of the crash measurement: reports its progress until it is killed.
         let store = SledStore::open(Path::new(&args[i + 1])).expect("open");
-        println!("driving");
-        std::io::stdout().flush().expect("stdout");
-        drive(&store, 64, Duration::from_secs(3600));
+        drive(&store, 64, Duration::from_secs(3600), Some(10_000));
         return;
     }
     let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
