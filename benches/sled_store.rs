@@ -10,6 +10,7 @@
 //! `-- --runner-only` runs the runner pattern only, `-- --creates-only` the fsync loop and the
 //! 256-writer creates. `-- --crash-open` measures the open of a 400,000-task store after a
 //! child process ran 200,000 tasks through it the runner's way and was killed with SIGKILL.
+//! `-- --raw-sled` measures sled 0.34 alone: the memory an open costs for plain keys.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ use std::time::{Duration, Instant};
 
 #[path = "support/sled_open.rs"]
 mod sled_open;
+#[path = "support/sled_raw.rs"]
+mod sled_raw;
 
 use task_core::prelude::*;
 use task_store_sled::SledStore;
@@ -287,6 +290,10 @@ fn main() {
         sled_open::open_probe(Path::new(&args[i + 1]));
         return;
     }
+    if let Some(i) = args.iter().position(|a| a == "--raw-open-probe") {
+        sled_raw::raw_open_probe(Path::new(&args[i + 1]));
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--drive") {
         // The child of the crash measurement: reports its progress until it is killed.
         let store = SledStore::open(Path::new(&args[i + 1])).expect("open");
@@ -313,6 +320,10 @@ fn main() {
     }
     if args.iter().any(|a| a == "--open-only") {
         sled_open::open_measurements(&target.join("sled-bench-cache"));
+        return;
+    }
+    if args.iter().any(|a| a == "--raw-sled") {
+        sled_raw::raw_measurements(scratch.path());
         return;
     }
     if args.iter().any(|a| a == "--crash-open") {

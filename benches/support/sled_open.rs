@@ -54,11 +54,11 @@ pub fn open_measurements(cache: &Path) {
         &format!("{name} (the same, closed with SledStore::close after the build)"),
         400_000,
     );
-    // The same histories with a retention: the finished tasks are deleted as they go.
+    // The same numbers of tasks run with a retention: 1,000 at a time, deleted once finished.
     let mut kept: Vec<(usize, u64)> = Vec::new();
     for (name, total) in [
-        ("400k-run-pruned-v4", 400_000),
-        ("1m-run-pruned-v4", 1_000_000),
+        ("400k-steady-pruned-v4", 400_000),
+        ("1m-steady-pruned-v4", 1_000_000),
     ] {
         let path = cache.join(name);
         build_cache(&path, total, 100_000, true, false);
@@ -68,11 +68,11 @@ pub fn open_measurements(cache: &Path) {
         kept.push((total - 100_000, open_row(&path, &label, 100_000)));
     }
     // The 1M-run pruned store compacted into a fresh database (its live data only).
-    let compacted = cache.join("1m-run-pruned-compacted-v4");
+    let compacted = cache.join("1m-steady-pruned-compacted-v4");
     if !compacted.exists() {
         let begun = Instant::now();
         let report = SledStore::compact_into(
-            cache.join("1m-run-pruned-v4"),
+            cache.join("1m-steady-pruned-v4"),
             &compacted,
             SledOptions::default(),
         )
@@ -84,7 +84,7 @@ pub fn open_measurements(cache: &Path) {
     }
     open_row(
         &compacted,
-        "1m-run-pruned-compacted-v4 (the previous store after SledStore::compact_into; per task kept)",
+        "1m-steady-pruned-compacted-v4 (the previous store after SledStore::compact_into; per task kept)",
         100_000,
     );
     if let [(few, rss_few), (many, rss_many)] = kept[..] {
@@ -145,8 +145,13 @@ pub fn open_after_crash(cache: &Path, scratch: &Path) {
 }
 
 /// Builds (once) a store of `total` tasks of which `pending` stay pending; the rest are done
-/// with a full history. With `prune`, a retention shorter than a round deletes the finished
-/// tasks after every round of 1,000, as a store with a retention does continuously.
+/// with a full history.
+///
+/// Without `prune`, every task is created first and the finished ones are then run, so the
+/// store holds all `total` tasks at the end. With `prune`, the store is built as a service
+/// with a retention runs: the `pending` tasks (low priority) are created first, then each
+/// round creates 1,000 high-priority tasks, runs them and deletes the finished ones, so the
+/// store never holds more than `pending` + 1,000 tasks.
 pub fn build_cache(path: &Path, total: usize, pending: usize, prune: bool, close: bool) {
     let marker = path.join("bench-complete");
     if marker.exists() {
@@ -165,20 +170,31 @@ pub fn build_cache(path: &Path, total: usize, pending: usize, prune: bool, close
     let rt = runtime();
     rt.block_on(async {
         const BATCH: usize = 1_000;
-        for b in 0..total / BATCH {
-            let batch = (0..BATCH)
+        let create = |from: usize, count: usize, priority: Priority| {
+            let batch = (from..from + count)
                 .map(|i| NewTask {
-                    key: key("bench", format!("item-{}", b * BATCH + i)),
-                    priority: Priority::Low,
+                    key: key("bench", format!("item-{i}")),
+                    priority,
                 })
                 .collect();
-            store.create_tasks(batch).await.expect("create");
+            store.create_tasks(batch)
+        };
+        let upfront = if prune { pending } else { total };
+        for from in (0..upfront).step_by(BATCH) {
+            let count = BATCH.min(upfront - from);
+            create(from, count, Priority::Low).await.expect("create");
         }
         let me = WorkerId::new("builder").expect("worker");
         let mut finished = 0;
         while finished < total - pending {
+            let round = BATCH.min(total - pending - finished);
+            if prune {
+                create(pending + finished, round, Priority::High)
+                    .await
+                    .expect("create");
+            }
             let request = ClaimRequest {
-                max: BATCH.min(total - pending - finished),
+                max: round,
                 ..ClaimRequest::one(me.clone(), Duration::from_secs(3600))
             };
             let claimed = store.claim(&request).await.expect("claim");
@@ -232,7 +248,7 @@ fn dir_bytes(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn status_kib(field: &str) -> u64 {
+pub fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -269,8 +285,14 @@ pub fn open_probe(path: &Path) {
 }
 
 fn probe(path: &Path) -> (u64, u64, u64, u64) {
+    let v = child_figures("--open-probe", path);
+    (v[0], v[1], v[2], v[3])
+}
+
+/// Runs this bench binary with `flag path` and returns the numbers its output holds.
+pub fn child_figures(flag: &str, path: &Path) -> Vec<u64> {
     let out = std::process::Command::new(std::env::current_exe().expect("exe"))
-        .arg("--open-probe")
+        .arg(flag)
         .arg(path)
         .output()
         .expect("probe");
@@ -279,10 +301,8 @@ fn probe(path: &Path) -> (u64, u64, u64, u64) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Vec<u64> = text
+    String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .filter_map(|x| x.parse().ok())
-        .collect();
-    (v[0], v[1], v[2], v[3])
+        .collect()
 }

@@ -1,7 +1,7 @@
 //! Compaction: a copy of a store's live data into a fresh database, the way `VACUUM INTO`
-//! works. sled 0.34 keeps an in-memory page-table entry for every page it ever allocated,
-//! freed ones included, so a store's resident memory follows every task it ever ran, even
-//! when retention deleted them. A compacted copy starts from the live data only.
+//! works. sled 0.34 keeps the in-memory page-table entries of pages that deletions emptied, so
+//! a store's resident memory follows the most tasks it ever held at once, even after they were
+//! deleted. A compacted copy starts from the live data only.
 
 use std::path::Path;
 

@@ -1,8 +1,8 @@
 //! Retention: finished tasks older than a cut-off are deleted with their history and listing
 //! entries, so that a long-lived store does not list and keep on disk every task it ever ran.
-//! Catalog items and results stay. Runs in the committer, in bounded rounds. (It does not give
-//! memory back: sled 0.34 keeps an entry for every page it ever allocated in its in-memory
-//! page table, freed pages included; see BENCHMARKS.md.)
+//! Catalog items and results stay. Runs in the committer, in bounded rounds. In a steady run
+//! it also bounds resident memory, since sled 0.34 reuses the pages that deletions free; it
+//! does not give back the memory of a peak the store once held (see BENCHMARKS.md).
 
 use std::ops::Bound;
 
