@@ -1,6 +1,6 @@
-//! The sled store passes task-core's conformance suite: in strict durability (writes reach
-//! sled through the journal), in buffered durability (calls return at commit and the journal
-//! is fsynced on a timer), and in strict durability with sled's log cleaning.
+//! The sled store passes task-core's conformance suite, in strict durability (writes reach
+//! sled through the journal and the applier) and in buffered durability (each group is
+//! applied to sled at commit and the journal is fsynced on a timer).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,19 +9,10 @@ use task_core::time::ManualClock;
 use task_store_sled::{Durability, SledOptions, SledStore};
 
 fn open(clock: ManualClock, durability: Durability) -> (SledStore, tempfile::TempDir) {
-    open_with(clock, durability, false)
-}
-
-fn open_with(
-    clock: ManualClock,
-    durability: Durability,
-    log_cleaning: bool,
-) -> (SledStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let options = SledOptions::default()
         .with_clock(Arc::new(clock))
-        .with_durability(durability)
-        .with_log_cleaning(log_cleaning);
+        .with_durability(durability);
     let store = SledStore::open_with(dir.path(), options).expect("open");
     (store, dir)
 }
@@ -37,10 +28,4 @@ mod buffered {
             interval: Duration::from_millis(5),
         }
     ));
-}
-
-mod log_cleaning {
-    use super::*;
-
-    task_core::conformance_suite!(|clock: ManualClock| open_with(clock, Durability::Strict, true));
 }

@@ -27,9 +27,6 @@ pub struct FileConfig {
     /// Days a finished task (with its history) is kept before it is deleted; results and
     /// catalog items are kept regardless (default: finished tasks are kept forever).
     pub retention_days: Option<u64>,
-    /// Whether sled cleans its log in the background: less disk, more memory (default off;
-    /// see `SledOptions::with_log_cleaning`).
-    pub log_cleaning: Option<bool>,
     /// Root of `file://` asset URLs (default `./media`).
     pub media_root: Option<PathBuf>,
     /// Where objects are downloaded for ffprobe and ffmpeg (default: the system's temporary
@@ -151,8 +148,6 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// How long finished tasks are kept (None: forever).
     pub retention: Option<Duration>,
-    /// Whether sled cleans its log in the background.
-    pub log_cleaning: bool,
     /// `file://` root.
     pub media_root: PathBuf,
     /// Downloads for the tools (None: the system's temporary directory).
@@ -303,7 +298,6 @@ impl FileConfig {
                 Some(days) => Some(Duration::from_secs(days.saturating_mul(86_400))),
                 None => None,
             },
-            log_cleaning: self.log_cleaning.unwrap_or(false),
             media_root: overrides
                 .media_root
                 .or(self.media_root)
@@ -336,10 +330,6 @@ mod tests {
         assert_eq!(s.products.len(), 1);
         assert_eq!(s.products[0].name.as_str(), "adbreaks");
         assert_eq!(s.retention, None, "finished tasks are kept unless asked");
-        assert!(
-            !s.log_cleaning,
-            "sled's log cleaning costs memory, so it is asked for"
-        );
         assert_eq!(s.scratch_dir, None, "downloads go to the system's temp dir");
     }
 
@@ -350,7 +340,6 @@ mod tests {
             listen = "127.0.0.1:9000"
             data_dir = "/var/lib/taskd"
             retention_days = 30
-            log_cleaning = true
             scratch_dir = "/srv/scratch"
             [[api_keys]]
             key = "file-key-123"
@@ -372,7 +361,6 @@ mod tests {
         assert_eq!(s.listen.port(), 0);
         assert_eq!(s.data_dir, PathBuf::from("/var/lib/taskd"));
         assert_eq!(s.retention, Some(Duration::from_secs(30 * 86_400)));
-        assert!(s.log_cleaning);
         assert_eq!(s.scratch_dir, Some(PathBuf::from("/srv/scratch")));
         assert_eq!(s.api_keys.len(), 1);
         assert_eq!(s.api_keys[0].1.as_str(), "globex");

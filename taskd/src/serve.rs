@@ -105,7 +105,7 @@ async fn shutdown_signal() {
 pub async fn serve(settings: Settings) -> Result<(), TaskdError> {
     std::fs::create_dir_all(&settings.media_root)
         .map_err(|e| TaskdError::io(format!("media root {}", settings.media_root.display()), e))?;
-    let mut options = SledOptions::default().with_log_cleaning(settings.log_cleaning);
+    let mut options = SledOptions::default();
     if let Some(retention) = settings.retention {
         options = options.with_retention(retention);
     }

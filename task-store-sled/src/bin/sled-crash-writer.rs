@@ -138,24 +138,16 @@ fn invalid(err: ValidationError) -> StoreError {
 fn main() {
     let mut args = std::env::args().skip(1);
     let Some(path) = args.next() else {
-        eprintln!("usage: sled-crash-writer DB_DIR [WORKERS [strict|cleaning|buffered]]");
+        eprintln!("usage: sled-crash-writer DB_DIR [WORKERS [buffered]]");
         std::process::exit(64);
     };
     let workers: u64 = args.next().and_then(|w| w.parse().ok()).unwrap_or(8);
     // Small journal segments: the kills also land during checkpoints.
     let mut options = SledOptions::default().with_journal_segment_bytes(CRASH_SEGMENT_BYTES);
-    match args.next().as_deref() {
-        Some("buffered") => {
-            options = options.with_durability(Durability::Buffered {
-                interval: Duration::from_millis(20),
-            });
-        }
-        Some("cleaning") => options = options.with_log_cleaning(true),
-        Some("strict") | None => {}
-        Some(other) => {
-            eprintln!("unknown mode {other}: expected strict, cleaning or buffered");
-            std::process::exit(64);
-        }
+    if args.next().as_deref() == Some("buffered") {
+        options = options.with_durability(Durability::Buffered {
+            interval: Duration::from_millis(20),
+        });
     }
     let store = match SledStore::open_with(&path, options) {
         Ok(store) => store,
