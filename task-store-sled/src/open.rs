@@ -233,18 +233,13 @@ pub(crate) fn open_db(
     options: &SledOptions,
     ctx: &Ctx,
 ) -> Result<sled::Db, StoreError> {
-    // sled's background thread flushes its own log, which the journal makes redundant, and
-    // when idle it moves live pages out of mostly-dead segments so they can be reused. Without
-    // it, a store of 400,000 tasks took 9,552 bytes per task on disk instead of 3,887, at the
-    // same write throughput.
-    const SLED_BACKGROUND_FLUSH_MS: u64 = 500;
     let deadline = std::time::Instant::now() + LOCK_PATIENCE;
     let mut pause = std::time::Duration::from_millis(5);
     loop {
         let opened = sled::Config::new()
             .path(path)
             .cache_capacity(options.cache_capacity)
-            .flush_every_ms(Some(SLED_BACKGROUND_FLUSH_MS))
+            .flush_every_ms(None)
             .mode(sled::Mode::HighThroughput)
             .open();
         match opened {
