@@ -66,11 +66,12 @@
 //!
 //! sled 0.34 keeps an in-memory page-table entry for each of its pages (leaves of at most 16
 //! keys), about 32 bytes per key whatever the value's size, and keeps the entries of pages
-//! that deletions emptied: resident memory follows the most tasks the store ever held at once,
-//! about 180 bytes per task kept. A retention ([`SledOptions::with_retention`]) bounds that,
-//! and the listings and the disk: a store that ran 1,000,000 tasks with one opens in the memory
-//! of the tasks it keeps. [`SledStore::compact_into`] copies the live data into a fresh
-//! database, for a store that once held many more tasks than it does now.
+//! that deletions emptied: resident memory follows the most tasks the store ever held at
+//! once, about 240 bytes per finished task kept. A retention
+//! ([`SledOptions::with_retention`]) bounds that, and the listings and the disk: a store that
+//! ran 1,000,000 tasks with one opens in the memory of the tasks it keeps.
+//! [`SledStore::compact_into`] copies the live data into a fresh database, for a store that
+//! once held many more tasks than it does now.
 //!
 //! Reads (`get_task`, `list_tasks`, `history`, catalog and result reads) go to sled directly
 //! on the calling task. With strict durability they only ever see durable writes, and a call

@@ -73,7 +73,7 @@ impl SledOptions {
     /// These options with a retention: tasks that finished more than `retention` ago are
     /// deleted with their history (see [`SledStore::prune_finished_before`]), about once a
     /// second. This bounds the listings, the disk and resident memory, which in sled 0.34
-    /// follows the most tasks the store ever held at once (about 180 bytes per finished task).
+    /// follows the most tasks the store ever held at once (about 240 bytes per finished task).
     pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
         self.retention = Some(retention);
         self

@@ -1,6 +1,6 @@
 //! The sled store passes task-core's conformance suite, in strict durability (writes reach
-//! sled through the journal and the applier) and in buffered durability (each group is
-//! applied to sled at commit and the journal is fsynced on a timer).
+//! sled through the journal) and in buffered durability (calls return at commit, and the
+//! journal is fsynced on a timer).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -152,9 +152,8 @@ fn acknowledged_writes_survive_sigkill() {
     );
 }
 
-/// Buffered durability promises no acknowledged write, but every kill must still leave a store
-/// that opens, whose indexes agree with its records (sled may hold groups the journal does not:
-/// whole ones, applied as one batch each).
+/// Buffered durability may lose the writes of its last interval, but every kill must still
+/// leave a store that opens, whose indexes agree with its records.
 #[test]
 fn buffered_writes_leave_a_consistent_store_after_sigkill() {
     let dir = tempfile::tempdir().expect("temp dir");
