@@ -209,10 +209,12 @@ pub struct Checkpoint {
     /// The attempt that produced it.
     pub attempt: u32,
     /// The output was reused from an earlier run over the unchanged asset.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reused: bool,
 }
 
-/// The stored record of one task.
+/// The stored record of one task. Its serialized form leaves out the fields that are `None`
+/// (and `reused` when false), so stored records stay small; they read back as `None`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     /// Unique, time-ordered id.
@@ -232,10 +234,13 @@ pub struct Task {
     /// Time of the last transition.
     pub updated_at: Timestamp,
     /// First claim time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
     /// Time it reached a final status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Timestamp>,
     /// The last error of any attempt (kept after a retry so users see why it was retried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<TaskError>,
     /// Outputs of the finished steps, in pipeline order.
     pub checkpoints: Vec<Checkpoint>,
@@ -321,7 +326,8 @@ impl Task {
     }
 }
 
-/// One entry of a task's audit trail.
+/// One entry of a task's audit trail. Its serialized form leaves out the fields that are
+/// `None`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     /// When it happened.
@@ -329,15 +335,19 @@ pub struct HistoryEntry {
     /// What happened (`created`, `claimed`, `step_succeeded`...).
     pub event: String,
     /// Status before (None for creation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Status>,
     /// Status after.
     pub to: Status,
     /// The step concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<Step>,
     /// The attempt after the transition.
     pub attempt: u32,
     /// The error, for failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<TaskError>,
     /// Extra detail (the worker, a reused checkpoint, a retry time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }

@@ -30,6 +30,7 @@ struct Record {
 #[derive(Serialize)]
 struct RecordRef<'a> {
     task: &'a Task,
+    #[serde(skip_serializing_if = "Option::is_none")]
     ready_seq: Option<u64>,
     history: &'a [HistoryEntry],
 }

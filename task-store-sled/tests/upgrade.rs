@@ -60,7 +60,8 @@ fn write_legacy(dir: &Path, version: u32, dump: &[RawEntry]) {
                 let history = record["history"].as_array().expect("history").clone();
                 let old = json!({
                     "task": record["task"],
-                    "ready_seq": record["ready_seq"],
+                    // Left out when None, as the current format does.
+                    "ready_seq": record.get("ready_seq").cloned().unwrap_or(Value::Null),
                     "history_len": history.len(),
                 });
                 tree.insert(
