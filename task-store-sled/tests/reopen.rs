@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use support::{open, populate};
 use task_core::prelude::*;
-use task_core::testing::{LEASE, new_task, worker};
+use task_core::testing::{LEASE, claim_up_to, new_task, worker};
 use task_store_sled::SledStore;
 
 #[tokio::test]
@@ -67,13 +67,7 @@ async fn everything_survives_close_and_reopen() {
         "a retry keeps its time"
     );
     assert!(store.check_consistency().expect("check").is_empty());
-    let claimed = store
-        .claim(&ClaimRequest {
-            max: 10,
-            ..ClaimRequest::one(worker("w2"), LEASE)
-        })
-        .await
-        .expect("claim");
+    let claimed = claim_up_to(&store, "w2", 10).await;
     assert!(claimed.iter().any(|t| t.id == held));
     assert!(claimed.iter().all(|t| t.id != retrying));
 }
@@ -251,13 +245,7 @@ async fn many_active_tasks_rebuild_the_same_queues() {
         })
         .collect();
     store.create_tasks(batch).await.expect("create");
-    let leased = store
-        .claim(&ClaimRequest {
-            max: 700,
-            ..ClaimRequest::one(worker("w"), LEASE)
-        })
-        .await
-        .expect("claim");
+    let leased = claim_up_to(&store, "w", 700).await;
     assert_eq!(leased.len(), 700);
     let before = store.raw_dump().expect("dump");
     drop(store);
@@ -269,12 +257,6 @@ async fn many_active_tasks_rebuild_the_same_queues() {
         "same queues and leases"
     );
     assert!(store.check_consistency().expect("check").is_empty());
-    let next = store
-        .claim(&ClaimRequest {
-            max: 3_000,
-            ..ClaimRequest::one(worker("w2"), LEASE)
-        })
-        .await
-        .expect("claim");
+    let next = claim_up_to(&store, "w2", 3_000).await;
     assert_eq!(next.len(), 2_300, "every pending task is claimable once");
 }

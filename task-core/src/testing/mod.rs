@@ -113,6 +113,15 @@ pub async fn claim_one<S: Store + ?Sized>(store: &S, name: &str) -> Task {
     claimed.remove(0)
 }
 
+/// Claims up to `max` ready tasks for `name`, in the default priority order.
+pub async fn claim_up_to<S: Store + ?Sized>(store: &S, name: &str, max: usize) -> Vec<Task> {
+    let request = ClaimRequest {
+        max,
+        ..ClaimRequest::one(worker(name), LEASE)
+    };
+    store.claim(&request).await.expect("claim")
+}
+
 /// Runs every remaining step of a claimed task and ends it done.
 pub async fn run_to_done<S: Store + ?Sized>(store: &S, task: &Task) -> Task {
     let epoch = task.epoch;
