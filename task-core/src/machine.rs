@@ -67,6 +67,13 @@ pub enum TaskEvent {
         /// Why.
         error: TaskError,
     },
+    /// The engine ends a pending task that has no attempt left (its last attempt ended by a
+    /// lease expiry, so no worker could record the failure): it fails with `error` without
+    /// being claimed again, so `attempt` never exceeds the product's limit.
+    GaveUp {
+        /// Why (attempts exhausted, with the last attempt's error).
+        error: TaskError,
+    },
 }
 
 /// The name of an event, without its data.
@@ -95,6 +102,8 @@ pub enum EventKind {
     Done,
     /// [`TaskEvent::Failed`]
     Failed,
+    /// [`TaskEvent::GaveUp`]
+    GaveUp,
 }
 
 impl EventKind {
@@ -112,6 +121,7 @@ impl EventKind {
             EventKind::LeaseReleased => "lease_released",
             EventKind::Done => "done",
             EventKind::Failed => "failed",
+            EventKind::GaveUp => "gave_up",
         }
     }
 
@@ -119,7 +129,10 @@ impl EventKind {
     pub fn needs_lease(self) -> bool {
         !matches!(
             self,
-            EventKind::Claimed | EventKind::CancelRequested | EventKind::LeaseExpired
+            EventKind::Claimed
+                | EventKind::CancelRequested
+                | EventKind::LeaseExpired
+                | EventKind::GaveUp
         )
     }
 }
@@ -145,6 +158,7 @@ impl TaskEvent {
             TaskEvent::LeaseReleased => EventKind::LeaseReleased,
             TaskEvent::Done => EventKind::Done,
             TaskEvent::Failed { .. } => EventKind::Failed,
+            TaskEvent::GaveUp { .. } => EventKind::GaveUp,
         }
     }
 }
@@ -298,6 +312,9 @@ pub fn transition(
         (TaskState::Pending { .. }, TaskEvent::CancelRequested) => {
             finish(&mut next, TaskState::Cancelled, now);
         }
+        (TaskState::Pending { .. }, TaskEvent::GaveUp { error: failure }) => {
+            error = Some(fail(&mut next, failure, now));
+        }
         (TaskState::Pending { .. }, _) => {
             return Err(invalid("the task is not leased to a worker"));
         }
@@ -312,6 +329,9 @@ pub fn transition(
             let cancel_requested = *cancel_requested;
             match event {
                 TaskEvent::Claimed { .. } => return Err(invalid("the task is already leased")),
+                TaskEvent::GaveUp { .. } => {
+                    return Err(invalid("only a pending task can be given up"));
+                }
                 TaskEvent::LeaseExtended { lease_ms } => {
                     next.state = TaskState::Processing {
                         lease: Lease {
@@ -399,6 +419,18 @@ pub fn transition(
                     if kind == EventKind::LeaseExpired && lease.expires_at > now {
                         return Err(invalid("the lease has not expired"));
                     }
+                    if kind == EventKind::LeaseExpired {
+                        // Recorded so that a task given up after its last lease expired says why.
+                        next.last_error = Some(TaskError::WorkerLost {
+                            detail: format!(
+                                "the lease of worker {} (epoch {}) expired during attempt {} at step {}",
+                                lease.worker,
+                                lease.epoch,
+                                task.attempt,
+                                running.map_or_else(|| "none".to_owned(), |s| s.to_string())
+                            ),
+                        });
+                    }
                     if cancel_requested {
                         finish(&mut next, TaskState::Cancelled, now);
                     } else {
@@ -416,15 +448,7 @@ pub fn transition(
                     finish(&mut next, TaskState::Done, now);
                 }
                 TaskEvent::Failed { error: failure } => {
-                    next.last_error = Some(failure.clone());
-                    error = Some(failure.clone());
-                    finish(
-                        &mut next,
-                        TaskState::Failed {
-                            error: failure.clone(),
-                        },
-                        now,
-                    );
+                    error = Some(fail(&mut next, failure, now));
                 }
             }
         }
@@ -444,6 +468,19 @@ pub fn transition(
         detail,
     };
     Ok(Transition { task: next, entry })
+}
+
+/// Ends `task` failed with `failure`, which becomes its last error; returns it for history.
+fn fail(task: &mut Task, failure: &TaskError, now: Timestamp) -> TaskError {
+    task.last_error = Some(failure.clone());
+    finish(
+        task,
+        TaskState::Failed {
+            error: failure.clone(),
+        },
+        now,
+    );
+    failure.clone()
 }
 
 fn finish(task: &mut Task, state: TaskState, now: Timestamp) {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::catalog::{CatalogItem, DeletedItem, ItemUpsert};
+use crate::error::TaskError;
 use crate::ids::{InventoryId, Priority, ProductName, TaskId, TenantId, Version, WorkerId};
 use crate::machine::{Authority, TaskEvent, TransitionError, transition};
 use crate::results::AnalysisResult;
@@ -195,6 +196,11 @@ pub struct ClaimRequest {
     /// a runner saves one write per task. A task whose steps all have checkpoints is only
     /// claimed.
     pub start_first_step: bool,
+    /// The most attempts each product allows. A ready task of a listed product that has
+    /// already used them all (its last attempt ended by a lease expiry, so no worker recorded
+    /// the failure) is not claimed: it fails as `attempts_exhausted` in the claim's write.
+    /// Products not listed have no limit here.
+    pub attempt_limits: Vec<(ProductName, u32)>,
 }
 
 impl ClaimRequest {
@@ -207,6 +213,7 @@ impl ClaimRequest {
             priority_order: Priority::ALL,
             exclude_products: Vec::new(),
             start_first_step: false,
+            attempt_limits: Vec::new(),
         }
     }
 
@@ -216,14 +223,41 @@ impl ClaimRequest {
         self
     }
 
+    /// The same request with an attempt limit for `product`.
+    pub fn with_attempt_limit(mut self, product: ProductName, max_attempts: u32) -> Self {
+        self.attempt_limits.push((product, max_attempts));
+        self
+    }
+
     /// What this claim does to one ready `task` at `now`: the claimed (and, if asked, started)
     /// task and its history entries, or why the claim is refused. Stores write both in one
-    /// atomic update.
+    /// atomic update. A task past its product's attempt limit comes back `failed`
+    /// ([`TaskEvent::GaveUp`]) rather than processing: stores write it and do not return it
+    /// as claimed.
     pub fn transition(
         &self,
         task: &Task,
         now: Timestamp,
     ) -> Result<(Task, Vec<HistoryEntry>), TransitionError> {
+        let limit = self
+            .attempt_limits
+            .iter()
+            .find(|(product, _)| *product == task.key.product)
+            .map(|(_, limit)| *limit);
+        if let Some(limit) = limit.filter(|limit| task.attempt >= *limit) {
+            let last = task
+                .last_error
+                .clone()
+                .unwrap_or_else(|| TaskError::WorkerLost {
+                    detail: format!("attempt {} ended without a recorded outcome", task.attempt),
+                });
+            let error = TaskError::AttemptsExhausted {
+                attempts: task.attempt.max(limit),
+                last: Box::new(last),
+            };
+            let gave_up = transition(task, &TaskEvent::GaveUp { error }, Authority::System, now)?;
+            return Ok((gave_up.task, vec![gave_up.entry]));
+        }
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
         let claim = TaskEvent::Claimed {
             worker: self.worker.clone(),

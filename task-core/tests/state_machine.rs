@@ -146,25 +146,31 @@ fn events(task: &Task) -> Vec<TaskEvent> {
                 message: "bug".into(),
             },
         },
+        TaskEvent::GaveUp {
+            error: TaskError::AttemptsExhausted {
+                attempts: 3,
+                last: Box::new(transient()),
+            },
+        },
     ]
 }
 
 /// Columns: claimed, lease_extended, step_started, step_succeeded, step_failed (retryable),
 /// step_failed (permanent), cancel_requested, cancelled, lease_expired, lease_released, done,
-/// failed. Cells: the resulting status (P pending, X processing, D done, F failed, C cancelled)
+/// failed, gave_up. Cells: the resulting status (P pending, X processing, D done, F failed, C cancelled)
 /// or `-` for a refused event.
 const TABLE: [(&str, &str); 11] = [
-    ("pending/ready", "X-----C-----"),
-    ("pending/waiting", "------C-----"),
-    ("processing/idle", "-XX---X--P-F"),
-    ("processing/running", "-X-XPFX--P-F"),
-    ("processing/between-steps", "-XX---X--P-F"),
-    ("processing/cancel-requested", "-X-XCFXC-C-F"),
-    ("processing/all-checkpoints", "-X----X--PDF"),
-    ("processing/lease-expired", "------X-P---"),
-    ("done", "------------"),
-    ("failed", "------------"),
-    ("cancelled", "------------"),
+    ("pending/ready", "X-----C-----F"),
+    ("pending/waiting", "------C-----F"),
+    ("processing/idle", "-XX---X--P-F-"),
+    ("processing/running", "-X-XPFX--P-F-"),
+    ("processing/between-steps", "-XX---X--P-F-"),
+    ("processing/cancel-requested", "-X-XCFXC-C-F-"),
+    ("processing/all-checkpoints", "-X----X--PDF-"),
+    ("processing/lease-expired", "------X-P----"),
+    ("done", "-------------"),
+    ("failed", "-------------"),
+    ("cancelled", "-------------"),
 ];
 
 fn cell(result: &Result<Transition, TransitionError>) -> char {

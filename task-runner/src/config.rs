@@ -11,6 +11,9 @@ use task_core::time::{SharedClock, SystemClock};
 use crate::step::ProductSettings;
 
 /// Exponential back-off with jitter between attempts of a retryable failure.
+///
+/// The default (2 s doubling up to 120 s) puts 243-486 s between the first and the tenth
+/// attempt: ten attempts outlast a few minutes of `storage_unavailable`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     /// Delay after the first failed attempt.
@@ -23,7 +26,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             base: Duration::from_secs(2),
-            max: Duration::from_secs(300),
+            max: Duration::from_secs(120),
         }
     }
 }
@@ -50,7 +53,7 @@ pub struct RunnerConfig {
     pub claim_batch: usize,
     /// Lease length; heartbeats renew it every third of it while a step runs.
     pub lease: Duration,
-    /// Back-off between attempts.
+    /// Back-off between attempts, for products without one of their own.
     pub retry: RetryPolicy,
     /// Settings per enabled product; tasks of other products fail as not enabled.
     pub products: HashMap<ProductName, Arc<ProductSettings>>,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use task_core::ids::ProductName;
 use task_core::store::{ClaimRequest, Store, TaskChange};
@@ -83,16 +83,16 @@ async fn recheck_running<S: Store>(shared: &Shared<S>) {
 async fn claim_loop<S: Store>(shared: Arc<Shared<S>>, control: Control, wake: Arc<Notify>) {
     let config = &shared.config;
     let mut tasks: JoinSet<(ProductName, Outcome)> = JoinSet::new();
-    let mut per_product: HashMap<ProductName, usize> = HashMap::new();
+    let mut slots = Slots::default();
     let mut schedule = ClaimSchedule::default();
     while !control.shutdown.is_cancelled() {
-        while let Some(done) = tasks.try_join_next() {
-            release_slot(&mut per_product, done);
+        while let Some(done) = tasks.try_join_next_with_id() {
+            slots.release(done);
         }
         let free = config.concurrency.saturating_sub(tasks.len());
         let mut queue_may_have_more = false;
         if free > 0 {
-            let (exclude_products, product_room) = product_capacity(config, &per_product);
+            let (exclude_products, product_room) = product_capacity(config, &slots.per_product);
             let request = ClaimRequest {
                 worker: config.worker_id.clone(),
                 lease: config.lease,
@@ -102,14 +102,17 @@ async fn claim_loop<S: Store>(shared: Arc<Shared<S>>, control: Control, wake: Ar
                 exclude_products,
                 // Saves each task a write: its executor starts with the step already running.
                 start_first_step: true,
+                // A task whose last lease expired with no attempt left fails in the claim.
+                attempt_limits: attempt_limits(config),
             };
             match shared.store.claim(&request).await {
                 Ok(claimed) => {
                     shared.metrics.claimed(claimed.len());
                     queue_may_have_more = claimed.len() == request.max;
                     for task in claimed {
-                        *per_product.entry(task.key.product.clone()).or_default() += 1;
-                        tasks.spawn(execute(shared.clone(), task));
+                        let product = task.key.product.clone();
+                        let handle = tasks.spawn(execute(shared.clone(), task));
+                        slots.take(handle.id(), product);
                     }
                 }
                 Err(err) => warn!(error = %err, "claim failed; retrying after the poll interval"),
@@ -122,7 +125,7 @@ async fn claim_loop<S: Store>(shared: Arc<Shared<S>>, control: Control, wake: Ar
         tokio::select! {
             _ = control.shutdown.cancelled() => break,
             _ = wake.notified() => {}
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => release_slot(&mut per_product, done),
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => slots.release(done),
             _ = tokio::time::sleep(nap) => {}
         }
     }
@@ -167,18 +170,48 @@ async fn next_nap<S: Store>(shared: &Shared<S>) -> Duration {
     }
 }
 
-fn release_slot(
-    per_product: &mut HashMap<ProductName, usize>,
-    done: Result<(ProductName, Outcome), tokio::task::JoinError>,
-) {
-    match done {
-        Ok((product, _)) => {
-            if let Some(count) = per_product.get_mut(&product) {
-                *count = count.saturating_sub(1);
-            }
-        }
-        Err(err) => warn!(error = %err, "a task executor panicked; its lease will expire"),
+/// The running tasks of each product, by the id of the tokio task that runs each: a slot is
+/// given back however its task ends, even if the executor itself panicked.
+#[derive(Default)]
+struct Slots {
+    per_product: HashMap<ProductName, usize>,
+    by_task: HashMap<tokio::task::Id, ProductName>,
+}
+
+impl Slots {
+    fn take(&mut self, id: tokio::task::Id, product: ProductName) {
+        *self.per_product.entry(product.clone()).or_default() += 1;
+        self.by_task.insert(id, product);
     }
+
+    fn release(
+        &mut self,
+        done: Result<(tokio::task::Id, (ProductName, Outcome)), tokio::task::JoinError>,
+    ) {
+        let id = match done {
+            Ok((id, _)) => id,
+            Err(err) => {
+                // Steps' panics are caught in the executor; this is a panic of the engine's
+                // own code. The task's lease expires and the claim's attempt limit applies.
+                error!(error = %err, "a task executor panicked; its lease will expire");
+                err.id()
+            }
+        };
+        if let Some(product) = self.by_task.remove(&id)
+            && let Some(count) = self.per_product.get_mut(&product)
+        {
+            *count = count.saturating_sub(1);
+        }
+    }
+}
+
+/// Each enabled product's attempt limit, for the claim.
+fn attempt_limits(config: &crate::config::RunnerConfig) -> Vec<(ProductName, u32)> {
+    config
+        .products
+        .iter()
+        .map(|(name, settings)| (name.clone(), settings.max_attempts))
+        .collect()
 }
 
 /// Graceful shutdown: running tasks go on until the deadline, then are stopped and release

@@ -1,9 +1,11 @@
 //! Runs one claimed task through its remaining steps, under its lease.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
@@ -93,8 +95,20 @@ pub(crate) async fn execute<S: Store>(
     let id = task.id;
     let epoch = task.epoch;
     let outcome = async {
+        let guarded = AssertUnwindSafe(run(&shared, task, &stop)).catch_unwind();
         tokio::select! {
-            outcome = run(&shared, task, &stop) => outcome,
+            outcome = guarded => match outcome {
+                Ok(outcome) => outcome,
+                Err(panic) => {
+                    // A bug in the engine's own code: the task fails rather than wait for its
+                    // lease to expire, and the runner goes on.
+                    let message = format!("the task executor panicked: {}", panic_message(&*panic));
+                    warn!(%message, "executor panic");
+                    let writer = Writer { shared: &shared, id, epoch };
+                    let error = TaskError::Internal { message };
+                    writer.finish(vec![TaskEvent::Failed { error }]).await
+                }
+            },
             never = heartbeat(&shared, id, epoch, &stop) => match never {},
         }
     }
@@ -225,12 +239,29 @@ async fn run_step(
     stop: &Stop,
 ) -> Option<Result<crate::step::StepOutput, TaskError>> {
     let timeout = settings.step_timeout;
+    // A panicking step is one failed attempt of its task, never a lost slot or a dead runner.
+    let guarded = AssertUnwindSafe(step.run(ctx)).catch_unwind();
     tokio::select! {
         biased;
         _ = stop.token.cancelled() => None,
-        result = tokio::time::timeout(timeout, step.run(ctx)) => Some(result.unwrap_or_else(|_| {
-            Err(TaskError::StepTimeout { step: step.step(), timeout_ms: millis(timeout) })
-        })),
+        result = tokio::time::timeout(timeout, guarded) => Some(match result {
+            Err(_) => Err(TaskError::StepTimeout { step: step.step(), timeout_ms: millis(timeout) }),
+            Ok(Err(panic)) => Err(TaskError::Internal {
+                message: format!("step {} panicked: {}", step.step(), panic_message(&*panic)),
+            }),
+            Ok(Ok(result)) => result,
+        }),
+    }
+}
+
+/// The text a panic was raised with (`panic!("...")` gives a `&str` or a `String`).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_owned()
     }
 }
 
@@ -256,7 +287,8 @@ fn failure_event<S: Store>(
             retry_after_ms: None,
         };
     }
-    let delay = shared.config.retry.delay(task.attempt);
+    let policy = settings.retry.as_ref().unwrap_or(&shared.config.retry);
+    let delay = policy.delay(task.attempt);
     TaskEvent::StepFailed {
         error,
         retry_after_ms: Some(millis(delay)),

@@ -28,18 +28,24 @@ pub struct ProductSettings {
     pub max_attempts: u32,
     /// How many tasks of this product may run at once in one runner.
     pub concurrency: usize,
+    /// Back-off between its attempts (None: the runner's [`RunnerConfig::retry`]).
+    ///
+    /// [`RunnerConfig::retry`]: crate::config::RunnerConfig::retry
+    pub retry: Option<crate::config::RetryPolicy>,
 }
 
 impl ProductSettings {
-    /// Settings with the engine defaults: no minimum length, 10-minute step timeout, 5 attempts,
-    /// 4 concurrent tasks.
+    /// Settings with the engine defaults: no minimum length, 10-minute step timeout, 10 attempts
+    /// (with the default back-off they span 4-8 minutes, longer than a short storage outage),
+    /// 4 concurrent tasks, the runner's back-off.
     pub fn new(name: ProductName) -> Self {
         Self {
             name,
             min_duration: Duration::ZERO,
             step_timeout: Duration::from_secs(600),
-            max_attempts: 5,
+            max_attempts: 10,
             concurrency: 4,
+            retry: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::ops::Bound;
 use task_core::ids::{TaskId, TenantId};
 use task_core::machine::{Authority, TaskEvent, created, transition_all};
 use task_core::store::{ClaimRequest, CreateOutcome, NewTask, StoreError};
-use task_core::task::{HistoryEntry, Task, TaskKey};
+use task_core::task::{HistoryEntry, Status, Task, TaskKey};
 use task_core::time::Timestamp;
 
 use crate::keys;
@@ -236,17 +236,19 @@ impl Stage<'_> {
     }
 
     /// Requeues expired leases, then claims up to `request.max` ready tasks.
-    /// Returns (requeued, claimed).
+    /// Returns (requeued or given up, claimed).
     pub fn claim(
         &mut self,
         request: &ClaimRequest,
         now: Timestamp,
     ) -> Result<(Vec<Task>, Vec<Task>), StoreError> {
-        let requeued = self.requeue_expired(now)?;
+        let mut requeued = self.requeue_expired(now)?;
         let mut claimed = Vec::new();
         for id in self.candidates(request, now)? {
             match self.claim_task(id, request, now) {
-                Ok(task) => claimed.push(task),
+                Ok(task) if task.status() == Status::Processing => claimed.push(task),
+                // Given up (no attempt left): written and announced, not handed to the worker.
+                Ok(task) => requeued.push(task),
                 Err(err) if is_skippable(&err) => continue,
                 Err(err) => return Err(err),
             }

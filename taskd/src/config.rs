@@ -69,8 +69,12 @@ pub struct ProductEntry {
     pub min_duration_secs: Option<f64>,
     /// Step timeout in seconds (default 600).
     pub step_timeout_secs: Option<u64>,
-    /// Attempts on retryable errors (default 5).
+    /// Attempts on retryable errors (default 10).
     pub max_attempts: Option<u32>,
+    /// Back-off after the first failed attempt, in seconds (default 2); it doubles per attempt.
+    pub retry_base_secs: Option<f64>,
+    /// The longest back-off between two attempts, in seconds (default 120).
+    pub retry_max_secs: Option<f64>,
     /// Concurrent tasks of this product (default 4).
     pub concurrency: Option<usize>,
 }
@@ -276,7 +280,34 @@ impl FileConfig {
                 settings.step_timeout = Duration::from_secs(secs);
             }
             if let Some(n) = entry.max_attempts {
+                if n == 0 {
+                    return Err(setting(
+                        &format!("products.{name}.max_attempts"),
+                        "must be at least 1",
+                    ));
+                }
                 settings.max_attempts = n;
+            }
+            if entry.retry_base_secs.is_some() || entry.retry_max_secs.is_some() {
+                let defaults = task_runner::RetryPolicy::default();
+                let seconds = |key: &str, value: Option<f64>, default: Duration| match value {
+                    None => Ok(default),
+                    Some(secs) if secs > 0.0 => Duration::try_from_secs_f64(secs)
+                        .map_err(|e| setting(&format!("products.{name}.{key}"), e)),
+                    Some(_) => Err(setting(
+                        &format!("products.{name}.{key}"),
+                        "must be a positive number of seconds",
+                    )),
+                };
+                let base = seconds("retry_base_secs", entry.retry_base_secs, defaults.base)?;
+                let max = seconds("retry_max_secs", entry.retry_max_secs, defaults.max)?;
+                if max < base {
+                    return Err(setting(
+                        &format!("products.{name}.retry_max_secs"),
+                        "must not be less than retry_base_secs",
+                    ));
+                }
+                settings.retry = Some(task_runner::RetryPolicy { base, max });
             }
             if let Some(n) = entry.concurrency {
                 settings.concurrency = n;
@@ -393,5 +424,35 @@ mod tests {
         let none = FileConfig::parse("retention_days = 0").unwrap();
         let err = none.resolve(Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("retention_days"), "{err}");
+    }
+
+    #[test]
+    fn retry_settings_are_per_product_and_checked() {
+        let text = "[products.adbreaks]\nmax_attempts = 3\nretry_base_secs = 0.5\nretry_max_secs = 30\n[products.scenes]\n";
+        let settings = FileConfig::parse(text)
+            .unwrap()
+            .resolve(Overrides::default())
+            .unwrap();
+        let adbreaks = &settings.products[0].settings;
+        assert_eq!(adbreaks.max_attempts, 3);
+        let retry = adbreaks.retry.as_ref().expect("its own back-off");
+        assert_eq!(
+            (retry.base, retry.max),
+            (Duration::from_millis(500), Duration::from_secs(30))
+        );
+        let scenes = &settings.products[1].settings;
+        assert_eq!((scenes.max_attempts, scenes.retry.as_ref()), (10, None));
+        for (bad, field) in [
+            ("max_attempts = 0", "max_attempts"),
+            ("retry_base_secs = -1", "retry_base_secs"),
+            ("retry_base_secs = 10\nretry_max_secs = 5", "retry_max_secs"),
+        ] {
+            let text = format!("[products.adbreaks]\n{bad}\n");
+            let err = FileConfig::parse(&text)
+                .unwrap()
+                .resolve(Overrides::default())
+                .unwrap_err();
+            assert!(err.to_string().contains(field), "{bad}: {err}");
+        }
     }
 }

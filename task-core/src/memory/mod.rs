@@ -15,7 +15,7 @@ use crate::store::{
     ApplyRequest, ClaimRequest, CreateOutcome, NewTask, Page, PageRequest, StoreError, TaskChange,
     TaskFilter, TaskStore,
 };
-use crate::task::{HistoryEntry, Task, TaskKey};
+use crate::task::{HistoryEntry, Status, Task, TaskKey};
 use crate::time::{SharedClock, SystemClock, Timestamp};
 
 mod catalog;
@@ -315,7 +315,13 @@ impl TaskStore for MemoryStore {
         }
         let mut claimed = Vec::with_capacity(picked.len());
         for id in picked {
-            claimed.push(inner.claim_one(id, request, now)?);
+            let task = inner.claim_one(id, request, now)?;
+            if task.status() == Status::Processing {
+                claimed.push(task);
+            } else {
+                // Given up (no attempt left): written, announced, not handed to the worker.
+                changed.push(task);
+            }
         }
         drop(inner);
         changed.extend(claimed.iter().cloned());

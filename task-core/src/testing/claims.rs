@@ -255,3 +255,66 @@ pub async fn released_lease_is_claimable_at_once<S: Store>(store: Arc<S>, _clock
     assert_eq!(again.id, held.id);
     assert!(again.epoch > held.epoch);
 }
+
+/// A task whose leases keep expiring (a worker that crashes on it every time) stops at its
+/// product's attempt limit: the claim that would start one attempt too many fails it instead,
+/// as `attempts_exhausted` naming the lost worker, and `attempt` never passes the limit.
+pub async fn expired_leases_count_against_the_attempt_limit<S: Store>(
+    store: Arc<S>,
+    clock: ManualClock,
+) {
+    let poison = store
+        .create_task(new_task("poison", Priority::High))
+        .await
+        .expect("create")
+        .task;
+    let product = poison.key.product.clone();
+    let limited = ClaimRequest::one(worker("w"), LEASE).with_attempt_limit(product.clone(), 2);
+    for attempt in 1..=2 {
+        let claimed = store.claim(&limited).await.expect("claim");
+        assert_eq!(claimed.len(), 1, "attempt {attempt} is claimed");
+        assert_eq!(claimed[0].attempt, attempt);
+        clock.advance(LEASE + Duration::from_millis(1));
+    }
+    let other = store
+        .create_task(new_task("healthy", Priority::Low))
+        .await
+        .expect("create")
+        .task;
+    // The claim that meets the exhausted task (first in the queue) fails it instead of
+    // claiming it; it may fill its room with others in the same call or leave them to the next.
+    let mut ids: Vec<_> = Vec::new();
+    for _ in 0..2 {
+        let claimed = store.claim(&limited).await.expect("claim");
+        ids.extend(claimed.iter().map(|t| t.id));
+    }
+    assert_eq!(
+        ids,
+        [other.id],
+        "the exhausted task is not claimed; others are"
+    );
+    let ended = store
+        .get_task(&poison.key.tenant, poison.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(ended.status(), Status::Failed);
+    assert_eq!(ended.attempt, 2, "attempts never exceed the limit");
+    let error = ended.last_error.expect("an error is recorded");
+    assert_eq!(error.code(), "attempts_exhausted");
+    let crate::error::TaskError::AttemptsExhausted { attempts, last } = error else {
+        unreachable!("checked by code");
+    };
+    assert_eq!(attempts, 2);
+    assert_eq!(last.code(), "worker_lost", "{last}");
+    assert!(last.to_string().contains("expired"), "{last}");
+    let history = store
+        .history(&poison.key.tenant, poison.id)
+        .await
+        .expect("history");
+    let last_entry = history.last().expect("entries");
+    assert_eq!(
+        (last_entry.event.as_str(), last_entry.to),
+        ("gave_up", Status::Failed)
+    );
+}

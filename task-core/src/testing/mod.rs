@@ -47,6 +47,7 @@ macro_rules! conformance_suite {
             excluded_products_are_skipped,
             concurrent_claimers_never_share_a_task,
             expired_lease_is_reclaimed_and_old_holder_fenced,
+            expired_leases_count_against_the_attempt_limit,
             released_lease_is_claimable_at_once,
             cancel_pending_processing_and_finished,
             retry_waits_for_its_time_and_keeps_checkpoints,

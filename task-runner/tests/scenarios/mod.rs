@@ -10,6 +10,9 @@ use tokio::sync::Semaphore;
 
 use crate::support::*;
 
+mod panics;
+pub use panics::*;
+
 /// A step that fails twice with a retryable error, then succeeds: the task ends done on its
 /// third attempt, and the steps before it are not run again.
 pub async fn retries_then_succeeds<S: Store>(store: Arc<S>) {
@@ -448,7 +451,7 @@ macro_rules! runner_scenarios {
             cancel_interrupts_a_blocked_step, timeout_interrupts_a_blocked_step,
             cancel_kills_child_processes, a_second_runner_finishes_a_crashed_runners_task,
             shutdown_releases_leases, claims_follow_priority, low_priority_is_not_starved,
-            per_product_limits_hold);
+            per_product_limits_hold, a_panicking_step_fails_its_task_and_frees_its_slot);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(

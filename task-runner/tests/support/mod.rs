@@ -24,6 +24,8 @@ pub enum Behaviour {
     Gate(Arc<Semaphore>),
     /// Starts `sleep 1000` as a child process killed on drop, records its pid, and waits on it.
     Child(Arc<Mutex<Vec<u32>>>),
+    /// Panics for the task of this inventory id, succeeds for every other.
+    PanicFor(String),
 }
 
 /// A step whose behaviour, call count and observed concurrency tests can read.
@@ -90,6 +92,10 @@ impl TaskStep for Scripted {
             Behaviour::FailTimes(..) => {}
             Behaviour::Hang => std::future::pending::<()>().await,
             Behaviour::Gate(gate) => gate.acquire().await.unwrap().forget(),
+            Behaviour::PanicFor(poison) if ctx.task.key.inventory_id.as_str() == poison => {
+                panic!("bucket name {poison:?} is not valid")
+            }
+            Behaviour::PanicFor(_) => {}
             Behaviour::Child(pids) => {
                 let mut child = tokio::process::Command::new("sleep")
                     .arg("1000")
