@@ -76,6 +76,46 @@ pub struct ItemUpsert {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+/// How deeply the extra fields of an item may nest (an object or array inside the field is one
+/// level). Far below the JSON decoders' own recursion limits, so that whatever a store accepts
+/// it can read back, wrapped in its own records.
+pub const MAX_EXTRA_DEPTH: usize = 32;
+
+impl ItemUpsert {
+    /// Checks what a store cannot hold for good: extra fields nested deeper than
+    /// [`MAX_EXTRA_DEPTH`]. The error names the field.
+    pub fn check(&self) -> Result<(), crate::store::StoreError> {
+        for (name, value) in &self.extra {
+            if nesting(value) > MAX_EXTRA_DEPTH {
+                return Err(crate::store::StoreError::Invalid {
+                    field: "extra",
+                    reason: format!(
+                        "field {name:?} nests deeper than {MAX_EXTRA_DEPTH} levels of objects and arrays"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The nesting depth of a JSON value (a scalar is 0), without recursion: a value nested
+/// thousands deep is measured, not a stack overflow.
+pub fn nesting(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match value {
+            serde_json::Value::Array(items) => Box::new(items.iter()),
+            serde_json::Value::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
+}
+
 /// A stored catalog item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CatalogItem {

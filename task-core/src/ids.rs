@@ -32,6 +32,9 @@ impl ValidationError {
 /// Declares a validated string newtype with serde support that re-validates on deserialize.
 macro_rules! validated_string {
     ($(#[$doc:meta])* $name:ident, $field:literal, $check:path) => {
+        validated_string!($(#[$doc])* $name, $field, $check, $check);
+    };
+    ($(#[$doc:meta])* $name:ident, $field:literal, $check:path, $stored:path) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
@@ -77,8 +80,13 @@ macro_rules! validated_string {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                // Stored values are read by the rule they were written under, which may be
+                // looser than today's rule for new values: a record never becomes unreadable.
                 let raw = String::deserialize(deserializer)?;
-                Self::new(raw).map_err(serde::de::Error::custom)
+                $stored(&raw)
+                    .map_err(|reason| ValidationError::new($field, &raw, reason))
+                    .map_err(serde::de::Error::custom)?;
+                Ok(Self(raw))
             }
         }
     };
@@ -108,7 +116,29 @@ fn check_tenant(value: &str) -> Result<(), String> {
     }
 }
 
+/// Characters that reorder how text displays: an id holding one can look like another id.
+const BIDI_CONTROLS: [char; 12] = [
+    '\u{061c}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}',
+    '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+];
+
 fn check_inventory(value: &str) -> Result<(), String> {
+    check_stored_inventory(value)?;
+    if value.chars().all(char::is_whitespace) {
+        return Err("must not be only whitespace".into());
+    }
+    match value.chars().find(|c| BIDI_CONTROLS.contains(c)) {
+        Some(c) => Err(format!(
+            "bidirectional control character U+{:04X} is not allowed",
+            u32::from(c)
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The rule inventory ids were stored under before whitespace-only ids and bidirectional
+/// controls were refused.
+fn check_stored_inventory(value: &str) -> Result<(), String> {
     check_length(value, 256)?;
     match value.chars().find(|c| c.is_control()) {
         Some(c) => Err(format!("control character {c:?} is not allowed")),
@@ -158,7 +188,8 @@ validated_string!(
     /// The customer's own id of a catalog item: 1-256 characters, no control characters.
     InventoryId,
     "inventory_id",
-    check_inventory
+    check_inventory,
+    check_stored_inventory
 );
 validated_string!(
     /// An analysis product name such as `adbreaks`: `[a-z0-9_]{1,64}`.
@@ -291,6 +322,18 @@ impl FromStr for Priority {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_inventory_ids_refuse_blank_and_bidi_but_stored_ones_read_back() {
+        for bad in ["   ", "\t", "movie\u{202e}4pm.exe", "\u{2066}x"] {
+            let err = InventoryId::new(bad).expect_err(bad);
+            assert_eq!(err.field, "inventory_id");
+        }
+        assert!(InventoryId::new(" movie 1 ").is_ok());
+        let stored: InventoryId = serde_json::from_str(r#""a\u202eb""#).expect("stored id reads");
+        assert_eq!(stored.as_str(), "a\u{202e}b");
+        assert!(serde_json::from_str::<InventoryId>("\"\"").is_err());
+    }
 
     #[test]
     fn product_names_follow_the_pattern() {

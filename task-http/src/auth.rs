@@ -15,17 +15,38 @@ use crate::state::Tenant;
 /// The header that carries the key.
 pub const API_KEY_HEADER: &str = "x-api-key";
 
-/// The key from the header, else from the `key` query parameter.
-fn presented_key(req: &Request) -> Option<String> {
-    if let Some(value) = req.headers().get(API_KEY_HEADER) {
-        return value.to_str().ok().map(str::to_owned);
+/// The one key the request presents, in the `X-API-Key` header or the `key` query parameter.
+/// Several keys (two headers, a repeated parameter, a header and a parameter that differ) are
+/// refused rather than guessed between.
+fn presented_key(req: &Request) -> Result<Option<String>, &'static str> {
+    let mut headers = req.headers().get_all(API_KEY_HEADER).iter();
+    let header = headers.next();
+    if headers.next().is_some() {
+        return Err("Ambiguous credentials: the X-API-Key header is sent more than once");
     }
-    let Query(params) = Query::<Vec<(String, String)>>::try_from_uri(req.uri()).ok()?;
-    params
-        .into_iter()
-        .rev()
-        .find(|(name, _)| name == "key")
-        .map(|(_, value)| value)
+    let header = header
+        .map(|value| {
+            value
+                .to_str()
+                .map(str::to_owned)
+                .map_err(|_| "Invalid API key: the X-API-Key header is not visible ASCII")
+        })
+        .transpose()?;
+    let params = Query::<Vec<(String, String)>>::try_from_uri(req.uri())
+        .map(|Query(params)| params)
+        .unwrap_or_default();
+    let mut keys = params.into_iter().filter(|(name, _)| name == "key");
+    let query = keys.next().map(|(_, value)| value);
+    if keys.next().is_some() {
+        return Err("Ambiguous credentials: the key query parameter is given more than once");
+    }
+    match (header, query) {
+        (Some(header), Some(query)) if header != query => {
+            Err("Ambiguous credentials: the X-API-Key header and the key query parameter differ")
+        }
+        (Some(key), _) | (None, Some(key)) => Ok(Some(key)),
+        (None, None) => Ok(None),
+    }
 }
 
 /// The tenant of `candidate`. Every configured key is compared, in constant time per key, so the
@@ -47,7 +68,11 @@ pub(crate) async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let Some(candidate) = presented_key(&req) else {
+    let presented = match presented_key(&req) {
+        Ok(presented) => presented,
+        Err(reason) => return ApiError::Unauthorized(reason).into_response(),
+    };
+    let Some(candidate) = presented else {
         return ApiError::Unauthorized(
             "Missing API key: send it in the X-API-Key header or the key query parameter",
         )

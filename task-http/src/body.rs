@@ -26,6 +26,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .extensions()
             .get::<BodyLimit>()
             .map_or(usize::MAX, |l| l.0);
+        let content_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge { limit }
@@ -40,14 +44,37 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(Value::Object(Map::new())));
         }
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+        if !content_type.as_deref().is_some_and(is_json) {
+            return Err(ApiError::UnsupportedMediaType(
+                content_type.unwrap_or_else(|| "none".to_owned()),
+            ));
+        }
+        crate::strict_json::parse(&bytes).map(JsonBody).map_err(|e| {
             ApiError::field(FieldError::new(
                 vec!["body".into()],
-                format!("JSON decode error: {e}"),
+                if e.to_string().starts_with("recursion limit exceeded") {
+                    format!(
+                        "JSON decode error: the body nests deeper than the 128 levels this service reads ({e})"
+                    )
+                } else {
+                    format!("JSON decode error: {e}")
+                },
                 "json_invalid",
             ))
         })
     }
+}
+
+/// `application/json` or a `+json` type such as `application/merge-patch+json`, any parameters.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Path parameters; a parameter that cannot be decoded is a 422 naming the path.

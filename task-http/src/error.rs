@@ -97,6 +97,9 @@ pub enum ApiError {
     /// The request conflicts with the resource's state (409).
     #[error("{0}")]
     Conflict(String),
+    /// The body is not JSON by its `Content-Type` (415).
+    #[error("Unsupported media type {0:?}: send the body as application/json")]
+    UnsupportedMediaType(String),
     /// The body is over the limit (413).
     #[error("Request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge {
@@ -125,6 +128,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -156,8 +160,13 @@ impl IntoResponse for ApiError {
                 (status, Json(ValidationErrorBody { detail })).into_response()
             }
             ApiError::Internal(message) => {
-                tracing::error!(%message, "internal error");
-                let detail = format!("Internal error: {message}");
+                // The message may name files, keys or the store's layout: it goes to the log
+                // only, and the client gets the id that finds it there.
+                let error_id = uuid::Uuid::now_v7();
+                tracing::error!(%error_id, %message, "internal error");
+                let detail = format!(
+                    "Internal error {error_id}: the service log has the details under this id"
+                );
                 (status, Json(MessageBody { detail })).into_response()
             }
             other => {

@@ -53,6 +53,7 @@ mod openapi;
 mod routes;
 mod sse;
 mod state;
+mod strict_json;
 mod trace;
 pub mod views;
 

@@ -17,6 +17,23 @@ use crate::layout::{Tk, tree};
 use crate::stage::Stage;
 use crate::{SledStore, keys, unexpected};
 
+/// Decodes an item record, or reports it (once per key and process) and skips it: one bad
+/// record must not fail every listing that contains it, nor block its own overwrite.
+fn decode_or_report(ctx: &crate::error::Ctx, key: &[u8], bytes: &[u8]) -> Option<CatalogItem> {
+    static REPORTED: std::sync::Mutex<Option<std::collections::HashSet<Vec<u8>>>> =
+        std::sync::Mutex::new(None);
+    match decode(ctx, tree::ITEMS, key, bytes) {
+        Ok(item) => Some(item),
+        Err(err) => {
+            let mut reported = REPORTED.lock().unwrap_or_else(|p| p.into_inner());
+            if reported.get_or_insert_default().insert(key.to_vec()) {
+                tracing::error!(error = %err, "skipping a catalog record that cannot be decoded");
+            }
+            None
+        }
+    }
+}
+
 fn item_not_found(id: &InventoryId) -> StoreError {
     StoreError::NotFound {
         what: "catalog item",
@@ -27,6 +44,7 @@ fn item_not_found(id: &InventoryId) -> StoreError {
 #[async_trait]
 impl CatalogStore for SledStore {
     async fn upsert_item(&self, item: ItemUpsert) -> Result<(CatalogItem, bool), StoreError> {
+        item.check()?;
         match self.inner.write(Op::Upsert(item)).await? {
             Done::Upserted(item, created) => Ok((item, created)),
             other => Err(unexpected(&other)),
@@ -70,7 +88,9 @@ impl CatalogStore for SledStore {
         let mut next = None;
         for entry in inner.trees.view(Tk::Items).range((start, end)) {
             let (key, value) = entry.map_err(|e| inner.ctx.backend("listing items", e))?;
-            let item: CatalogItem = decode(&inner.ctx, tree::ITEMS, &key, &value)?;
+            let Some(item) = decode_or_report(&inner.ctx, &key, &value) else {
+                continue;
+            };
             if !include_deleted && item.deleted_at.is_some() {
                 continue;
             }
@@ -183,10 +203,10 @@ impl Stage<'_> {
         now: Timestamp,
     ) -> Result<(CatalogItem, bool), StoreError> {
         let key = keys::strings(&[item.tenant.as_str(), item.inventory_id.as_str()]);
+        // A record that cannot be read is replaced, not a reason to refuse the new one.
         let previous: Option<CatalogItem> = self
             .get(Tk::Items, &key)?
-            .map(|bytes| decode(self.ctx, tree::ITEMS, &key, &bytes))
-            .transpose()?;
+            .and_then(|bytes| decode_or_report(self.ctx, &key, &bytes));
         let created = previous.as_ref().is_none_or(|p| p.deleted_at.is_some());
         let stored = CatalogItem {
             item,

@@ -41,8 +41,59 @@ pub(crate) fn decode<T: DeserializeOwned>(
             ),
         ));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ctx.corrupt(tree, key, format!("undecodable value: {e}")))
+    match serde_json::from_slice(body) {
+        Ok(value) => Ok(value),
+        // Earlier builds accepted extra fields nested close to the decoder's limit of 128,
+        // which their own records then passed: read those with a bounded depth of our own.
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
+            decode_deep(body).map_err(|e| ctx.corrupt(tree, key, format!("undecodable value: {e}")))
+        }
+        Err(e) => Err(ctx.corrupt(tree, key, format!("undecodable value: {e}"))),
+    }
+}
+
+/// The deepest nesting [`decode`] reads: far above what any build wrote, low enough for the
+/// stack of any thread that reads records.
+const MAX_STORED_DEPTH: usize = 512;
+
+fn decode_deep<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let depth = json_depth(body);
+    if depth > MAX_STORED_DEPTH {
+        return Err(format!(
+            "nested {depth} levels deep, more than the {MAX_STORED_DEPTH} this build reads"
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    deserializer.disable_recursion_limit();
+    let value = T::deserialize(&mut deserializer).map_err(|e| e.to_string())?;
+    deserializer.end().map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
+/// The bracket depth of JSON text, skipping strings.
+fn json_depth(body: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in body {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Decodes a history value: the entries one store call added (an array), or a single entry
@@ -105,5 +156,25 @@ mod tests {
         let many = encode(&[entry.clone(), entry.clone()][..]).expect("encode");
         decode_history(&ctx(), "history", b"k", &many, &mut read).expect("many");
         assert_eq!(read, vec![entry.clone(), entry.clone(), entry]);
+    }
+
+    #[test]
+    fn records_nested_past_the_decoder_limit_read_back_up_to_a_bound() {
+        let nested = |depth: usize| {
+            let mut value = serde_json::json!("leaf");
+            for _ in 0..depth {
+                value = serde_json::json!([value]);
+            }
+            serde_json::json!({ "extra": value })
+        };
+        // What an earlier build let through the API (126 levels inside the record).
+        let deep = nested(140);
+        let bytes = encode(&deep).expect("encode");
+        let back: serde_json::Value = decode(&ctx(), "items", b"k", &bytes).expect("deep reads");
+        assert_eq!(back, deep);
+        let too_deep = encode(&nested(MAX_STORED_DEPTH + 10)).expect("encode");
+        let err = decode::<serde_json::Value>(&ctx(), "items", b"k", &too_deep).expect_err("bound");
+        assert!(err.to_string().contains("levels deep"), "{err}");
+        assert_eq!(json_depth(br#"{"a": "[[[{", "b": [1, {"c": []}]}"#), 4);
     }
 }

@@ -14,6 +14,7 @@ use crate::store::{CatalogStore, Page, PageRequest, ResultStore, StoreError};
 #[async_trait]
 impl CatalogStore for MemoryStore {
     async fn upsert_item(&self, item: ItemUpsert) -> Result<(CatalogItem, bool), StoreError> {
+        item.check()?;
         let now = self.clock.now();
         let mut inner = self.lock();
         let key = (item.tenant.clone(), item.inventory_id.clone());

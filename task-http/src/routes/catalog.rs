@@ -80,6 +80,18 @@ pub(crate) async fn put_item(
             }
         }
         let extra = fields.rest(&KNOWN);
+        for (name, value) in &extra {
+            if task_core::catalog::nesting(value) > task_core::catalog::MAX_EXTRA_DEPTH {
+                fields.error(
+                    name,
+                    format!(
+                        "Value nests deeper than {} levels of objects and arrays",
+                        task_core::catalog::MAX_EXTRA_DEPTH
+                    ),
+                    "value_error",
+                );
+            }
+        }
         if let (Some(id), Some(item_type), Some(title), Some(url)) =
             (id, item_type, title, asset_url)
         {

@@ -174,7 +174,9 @@ pub(crate) async fn get_task(
         let task = load_task(&state, &tenant, id).await?;
         return Ok(Json(TaskView::of(&task, &state.config.base_path)));
     };
-    let wait = Duration::from_secs_f64(wait).min(state.config.max_wait);
+    // Capped before the conversion: a huge wait (1e20) is the longest wait, not a panic.
+    let wait = Duration::try_from_secs_f64(wait.min(state.config.max_wait.as_secs_f64()))
+        .unwrap_or(state.config.max_wait);
     let task = long_poll(&state, &tenant, id, status, wait).await?;
     Ok(Json(TaskView::of(&task, &state.config.base_path)))
 }
