@@ -5,8 +5,10 @@ use task_core::error::TaskError;
 /// What can go wrong in the media layer before a task error is decided.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
-    /// An asset URL this deployment cannot use.
-    #[error("invalid asset URL {url:?}: {reason}")]
+    /// An asset URL this deployment cannot use. It displays as its reason alone: whoever
+    /// reports it names the URL in front ([`TaskError::InvalidAssetUrl`] and the HTTP layer's
+    /// 422 both say `Invalid asset URL "...": <reason>`), so the prefix is never repeated.
+    #[error("{reason}")]
     InvalidUrl {
         /// The URL.
         url: String,

@@ -1,5 +1,6 @@
-//! The `probe` step: the pure-Rust MP4 prober for MP4/MOV, ffprobe for the rest, and reuse of
-//! an earlier probe of the same unchanged object.
+//! The `probe` step: the pure-Rust MP4 prober for MP4/MOV (recognised by their first bytes),
+//! ffprobe for the rest and for what the MP4 prober cannot read, and reuse of an earlier probe
+//! of the same unchanged object.
 
 use std::sync::Arc;
 
@@ -11,14 +12,20 @@ use task_core::task::Step;
 use task_runner::step::{StepContext, StepOutput, TaskStep};
 
 use crate::asset_url::{AssetLocation, AssetLocator};
-use crate::probe::Mp4Verdict;
-use crate::probe::{FfprobeProber, Mp4Prober, ProbeOutput, Prober};
+use object_store::ObjectStoreExt;
+
+use crate::error::storage_error;
+use crate::probe::{
+    Container, FfprobeProber, Mp4Prober, Mp4Verdict, ProbeOutput, Prober, SNIFF_LEN, probe_failed,
+    sniff,
+};
 use crate::s3_check::AssetInfo;
 
 /// Which prober the probe step uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProberChoice {
-    /// The MP4 prober for `.mp4`/`.mov`/`.m4v` (ffprobe for fragmented files), ffprobe otherwise.
+    /// The MP4 prober for files whose first bytes are an MP4/MOV box (ffprobe for fragmented
+    /// files and for those it cannot read), ffprobe otherwise.
     #[default]
     Auto,
     /// Always ffprobe.
@@ -44,26 +51,45 @@ impl ProbeStep {
     }
 
     /// Probes `location` (of `size` bytes) with the configured choice of prober.
+    ///
+    /// With [`ProberChoice::Auto`] the container is recognised by its first bytes, not its
+    /// name: MP4/MOV goes to the MP4 prober, everything else to ffprobe. When the MP4 prober
+    /// cannot read a file (fragmented, or a layout it refuses) ffprobe gets it; if ffprobe
+    /// refuses it too, the probe fails with both reasons.
     pub async fn probe(
         &self,
         location: &AssetLocation,
         size: u64,
     ) -> Result<ProbeOutput, TaskError> {
-        if self.choice == ProberChoice::Auto && is_mp4_family(location.path.as_ref()) {
-            match Mp4Prober.probe_or_decline(location, size).await? {
-                Ok(output) => return output.validated(),
-                Err(Mp4Verdict::Fragmented) => debug!("fragmented MP4: handing over to ffprobe"),
-            }
+        if self.choice == ProberChoice::Ffprobe || size == 0 {
+            return self.ffprobe.probe(location, size).await;
         }
-        self.ffprobe.probe(location, size).await
+        let head = location
+            .store
+            .get_range(&location.path, 0..size.min(SNIFF_LEN))
+            .await
+            .map_err(|e| storage_error(&location.url, e))?;
+        let container = sniff(&head);
+        if container != Container::IsoBmff {
+            debug!(?container, "not an MP4/MOV file: ffprobe reads it");
+            return self.ffprobe.probe(location, size).await;
+        }
+        let reason = match Mp4Prober.probe_or_decline(location, size).await? {
+            Ok(output) => return output.validated(),
+            Err(Mp4Verdict::Fragmented) => {
+                debug!("fragmented MP4: handing over to ffprobe");
+                return self.ffprobe.probe(location, size).await;
+            }
+            Err(Mp4Verdict::Unreadable(reason)) => reason,
+        };
+        debug!(%reason, "the MP4 prober cannot read it: handing over to ffprobe");
+        match self.ffprobe.probe(location, size).await {
+            Err(TaskError::ProbeFailed { message }) => Err(probe_failed(format!(
+                "{message} (the MP4 prober could not read it either: {reason})"
+            ))),
+            other => other,
+        }
     }
-}
-
-fn is_mp4_family(key: &str) -> bool {
-    let lower = key.to_ascii_lowercase();
-    [".mp4", ".mov", ".m4v"]
-        .iter()
-        .any(|ext| lower.ends_with(ext))
 }
 
 #[async_trait]

@@ -1,7 +1,11 @@
 //! Probing: what a video is (duration, streams), by a pure-Rust MP4 reader or by ffprobe.
 
+mod boxes;
 mod ffprobe;
 mod mp4;
+mod mp4_header;
+mod sniff;
+mod tracks;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -11,7 +15,9 @@ use task_core::error::TaskError;
 use crate::asset_url::AssetLocation;
 
 pub use self::ffprobe::FfprobeProber;
-pub use self::mp4::{Mp4Prober, Mp4Verdict};
+pub use self::mp4::{Mp4Prober, Mp4Verdict, PARSE_DEADLINE};
+pub use self::mp4_header::parse_header_bytes;
+pub use self::sniff::{Container, SNIFF_LEN, sniff};
 
 /// The kind of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +36,7 @@ pub enum StreamKind {
 pub struct StreamInfo {
     /// Video, audio or other.
     pub kind: StreamKind,
-    /// The codec, lowercase (`h264`, `aac`...).
+    /// The codec under ffprobe's `codec_name` (`h264`, `hevc`, `aac`, `opus`, `pcm_s16le`...).
     pub codec: String,
     /// Picture width, for video.
     pub width: Option<u32>,

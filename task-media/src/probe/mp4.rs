@@ -1,26 +1,31 @@
 //! A pure-Rust MP4/MOV prober that reads only the boxes it needs, by range requests.
 //!
 //! It walks the top-level boxes by their headers (16 bytes each), fetches `ftyp` and `moov`
-//! (in 64 KiB blocks) and never the media data, then parses them with the `mp4` crate. Besides
-//! what the container says, it checks that every top-level box and every chunk offset of the
-//! sample tables lies inside the object: a faststart file cut short still has an intact `moov`
-//! but declares media data past the real end.
+//! (in 64 KiB blocks) and never the media data, then parses them on a blocking thread under
+//! [`PARSE_DEADLINE`] (see [`super::parse_header_bytes`]). Besides what the container says, it
+//! checks that every top-level box and every chunk offset of the sample tables lies inside the
+//! object: a faststart file cut short still has an intact `moov` but declares media data past
+//! the real end.
 
-use std::io::Cursor;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use object_store::ObjectStoreExt;
 
 use task_core::error::TaskError;
 
-use super::{ProbeOutput, Prober, StreamInfo, StreamKind, probe_failed};
+use super::boxes;
+use super::mp4_header::{TopBox, parse_boxes};
+use super::{ProbeOutput, Prober, probe_failed};
 use crate::asset_url::AssetLocation;
 use crate::error::storage_error;
 
 const BLOCK: u64 = 64 * 1024;
 const MAX_MOOV: u64 = 256 * 1024 * 1024;
+/// A file-type box lists a few brands: a few hundred bytes at most.
+const MAX_FTYP: u64 = 64 * 1024;
 /// Boxes an MP4/MOV file may start with.
 const TOP_LEVEL: [&str; 11] = [
     "ftyp", "moov", "mdat", "free", "skip", "wide", "pdin", "uuid", "styp", "sidx", "meta",
@@ -31,11 +36,18 @@ const TOP_LEVEL: [&str; 11] = [
 pub struct Mp4Prober;
 
 /// Why the MP4 prober declined a file that another prober may read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mp4Verdict {
     /// The file is fragmented (moof/mvex): its duration is spread over fragments.
     Fragmented,
+    /// The header is beyond this parser (a box layout it refuses, or one the `mp4` crate
+    /// cannot read); the reason names the box and its byte offset where it can.
+    Unreadable(String),
 }
+
+/// How long the parse of a fetched header may take. A real `moov` of a two-hour film (about
+/// 4 MB) parses in milliseconds; past this the file is hostile and the probe fails.
+pub const PARSE_DEADLINE: Duration = Duration::from_secs(5);
 
 struct Reader<'a> {
     location: &'a AssetLocation,
@@ -56,8 +68,9 @@ impl Reader<'_> {
 }
 
 struct TopLevel {
-    ftyp: Option<Vec<u8>>,
-    moov: Option<Vec<u8>>,
+    /// The box and where it starts in the object.
+    ftyp: Option<(Vec<u8>, u64)>,
+    moov: Option<(Vec<u8>, u64)>,
     fragmented: bool,
 }
 
@@ -118,7 +131,12 @@ async fn walk(reader: &Reader<'_>, size: u64) -> Result<TopLevel, TaskError> {
             )));
         }
         match kind.as_str() {
-            "ftyp" => top.ftyp = Some(reader.range(offset..end).await?),
+            "ftyp" if box_size > MAX_FTYP => {
+                return Err(probe_failed(format!(
+                    "ftyp box at byte {offset} of {box_size} bytes is implausibly large"
+                )));
+            }
+            "ftyp" => top.ftyp = Some((reader.range(offset..end).await?, offset)),
             "moov" => {
                 if box_size > MAX_MOOV {
                     return Err(probe_failed(format!(
@@ -131,7 +149,7 @@ async fn walk(reader: &Reader<'_>, size: u64) -> Result<TopLevel, TaskError> {
                     moov.extend(reader.range(at..end.min(at + BLOCK)).await?);
                     at += BLOCK;
                 }
-                top.moov = Some(moov);
+                top.moov = Some((moov, offset));
             }
             "moof" | "mfra" => {
                 // Fragmented: another prober reads it; no need to walk every fragment.
@@ -146,7 +164,8 @@ async fn walk(reader: &Reader<'_>, size: u64) -> Result<TopLevel, TaskError> {
 }
 
 impl Mp4Prober {
-    /// Probes, or says why another prober should (fragmented files).
+    /// Probes, or says why another prober should (fragmented files, and files this parser
+    /// cannot read). The parse runs on a blocking thread under [`PARSE_DEADLINE`].
     pub async fn probe_or_decline(
         &self,
         location: &AssetLocation,
@@ -166,95 +185,57 @@ impl Mp4Prober {
         let moov = top
             .moov
             .ok_or_else(|| probe_failed("no moov box: the file is incomplete"))?;
-        let mut buffer = ftyp;
-        buffer.extend_from_slice(&moov);
-        let length = buffer.len() as u64;
-        // The mp4 crate can panic on some malformed boxes; a bad file must fail, not crash.
-        let parsed =
-            std::panic::catch_unwind(|| ::mp4::Mp4Reader::read_header(Cursor::new(buffer), length))
-                .map_err(|_| probe_failed("malformed moov box"))?
-                .map_err(|e| probe_failed(e.to_string()))?;
-        if parsed.moov.mvex.is_some() {
-            return Ok(Err(Mp4Verdict::Fragmented));
+        let bytes_read = reader.read.load(Ordering::Relaxed);
+        let parse =
+            tokio::task::spawn_blocking(move || parse_fetched(ftyp, moov, size, bytes_read));
+        // If the parse ever outlives the deadline, its blocking thread is left behind (a
+        // thread cannot be stopped from outside): the box check in `boxes` exists so that the
+        // mp4 crate's known endless loop (a zero-size box inside moov) cannot happen.
+        match tokio::time::timeout(PARSE_DEADLINE, parse).await {
+            Ok(Ok(parsed)) => parsed,
+            Ok(Err(join)) => Err(probe_failed(format!(
+                "the MP4 header parse of {} failed: {join}",
+                location.url
+            ))),
+            Err(_) => Err(probe_failed(format!(
+                "the MP4 header parse of {} did not finish within the {} s deadline",
+                location.url,
+                PARSE_DEADLINE.as_secs()
+            ))),
         }
-        let mvhd = &parsed.moov.mvhd;
-        if mvhd.timescale == 0 {
-            return Err(probe_failed("the movie header has a zero timescale"));
-        }
-        let duration_secs = mvhd.duration as f64 / f64::from(mvhd.timescale);
-        let mut ids: Vec<u32> = parsed.tracks().keys().copied().collect();
-        ids.sort_unstable();
-        let mut streams = Vec::new();
-        for id in ids {
-            let Some(track) = parsed.tracks().get(&id) else {
-                continue;
-            };
-            check_chunks(track, size)?;
-            streams.push(stream_info(track));
-        }
-        let output = ProbeOutput {
-            prober: "mp4".into(),
-            format: String::from_utf8_lossy(&parsed.major_brand().value)
-                .trim()
-                .to_owned(),
-            duration_secs,
-            streams,
-            bytes_read: reader.read.load(Ordering::Relaxed),
-        };
-        Ok(Ok(output))
     }
 }
 
-/// Every chunk of the sample tables must start inside the object.
-fn check_chunks(track: &::mp4::Mp4Track, size: u64) -> Result<(), TaskError> {
-    let stbl = &track.trak.mdia.minf.stbl;
-    let stco = stbl
-        .stco
-        .iter()
-        .flat_map(|b| b.entries.iter().map(|o| u64::from(*o)));
-    let co64 = stbl.co64.iter().flat_map(|b| b.entries.iter().copied());
-    if let Some(last) = stco.chain(co64).max().filter(|last| *last >= size) {
-        return Err(probe_failed(format!(
-            "track {} has samples at byte {last}, past the end of the {size}-byte object",
-            track.track_id()
-        )));
-    }
-    Ok(())
-}
-
-fn stream_info(track: &::mp4::Mp4Track) -> StreamInfo {
-    let kind = match track.track_type() {
-        Ok(::mp4::TrackType::Video) => StreamKind::Video,
-        Ok(::mp4::TrackType::Audio) => StreamKind::Audio,
-        _ => StreamKind::Other,
+/// Parses the fetched `ftyp` and `moov` boxes (with their offsets in the object).
+fn parse_fetched(
+    ftyp: (Vec<u8>, u64),
+    moov: (Vec<u8>, u64),
+    size: u64,
+    bytes_read: u64,
+) -> Result<Result<ProbeOutput, Mp4Verdict>, TaskError> {
+    let (ftyp_bytes, ftyp_at) = ftyp;
+    let (moov_bytes, moov_at) = moov;
+    let walked = boxes::parse(&ftyp_bytes, ftyp_at)
+        .and_then(|f| boxes::parse(&moov_bytes, moov_at).map(|m| (f, m)));
+    let (ftyp_tree, moov_tree) = match walked {
+        Ok(trees) => trees,
+        Err(reason) => return Ok(Err(Mp4Verdict::Unreadable(reason))),
     };
-    let codec = track
-        .media_type()
-        .map(|m| m.to_string().to_lowercase())
-        .or_else(|_| track.box_type().map(|b| b.to_string().to_lowercase()))
-        .unwrap_or_else(|_| "unknown".into());
-    let (width, height) = match kind {
-        StreamKind::Video => (
-            Some(u32::from(track.width())),
-            Some(u32::from(track.height())),
-        ),
-        _ => (None, None),
+    let (Some(ftyp_node), Some(moov_node)) = (ftyp_tree.first(), moov_tree.first()) else {
+        return Ok(Err(Mp4Verdict::Unreadable("empty ftyp or moov box".into())));
     };
-    let (sample_rate, channels) = match kind {
-        StreamKind::Audio => (
-            track.sample_freq_index().ok().map(|f| f.freq()),
-            track.channel_config().ok().map(|c| c as u32),
-        ),
-        _ => (None, None),
-    };
-    StreamInfo {
-        kind,
-        codec,
-        width,
-        height,
-        sample_rate,
-        channels,
-    }
+    parse_boxes(
+        TopBox {
+            node: ftyp_node,
+            buf: &ftyp_bytes,
+        },
+        TopBox {
+            node: moov_node,
+            buf: &moov_bytes,
+        },
+        size,
+        bytes_read,
+    )
 }
 
 #[async_trait]
@@ -269,6 +250,7 @@ impl Prober for Mp4Prober {
             Err(Mp4Verdict::Fragmented) => Err(probe_failed(
                 "fragmented MP4 is not supported by the mp4 prober",
             )),
+            Err(Mp4Verdict::Unreadable(reason)) => Err(probe_failed(reason)),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Test fixtures made with ffmpeg, a moto S3 server started by the tests, and a flaky store.
 #![allow(dead_code, clippy::unwrap_used)]
 
+mod codecs;
 mod flaky;
 mod moto;
 
@@ -8,7 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+#[allow(unused_imports)]
+pub use codecs::{CODECS, CodecFixture, FPS, codec_fixtures};
+#[allow(unused_imports)]
 pub use flaky::FlakyStore;
+#[allow(unused_imports)]
 pub use moto::{Moto, moto};
 
 /// Black and silent gaps drawn into the gapped fixtures, in seconds.
@@ -40,7 +45,7 @@ impl Fixtures {
         ["long-faststart.mp4", "long-moov-at-end.mp4", "short.mp4"];
 }
 
-fn run(command: &mut Command) {
+pub(crate) fn run(command: &mut Command) {
     let output = command.output().unwrap_or_else(|e| {
         panic!(
             "cannot run {:?}: {e}. Run scripts/install-test-deps.sh to install ffmpeg.",

@@ -1,7 +1,16 @@
 //! Asset URLs: `s3://bucket/key`, `file://` under a configured root, and `memory://`.
+//!
+//! Every URL is checked by [`validate_asset_url`] at ingest and again when a step resolves it
+//! ([`AssetLocator::locate`]), so a URL stored by an older build is refused before any request:
+//! bucket names by S3's naming rules, keys by object_store's path rules, `file://` URLs
+//! percent-decoded per RFC 8089 with `.`/`..` resolved lexically. [`AssetScope`] limits what
+//! one tenant may name.
+
+mod parse;
+mod scope;
 
 use std::collections::HashMap;
-use std::path::{Component, Path as FsPath, PathBuf};
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +20,8 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
+use self::parse::{Parsed, split};
+pub use self::scope::AssetScope;
 use crate::error::MediaError;
 
 /// Where the S3 endpoint and credentials come from. Unset fields fall back to the standard
@@ -37,6 +48,7 @@ pub struct AssetLocator {
     memory: Arc<InMemory>,
     buckets: Arc<Mutex<HashMap<String, Arc<dyn ObjectStore>>>>,
     scratch_dir: Option<PathBuf>,
+    allow_memory: bool,
 }
 
 impl std::fmt::Debug for AssetLocator {
@@ -78,41 +90,6 @@ pub fn validate_asset_url(url: &str) -> Result<(), MediaError> {
     split(url).map(|_| ())
 }
 
-enum Parsed<'a> {
-    S3 { bucket: &'a str, key: &'a str },
-    File { path: &'a str },
-    Memory { key: &'a str },
-}
-
-fn split(url: &str) -> Result<Parsed<'_>, MediaError> {
-    let invalid = |reason: &str| MediaError::InvalidUrl {
-        url: url.to_owned(),
-        reason: reason.to_owned(),
-    };
-    if let Some(rest) = url.strip_prefix("s3://") {
-        let (bucket, key) = rest
-            .split_once('/')
-            .ok_or_else(|| invalid("expected s3://bucket/key"))?;
-        if bucket.is_empty() || key.is_empty() {
-            return Err(invalid("expected s3://bucket/key"));
-        }
-        Ok(Parsed::S3 { bucket, key })
-    } else if let Some(path) = url.strip_prefix("file://") {
-        if !path.starts_with('/') {
-            return Err(invalid("a file URL needs an absolute path (file:///...)"));
-        }
-        Ok(Parsed::File { path })
-    } else if let Some(key) = url.strip_prefix("memory://") {
-        let key = key.trim_start_matches('/');
-        if key.is_empty() {
-            return Err(invalid("expected memory:///key"));
-        }
-        Ok(Parsed::Memory { key })
-    } else {
-        Err(invalid("the scheme must be s3://, file:// or memory://"))
-    }
-}
-
 impl AssetLocator {
     /// A locator for S3 with `s3`, files under `file_root` (None: `file://` is refused), and an
     /// empty in-memory store.
@@ -123,7 +100,15 @@ impl AssetLocator {
             memory: Arc::new(InMemory::new()),
             buckets: Arc::new(Mutex::new(HashMap::new())),
             scratch_dir: None,
+            allow_memory: true,
         }
+    }
+
+    /// Whether `memory://` URLs are served (the default, for tests and examples); a deployment
+    /// that serves real assets turns them off, and they are then refused as invalid.
+    pub fn with_memory_urls(mut self, allowed: bool) -> Self {
+        self.allow_memory = allowed;
+        self
     }
 
     /// Downloads objects that the tools must read from local disk into `dir` (a volume with
@@ -152,13 +137,30 @@ impl AssetLocator {
     pub fn locate(&self, url: &str) -> Result<AssetLocation, MediaError> {
         let (store, path, local_file) = match split(url)? {
             Parsed::S3 { bucket, key } => (self.bucket(bucket)?, parse_path(url, key)?, None),
+            Parsed::Memory { .. } if !self.allow_memory => {
+                return Err(MediaError::InvalidUrl {
+                    url: url.to_owned(),
+                    reason: "memory:// URLs are not enabled in this deployment".into(),
+                });
+            }
             Parsed::Memory { key } => (
                 self.memory.clone() as Arc<dyn ObjectStore>,
                 parse_path(url, key)?,
                 None,
             ),
             Parsed::File { path } => {
-                let (root, file) = self.confine(url, path)?;
+                let (root, file) = self.confine(url, &path)?;
+                if file.is_dir() {
+                    let what = if file == root {
+                        "the media root itself"
+                    } else {
+                        "a directory"
+                    };
+                    return Err(MediaError::InvalidUrl {
+                        url: url.to_owned(),
+                        reason: format!("{} is {what}, not a file", file.display()),
+                    });
+                }
                 let relative = file.strip_prefix(&root).map_err(|_| escape(url))?;
                 let store = LocalFileSystem::new_with_prefix(&root).map_err(|e| {
                     MediaError::InvalidUrl {
@@ -183,9 +185,9 @@ impl AssetLocator {
         })
     }
 
-    /// The canonical root and the canonical file, refusing anything outside the root (`..`
-    /// components, or a symlink that points out of it).
-    fn confine(&self, url: &str, path: &str) -> Result<(PathBuf, PathBuf), MediaError> {
+    /// The canonical root and the canonical file, refusing anything outside the root (`path`
+    /// has its `..` segments resolved lexically already; a symlink may still point out of it).
+    fn confine(&self, url: &str, path: &FsPath) -> Result<(PathBuf, PathBuf), MediaError> {
         let root = self
             .file_root
             .as_ref()
@@ -197,10 +199,7 @@ impl AssetLocator {
             url: url.to_owned(),
             reason: format!("the media root {} cannot be resolved: {e}", root.display()),
         })?;
-        let requested = FsPath::new(path);
-        if requested.components().any(|c| c == Component::ParentDir) {
-            return Err(escape(url));
-        }
+        let requested = path;
         let file = match requested.canonicalize() {
             Ok(file) => file,
             // A missing file is reported by the S3 check as not found, if it is under the root.
@@ -290,8 +289,33 @@ mod tests {
             "a.mp4",
         ] {
             let err = validate_asset_url(bad).expect_err(bad);
-            assert!(err.to_string().contains(bad), "{err}");
+            let task = task_core::error::TaskError::from(err);
+            assert!(task.to_string().contains(bad), "{task}");
         }
+    }
+
+    /// The HTTP layer answers 422 with `Invalid asset URL "<url>": <reason>` from the
+    /// validator's message, and a task fails with the same text from TaskError: the reason must
+    /// not carry the prefix again.
+    #[test]
+    fn refusals_do_not_repeat_their_prefix() {
+        let url = "s3://media a/long.mp4";
+        let err = validate_asset_url(url).expect_err(url);
+        let http = format!("Invalid asset URL {url:?}: {err}");
+        let task = task_core::error::TaskError::from(validate_asset_url(url).expect_err(url));
+        for message in [http, task.to_string()] {
+            assert_eq!(
+                message.to_lowercase().matches("invalid asset url").count(),
+                1,
+                "{message}"
+            );
+            assert_eq!(message.matches(url).count(), 1, "{message}");
+        }
+        assert_eq!(
+            task.to_string(),
+            "Invalid asset URL \"s3://media a/long.mp4\": bucket name \"media a\": ' ' is not \
+             allowed in a bucket name (only lowercase letters, digits, dots and hyphens)"
+        );
     }
 
     #[test]
