@@ -30,7 +30,14 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .headers()
             .get(axum::http::header::CONTENT_TYPE)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        let read_timeout = req
+            .extensions()
+            .get::<BodyReadTimeout>()
+            .map_or(std::time::Duration::MAX, |t| t.0);
+        let read = tokio::time::timeout(read_timeout, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| ApiError::RequestTimeout(read_timeout.as_secs()))?;
+        let bytes = read.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge { limit }
             } else {
@@ -97,6 +104,10 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> 
             })
     }
 }
+
+/// The configured body read timeout, put in request extensions for [`JsonBody`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyReadTimeout(pub std::time::Duration);
 
 /// The configured body limit, put in request extensions so errors can name it.
 #[derive(Debug, Clone, Copy)]

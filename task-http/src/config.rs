@@ -85,6 +85,9 @@ pub struct ServiceConfig {
     pub base_path: String,
     /// How often an idle event stream sends a keep-alive comment. Default 15 s.
     pub keep_alive: Duration,
+    /// How long a client has to send a whole request body once it starts the request
+    /// (a stalled body then gets 408). Default 30 s.
+    pub body_read_timeout: Duration,
 }
 
 impl fmt::Debug for ServiceConfig {
@@ -114,6 +117,7 @@ impl Default for ServiceConfig {
             max_batch: 5000,
             base_path: String::new(),
             keep_alive: Duration::from_secs(15),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }

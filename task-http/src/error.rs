@@ -97,6 +97,9 @@ pub enum ApiError {
     /// The request conflicts with the resource's state (409).
     #[error("{0}")]
     Conflict(String),
+    /// The body did not arrive in time (408).
+    #[error("Request body not received within {0} s")]
+    RequestTimeout(u64),
     /// The body is not JSON by its `Content-Type` (415).
     #[error("Unsupported media type {0:?}: send the body as application/json")]
     UnsupportedMediaType(String),
@@ -129,6 +132,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -74,7 +74,7 @@ pub use config::{
 };
 pub use error::{ApiError, FieldError, LocItem};
 
-use crate::body::BodyLimit;
+use crate::body::{BodyLimit, BodyReadTimeout};
 use crate::error::ApiError as Error;
 use crate::routes::{batch, catalog, health, natural, results, tasks};
 use crate::state::ApiState;
@@ -166,6 +166,9 @@ impl TaskApi {
             .with_state(self.state.clone())
             .layer(DefaultBodyLimit::max(limit))
             .layer(axum::Extension(BodyLimit(limit)))
+            .layer(axum::Extension(BodyReadTimeout(
+                self.state.config.body_read_timeout,
+            )))
             .layer(middleware::from_fn(trace::trace_request));
         (router, doc)
     }

@@ -101,6 +101,56 @@ pub struct HttpEntry {
     pub max_wait_secs: Option<u64>,
     /// Most entries per batch (default 5000).
     pub max_batch: Option<usize>,
+    /// Seconds a client has to send a request's headers, and the longest idle wait between
+    /// keep-alive requests (default 10).
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a client has to send a request's body (default 30; then 408).
+    pub body_read_timeout_secs: Option<u64>,
+    /// Seconds a connection may go without a byte read or written (default 120; keep it above
+    /// `max_wait_secs`).
+    pub idle_timeout_secs: Option<u64>,
+    /// Connections served at once (default 1024); more wait in the listen backlog.
+    pub max_connections: Option<usize>,
+}
+
+impl HttpEntry {
+    /// The server's connection limits, checked.
+    pub fn limits(&self) -> Result<crate::http_server::HttpLimits, TaskdError> {
+        let mut limits = crate::http_server::HttpLimits::default();
+        let positive = |field: &str, value: u64| {
+            if value == 0 {
+                Err(setting(&format!("http.{field}"), "must be at least 1"))
+            } else {
+                Ok(Duration::from_secs(value))
+            }
+        };
+        if let Some(secs) = self.header_read_timeout_secs {
+            limits.header_read_timeout = positive("header_read_timeout_secs", secs)?;
+        }
+        if let Some(secs) = self.idle_timeout_secs {
+            limits.idle_timeout = positive("idle_timeout_secs", secs)?;
+        }
+        if let Some(secs) = self.body_read_timeout_secs {
+            positive("body_read_timeout_secs", secs)?;
+        }
+        if let Some(max) = self.max_connections {
+            if max == 0 {
+                return Err(setting("http.max_connections", "must be at least 1"));
+            }
+            limits.max_connections = max;
+        }
+        let max_wait = Duration::from_secs(self.max_wait_secs.unwrap_or(60));
+        if limits.idle_timeout <= max_wait {
+            return Err(setting(
+                "http.idle_timeout_secs",
+                format!(
+                    "must be more than max_wait_secs ({} s), or long-polls would be cut",
+                    max_wait.as_secs()
+                ),
+            ));
+        }
+        Ok(limits)
+    }
 }
 
 /// S3 settings.

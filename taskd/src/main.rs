@@ -13,6 +13,7 @@ mod client;
 mod commands;
 mod config;
 mod error;
+mod http_server;
 mod presenter;
 mod serve;
 mod submit;

@@ -40,6 +40,9 @@ fn service_config(settings: &Settings) -> ServiceConfig {
     if let Some(max) = settings.http.max_batch {
         config.max_batch = max;
     }
+    if let Some(secs) = settings.http.body_read_timeout_secs {
+        config.body_read_timeout = Duration::from_secs(secs);
+    }
     config
 }
 
@@ -103,6 +106,7 @@ async fn shutdown_signal() {
 
 /// Runs the daemon until a shutdown signal.
 pub async fn serve(settings: Settings) -> Result<(), TaskdError> {
+    let mut limits = settings.http.limits()?;
     std::fs::create_dir_all(&settings.media_root)
         .map_err(|e| TaskdError::io(format!("media root {}", settings.media_root.display()), e))?;
     let mut options = SledOptions::default();
@@ -141,14 +145,13 @@ pub async fn serve(settings: Settings) -> Result<(), TaskdError> {
     // The line scripts and tests wait for.
     println!("taskd listening on http://{addr}");
     let drain = api.clone();
-    axum::serve(listener, api.router())
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutdown: no new connections; finishing in-flight requests");
-            drain.drain();
-        })
-        .await
-        .map_err(|e| TaskdError::io("serve", e))?;
+    limits.shutdown_grace = settings.shutdown_grace.max(Duration::from_secs(1));
+    crate::http_server::serve(listener, api.router(), limits, async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown: no new connections; finishing in-flight requests");
+        drain.drain();
+    })
+    .await;
     tracing::info!("requests finished; stopping the runner");
     let metrics = runner.shutdown(settings.shutdown_grace).await?;
     tracing::info!(?metrics, "runner stopped");
