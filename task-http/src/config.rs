@@ -10,8 +10,9 @@ use task_core::ids::{ProductName, TenantId, Version};
 
 use crate::error::FieldError;
 
-/// Checks an `asset_url` at ingest; `Err` holds the reason shown to the client.
-pub type AssetUrlValidator = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+/// Checks an `asset_url` that a tenant sends at ingest; `Err` holds the reason shown to the
+/// client.
+pub type AssetUrlValidator = Arc<dyn Fn(&TenantId, &str) -> Result<(), String> + Send + Sync>;
 
 /// The query parameters of a results request, decoded, without `key` and `version`.
 pub type QueryParams = BTreeMap<String, String>;
@@ -154,10 +155,20 @@ impl ServiceConfig {
         self
     }
 
-    /// Sets the asset URL check applied at ingest.
+    /// Sets the asset URL check applied at ingest, the same for every tenant.
     pub fn with_asset_url_validator(
         mut self,
         validator: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.asset_url_validator = Some(Arc::new(move |_: &TenantId, url: &str| validator(url)));
+        self
+    }
+
+    /// Sets the asset URL check applied at ingest, given the tenant that sends the URL (for
+    /// per-tenant asset scopes).
+    pub fn with_tenant_asset_url_validator(
+        mut self,
+        validator: impl Fn(&TenantId, &str) -> Result<(), String> + Send + Sync + 'static,
     ) -> Self {
         self.asset_url_validator = Some(Arc::new(validator));
         self

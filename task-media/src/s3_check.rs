@@ -74,7 +74,8 @@ impl TaskStep for S3Check {
     }
 
     async fn run(&self, ctx: &StepContext) -> Result<StepOutput, TaskError> {
-        let location = self.locator.locate(&ctx.item.item.asset_url)?;
+        let tenant = ctx.task.key.tenant.as_str();
+        let location = self.locator.locate_for(tenant, &ctx.item.item.asset_url)?;
         let info = tokio::select! {
             info = head_asset(&location) => info?,
             _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),

@@ -47,6 +47,13 @@ pub struct FileConfig {
     /// S3 endpoint and credentials (else the standard AWS variables).
     #[serde(default)]
     pub s3: S3Entry,
+    /// Per-tenant asset scopes; a tenant without one may name any bucket and any file under
+    /// the media root.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, crate::scopes::TenantEntry>,
+    /// Whether `memory://` asset URLs are accepted (default false: they name nothing real and
+    /// exist for tests and examples).
+    pub allow_memory_urls: Option<bool>,
 }
 
 /// One API key.
@@ -208,6 +215,10 @@ pub struct Settings {
     pub scratch_dir: Option<PathBuf>,
     /// (key, tenant) pairs.
     pub api_keys: Vec<(String, TenantId)>,
+    /// The tenants with an asset scope, and it.
+    pub asset_scopes: Vec<(TenantId, task_media::asset_url::AssetScope)>,
+    /// Whether `memory://` asset URLs are accepted.
+    pub allow_memory_urls: bool,
     /// Whether the development key was added because none was configured.
     pub dev_key: bool,
     /// Enabled products.
@@ -368,6 +379,15 @@ impl FileConfig {
                 settings,
             });
         }
+        let media_root = overrides
+            .media_root
+            .or(self.media_root)
+            .unwrap_or_else(|| PathBuf::from("./media"));
+        let allow_memory_urls = self.allow_memory_urls.unwrap_or(false);
+        let absolute_root =
+            std::path::absolute(&media_root).map_err(|e| setting("media_root", e))?;
+        let asset_scopes =
+            crate::scopes::resolve(&self.tenants, &absolute_root, allow_memory_urls)?;
         Ok(Settings {
             listen,
             data_dir: overrides
@@ -379,12 +399,11 @@ impl FileConfig {
                 Some(days) => Some(Duration::from_secs(days.saturating_mul(86_400))),
                 None => None,
             },
-            media_root: overrides
-                .media_root
-                .or(self.media_root)
-                .unwrap_or_else(|| PathBuf::from("./media")),
+            media_root,
             scratch_dir: self.scratch_dir,
             api_keys,
+            asset_scopes,
+            allow_memory_urls,
             dev_key,
             products,
             concurrency: self.runner.concurrency.unwrap_or(16),

@@ -15,6 +15,7 @@ mod config;
 mod error;
 mod http_server;
 mod presenter;
+mod scopes;
 mod serve;
 mod submit;
 

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use task_core::ids::TenantId;
 use task_core::ids::WorkerId;
 use task_http::{ServiceConfig, TaskApi};
-use task_media::asset_url::{AssetLocator, S3Settings, validate_asset_url};
+use task_media::asset_url::{AssetLocator, AssetScope, S3Settings, validate_asset_url};
 use task_media::probe_step::ProberChoice;
 use task_runner::{Runner, RunnerConfig};
 use task_store_sled::{SledOptions, SledStore};
@@ -17,8 +18,23 @@ use crate::error::TaskdError;
 use crate::presenter::AdbreaksPresenter;
 
 fn service_config(settings: &Settings) -> ServiceConfig {
-    let mut config = ServiceConfig::new()
-        .with_asset_url_validator(|url| validate_asset_url(url).map_err(|e| e.to_string()));
+    let scopes: std::collections::HashMap<TenantId, AssetScope> =
+        settings.asset_scopes.iter().cloned().collect();
+    let allow_memory = settings.allow_memory_urls;
+    let mut config = ServiceConfig::new().with_tenant_asset_url_validator(move |tenant, url| {
+        match scopes.get(tenant) {
+            Some(scope) => scope.check(url),
+            None if !allow_memory && url.starts_with("memory://") => {
+                Err(task_media::MediaError::InvalidUrl {
+                    url: url.to_owned(),
+                    reason: "memory:// URLs are not enabled in this deployment (allow_memory_urls)"
+                        .into(),
+                })
+            }
+            None => validate_asset_url(url),
+        }
+        .map_err(|e| e.to_string())
+    });
     for (key, tenant) in &settings.api_keys {
         config = config.with_api_key(key.clone(), tenant.clone());
     }
@@ -56,7 +72,11 @@ fn pipeline(settings: &Settings) -> Result<task_runner::Pipeline, TaskdError> {
     };
     let root = std::path::absolute(&settings.media_root)
         .map_err(|e| TaskdError::io(format!("media root {}", settings.media_root.display()), e))?;
-    let mut locator = AssetLocator::new(s3, Some(root));
+    let mut locator =
+        AssetLocator::new(s3, Some(root)).with_memory_urls(settings.allow_memory_urls);
+    for (tenant, scope) in &settings.asset_scopes {
+        locator = locator.with_scope(tenant.as_str(), scope.clone());
+    }
     if let Some(dir) = &settings.scratch_dir {
         std::fs::create_dir_all(dir)
             .map_err(|e| TaskdError::io(format!("scratch directory {}", dir.display()), e))?;
@@ -139,6 +159,11 @@ pub async fn serve(settings: Settings) -> Result<(), TaskdError> {
             "no API keys configured: the development key of tenant {} is accepted on this loopback address",
             crate::config::DEV_TENANT
         );
+    }
+    for (_, tenant) in &settings.api_keys {
+        if !settings.asset_scopes.iter().any(|(t, _)| t == tenant) {
+            tracing::info!(%tenant, "no [tenants] scope: this tenant may name any bucket and any file under the media root");
+        }
     }
     let products: Vec<&str> = settings.products.iter().map(|p| p.name.as_str()).collect();
     tracing::info!(%addr, data_dir = %settings.data_dir.display(), products = ?products, "taskd serving");

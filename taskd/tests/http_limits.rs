@@ -3,60 +3,22 @@
 //! than the limit. Real `taskd`, raw TCP.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_taskd");
+use support::Daemon;
+
 const KEY: &str = "limits-test-key";
 
-struct Daemon {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start() -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
+    Daemon::start(&format!(
         "[[api_keys]]\nkey = \"{KEY}\"\ntenant = \"acme\"\n[products.adbreaks]\n\
          [http]\nheader_read_timeout_secs = 1\nbody_read_timeout_secs = 1\n\
          max_wait_secs = 1\nidle_timeout_secs = 3\nmax_connections = 4\n"
-    );
-    std::fs::write(dir.path().join("taskd.toml"), config).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(dir.path().join("taskd.toml"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--media-root")
-        .arg(dir.path().join("media"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("taskd listening on http://")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_owned();
-    Daemon {
-        child,
-        addr,
-        _dir: dir,
-    }
+    ))
 }
 
 /// Reads until the server closes the connection (or `limit` passes); what it sent.
@@ -93,7 +55,9 @@ fn slow_headers_are_cut_and_the_connection_limit_holds() {
     let mut slow: Vec<TcpStream> = (0..8)
         .map(|_| {
             let mut stream = TcpStream::connect(&daemon.addr).unwrap();
-            stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n").unwrap();
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+                .unwrap();
             stream
         })
         .collect();
@@ -104,7 +68,10 @@ fn slow_headers_are_cut_and_the_connection_limit_holds() {
             started.elapsed()
         );
     }
-    assert!(healthy(&daemon.addr), "the server answers once they are gone");
+    assert!(
+        healthy(&daemon.addr),
+        "the server answers once they are gone"
+    );
 }
 
 #[test]
@@ -118,7 +85,10 @@ fn a_stalled_body_gets_408_with_a_detail() {
     stream.write_all(head.as_bytes()).unwrap();
     let answer = read_until_closed(&mut stream, Duration::from_secs(20)).expect("an answer");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains(r#""detail":"Request body not received within 1 s""#), "{answer}");
+    assert!(
+        answer.contains(r#""detail":"Request body not received within 1 s""#),
+        "{answer}"
+    );
     assert!(healthy(&daemon.addr));
 }
 

@@ -67,7 +67,7 @@ pub(crate) async fn put_item(
         let tags = fields.strings("tags").unwrap_or_default();
         if let Some(url) = asset_url {
             let verdict = match &state.config.asset_url_validator {
-                Some(validate) => validate(url),
+                Some(validate) => validate(&tenant, url),
                 None if url.trim().is_empty() => Err("must not be empty".to_owned()),
                 None => Ok(()),
             };

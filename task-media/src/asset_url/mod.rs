@@ -49,6 +49,7 @@ pub struct AssetLocator {
     buckets: Arc<Mutex<HashMap<String, Arc<dyn ObjectStore>>>>,
     scratch_dir: Option<PathBuf>,
     allow_memory: bool,
+    scopes: Arc<HashMap<String, AssetScope>>,
 }
 
 impl std::fmt::Debug for AssetLocator {
@@ -101,7 +102,25 @@ impl AssetLocator {
             buckets: Arc::new(Mutex::new(HashMap::new())),
             scratch_dir: None,
             allow_memory: true,
+            scopes: Arc::new(HashMap::new()),
         }
+    }
+
+    /// Limits what `tenant` may name to `scope`, checked by [`AssetLocator::locate_for`] (a
+    /// tenant without a scope may name anything the locator serves).
+    pub fn with_scope(mut self, tenant: impl Into<String>, scope: AssetScope) -> Self {
+        Arc::make_mut(&mut self.scopes).insert(tenant.into(), scope);
+        self
+    }
+
+    /// [`AssetLocator::locate`] for a URL named by `tenant`: refused first if it lies outside
+    /// the tenant's scope, so a URL stored before the scope was set is refused before any
+    /// request is made.
+    pub fn locate_for(&self, tenant: &str, url: &str) -> Result<AssetLocation, MediaError> {
+        if let Some(scope) = self.scopes.get(tenant) {
+            scope.check(url)?;
+        }
+        self.locate(url)
     }
 
     /// Whether `memory://` URLs are served (the default, for tests and examples); a deployment
