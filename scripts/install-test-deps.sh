@@ -29,3 +29,9 @@ if [ ! -x "$deps_dir/moto/bin/moto_server" ]; then
   fi
   "$deps_dir/moto/bin/pip" install -q --disable-pip-version-check 'moto[server]'
 fi
+
+if [ ! -x "$deps_dir/schemathesis/bin/st" ]; then
+  echo "installing schemathesis into $deps_dir/schemathesis (PyPI)..." >&2
+  python3 -m venv "$deps_dir/schemathesis"
+  "$deps_dir/schemathesis/bin/pip" install -q --disable-pip-version-check 'schemathesis>=4.3,<5'
+fi

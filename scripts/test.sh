@@ -7,3 +7,5 @@ if [ -f scripts/install-test-deps.sh ]; then
   bash scripts/install-test-deps.sh
 fi
 cargo test --workspace --locked "$@"
+# The OpenAPI document against the real daemon that serves it (target/debug/taskd, built above).
+bash scripts/schemathesis.sh

@@ -244,6 +244,11 @@ impl<'a, 'e> Fields<'a, 'e> {
         self.errors.push(FieldError::new(loc, msg, kind));
     }
 
+    /// Whether the body has a field `name`, null included.
+    pub fn has(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
     /// The raw value of `name`, if present and not null.
     pub fn raw(&self, name: &str) -> Option<&'a Value> {
         self.map.get(name).filter(|v| !v.is_null())

@@ -48,6 +48,7 @@
 mod auth;
 mod body;
 pub mod config;
+mod contract;
 pub mod error;
 mod openapi;
 mod routes;
@@ -159,7 +160,8 @@ impl TaskApi {
             .routes(routes!(health::readyz))
             .routes(routes!(openapi::openapi_json));
         let (router, doc) = api.merge(public).split_for_parts();
-        let doc = serde_json::to_value(&doc).unwrap_or_default();
+        let mut doc = serde_json::to_value(&doc).unwrap_or_default();
+        contract::apply(&mut doc, &self.state.config);
         let router = router
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)

@@ -56,7 +56,9 @@ pub(crate) async fn put_item(
     let mut upsert = None;
     if let Some(mut fields) = Fields::of(&body, vec!["body".into()], &mut errors) {
         for name in READ_ONLY {
-            if fields.raw(name).is_some() {
+            // Present at all, null included: a null would otherwise be kept as an extra
+            // field and shown in place of the real time.
+            if fields.has(name) {
                 fields.error(name, "Field is read-only", "extra_forbidden");
             }
         }
@@ -79,7 +81,7 @@ pub(crate) async fn put_item(
                 );
             }
         }
-        let extra = fields.rest(&KNOWN);
+        let extra = fields.rest(&[&KNOWN[..], &READ_ONLY[..]].concat());
         for (name, value) in &extra {
             if task_core::catalog::nesting(value) > task_core::catalog::MAX_EXTRA_DEPTH {
                 fields.error(

@@ -216,3 +216,55 @@ async fn every_documented_route_exists_and_answers_per_its_schema() {
     validate(&doc, schema, &body, "401", &mut failures);
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// The document states what the server enforces: every refusal a route can give is documented,
+/// the health routes need no key, ids and enums are constrained, task bodies are closed.
+#[tokio::test]
+async fn the_document_is_the_servers_contract() {
+    let s = Server::start().await;
+    let doc = s.api.openapi();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let public = ["/healthz", "/readyz", "/openapi.json"].contains(&path.as_str());
+            let responses = op["responses"].as_object().unwrap();
+            let mut expected = vec!["400", "500"];
+            if public {
+                assert_eq!(op["security"], json!([]), "{method} {path} needs no key");
+            } else {
+                expected.extend(["401", "422", "503"]);
+            }
+            if op.get("requestBody").is_some() {
+                expected.extend(["408", "413", "415"]);
+            }
+            for status in expected {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} documents {status}"
+                );
+            }
+            for param in op["parameters"].as_array().into_iter().flatten() {
+                let schema = &param["schema"];
+                match param["name"].as_str().unwrap() {
+                    "task_id" => assert_eq!(schema["format"], "uuid"),
+                    "type" | "product" | "status" => assert!(schema["enum"].is_array(), "{param}"),
+                    "inventory_id" | "version" => assert!(schema["pattern"].is_string()),
+                    "page_size" => assert_eq!(
+                        (&schema["minimum"], &schema["maximum"]),
+                        (&json!(1), &json!(1000))
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["NewTaskBody"]["additionalProperties"], json!(false));
+    assert_eq!(
+        schemas["NewTaskBody"]["properties"]["priority"]["enum"],
+        json!(["high", "medium", "low", null])
+    );
+    assert_eq!(
+        schemas["ItemBody"]["properties"]["asset_url"]["format"],
+        "asset-url"
+    );
+}
