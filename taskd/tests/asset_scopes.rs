@@ -35,7 +35,7 @@ async fn put(daemon: &Daemon, key: &str, url: &str) -> (u16, Value) {
 #[tokio::test]
 async fn a_tenant_names_only_assets_in_its_scope() {
     let daemon = Daemon::start(CONFIG);
-    let media = daemon.dir.path().join("media");
+    let media = daemon.root().join("media");
     let acme = "acme-key-0123456789";
     for ok in [
         "s3://media-a/films/a.mp4".to_owned(),

@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_taskd");
@@ -11,7 +12,8 @@ pub struct Daemon {
     pub child: Child,
     /// `host:port`.
     pub addr: String,
-    pub dir: tempfile::TempDir,
+    /// The directory of its config, data and media, unless the test owns it.
+    pub dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Daemon {
@@ -26,15 +28,23 @@ impl Daemon {
     /// directory (the media root is `DIR/media`).
     pub fn start(config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("taskd.toml"), config).unwrap();
-        std::fs::create_dir_all(dir.path().join("media")).unwrap();
+        let mut daemon = Self::start_in(config, dir.path());
+        daemon.dir = Some(dir);
+        daemon
+    }
+
+    /// Starts `taskd serve` on the config, data and media under `root`, which outlives the
+    /// daemon so that a test can restart it on the same data.
+    pub fn start_in(config: &str, root: &Path) -> Self {
+        std::fs::write(root.join("taskd.toml"), config).unwrap();
+        std::fs::create_dir_all(root.join("media")).unwrap();
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(dir.path().join("taskd.toml"))
+            .arg(root.join("taskd.toml"))
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(root.join("data"))
             .arg("--media-root")
-            .arg(dir.path().join("media"))
+            .arg(root.join("media"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -48,7 +58,16 @@ impl Daemon {
             .strip_prefix("taskd listening on http://")
             .unwrap_or_else(|| panic!("{line:?}"))
             .to_owned();
-        Daemon { child, addr, dir }
+        Daemon {
+            child,
+            addr,
+            dir: None,
+        }
+    }
+
+    /// The directory the daemon's files are in, when it owns one.
+    pub fn root(&self) -> &Path {
+        self.dir.as_ref().map(|d| d.path()).unwrap()
     }
 
     /// `http://host:port` + `path`.
