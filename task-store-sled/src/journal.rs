@@ -269,12 +269,17 @@ pub(crate) struct JournalWriter {
     segment_bytes: u64,
     current: Option<(File, PathBuf, u64)>,
     closed: Vec<PathBuf>,
+    observer: Option<crate::durability::Observer>,
 }
 
 impl JournalWriter {
     /// A writer over `dir` (created if missing), which must hold no segment, closing segments
     /// once they hold `segment_bytes`.
-    pub fn create(dir: PathBuf, segment_bytes: u64) -> io::Result<Self> {
+    pub fn create(
+        dir: PathBuf,
+        segment_bytes: u64,
+        observer: Option<crate::durability::Observer>,
+    ) -> io::Result<Self> {
         fs::create_dir_all(&dir)?;
         if let Some(parent) = dir.parent() {
             File::open(parent)?.sync_all()?;
@@ -284,6 +289,7 @@ impl JournalWriter {
             segment_bytes,
             current: None,
             closed: Vec::new(),
+            observer,
         })
     }
 
@@ -315,13 +321,22 @@ impl JournalWriter {
         file.sync_all()?;
         // The new name must survive a power cut as well as the frames in it.
         File::open(&self.dir)?.sync_all()?;
+        if let Some(observer) = &self.observer {
+            observer.0.segment_created(path, self.segment_bytes);
+        }
         Ok(file)
     }
 
     /// Makes every appended frame durable.
     pub fn sync(&mut self) -> io::Result<()> {
         match &self.current {
-            Some((file, path, _)) => file.sync_data().map_err(|e| naming(path, "fsyncing", e)),
+            Some((file, path, len)) => {
+                file.sync_data().map_err(|e| naming(path, "fsyncing", e))?;
+                if let Some(observer) = &self.observer {
+                    observer.0.journal_synced(path, *len);
+                }
+                Ok(())
+            }
             None => Ok(()),
         }
     }
@@ -369,7 +384,7 @@ mod tests {
     fn new_journal(segment_bytes: u64) -> (tempfile::TempDir, PathBuf, JournalWriter) {
         let dir = tempfile::tempdir().expect("tempdir");
         let journal = dir.path().join(JOURNAL_DIR);
-        let writer = JournalWriter::create(journal.clone(), segment_bytes).expect("create");
+        let writer = JournalWriter::create(journal.clone(), segment_bytes, None).expect("create");
         (dir, journal, writer)
     }
 

@@ -138,6 +138,7 @@ mod codec;
 mod committer;
 mod compact;
 mod deferred;
+mod durability;
 mod error;
 mod flusher;
 mod group_commit;
@@ -163,6 +164,7 @@ use tokio::sync::broadcast;
 
 pub use check::RawEntry;
 pub use compact::Compacted;
+pub use durability::DurabilityObserver;
 pub use group_commit::{CommitStats, Durability};
 pub use open::SledOptions;
 

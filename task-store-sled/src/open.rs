@@ -43,6 +43,8 @@ pub struct SledOptions {
     /// A journal segment holding this many bytes is closed and a checkpoint taken (32 MiB by
     /// default). Smaller segments replay faster after a crash and flush sled more often.
     pub journal_segment_bytes: u64,
+    /// Told what becomes durable (a test seam for power-cut simulations; None by default).
+    pub(crate) observer: Option<crate::durability::Observer>,
 }
 
 impl Default for SledOptions {
@@ -53,6 +55,7 @@ impl Default for SledOptions {
             cache_capacity: 64 * 1024 * 1024,
             retention: None,
             journal_segment_bytes: journal::DEFAULT_SEGMENT_BYTES,
+            observer: None,
         }
     }
 }
@@ -85,6 +88,16 @@ impl SledOptions {
     /// segment's worth).
     pub fn with_journal_segment_bytes(mut self, bytes: u64) -> Self {
         self.journal_segment_bytes = bytes.max(4096);
+        self
+    }
+
+    /// These options with an observer of what becomes durable: the seam of the power-cut
+    /// tests, which keep an image of the disk as a power cut would leave it.
+    pub fn with_durability_observer(
+        mut self,
+        observer: std::sync::Arc<dyn crate::DurabilityObserver>,
+    ) -> Self {
+        self.observer = Some(crate::durability::Observer(observer));
         self
     }
 
@@ -293,8 +306,15 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
         );
     }
     let pruned = Arc::new(tokio::sync::watch::channel(0u64).0);
-    let journal = JournalWriter::create(path.join(JOURNAL_DIR), options.journal_segment_bytes)
-        .map_err(|e| ctx.io("creating the journal", &path.join(JOURNAL_DIR), e))?;
+    let journal = JournalWriter::create(
+        path.join(JOURNAL_DIR),
+        options.journal_segment_bytes,
+        options.observer.clone(),
+    )
+    .map_err(|e| ctx.io("creating the journal", &path.join(JOURNAL_DIR), e))?;
+    if let Some(observer) = &options.observer {
+        observer.0.opened(path);
+    }
     let commit = GroupCommit::start(
         ctx.clone(),
         trees.clone(),

@@ -130,7 +130,11 @@ async fn sigkill_at_random_moments_loses_and_repeats_nothing() {
         kill(&mut daemon);
         daemon = start(dir.path());
         if round % 50 == 49 {
-            eprintln!("round {}: {} acknowledged creates", round + 1, acknowledged.len());
+            eprintln!(
+                "round {}: {} acknowledged creates",
+                round + 1,
+                acknowledged.len()
+            );
         }
     }
     // Let everything finish, then check each acknowledged task.
