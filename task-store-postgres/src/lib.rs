@@ -138,16 +138,14 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect.clone().application_name(APPLICATION))
+            .connect_with(
+                connect
+                    .clone()
+                    .application_name(&format!("{APPLICATION}/{instance}")),
+            )
             .await
             .map_err(|e| ctx.db("connecting", format_args!("{:?}", describe(&connect)), e))?;
-        {
-            let mut conn = pool
-                .acquire()
-                .await
-                .map_err(|e| ctx.db("connecting", "a migration connection", e))?;
-            migrate::migrate(&ctx, &mut conn).await?;
-        }
+        migrate::migrate(&ctx, &pool).await?;
         let watermark: i64 = sqlx::query_scalar("SELECT seq FROM change_counter")
             .fetch_one(&pool)
             .await
@@ -195,6 +193,12 @@ impl PostgresStore {
         self.shared.instance
     }
 
+    /// The `application_name` of the store's pooled connections, as `pg_stat_activity` shows
+    /// it (`task-store-postgres/<instance id>`).
+    pub fn application_name(&self) -> String {
+        format!("{APPLICATION}/{}", self.shared.instance)
+    }
+
     /// The `application_name` of the connection that LISTENs for this store's changes, as
     /// `pg_stat_activity` shows it (`task-store-postgres/listen/<instance id>`).
     pub fn listener_application_name(&self) -> String {
@@ -220,4 +224,17 @@ fn describe(connect: &sqlx::postgres::PgConnectOptions) -> String {
         connect.get_port(),
         connect.get_database().unwrap_or("-")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn futures_can_be_spawned() {
+        let options = PostgresOptions::new("postgres://u@127.0.0.1:1/db").expect("url");
+        assert_send(&PostgresStore::open_with(options));
+    }
 }

@@ -7,7 +7,7 @@
 //! migration leaves nothing behind. A schema whose version is newer than this build's is
 //! refused with both versions named.
 
-use sqlx::{Connection, PgConnection};
+use sqlx::{Executor, PgPool};
 use task_core::store::StoreError;
 
 use crate::error::{Ctx, OpenError};
@@ -29,32 +29,36 @@ const MIGRATIONS: &[Migration] = &[Migration {
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i32 = 1;
 
-/// Brings `schema` to [`SCHEMA_VERSION`] on `conn` (whose `search_path` is `schema`).
-pub(crate) async fn migrate(ctx: &Ctx, conn: &mut PgConnection) -> Result<(), StoreError> {
+/// Brings `schema` to [`SCHEMA_VERSION`] through `pool` (whose `search_path` is `schema`).
+pub(crate) async fn migrate(ctx: &Ctx, pool: &PgPool) -> Result<(), StoreError> {
     let schema = &*ctx.schema;
-    let fail = |what: &'static str| move |e| ctx.db("migrating the schema", what, e);
-    let mut tx = conn.begin().await.map_err(fail("begin"))?;
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| ctx.db("migrating the schema", "begin", e))?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
         .bind(format!("task-store-postgres migrate {schema}"))
         .execute(&mut *tx)
         .await
-        .map_err(fail("the migration lock"))?;
+        .map_err(|e| ctx.db("migrating the schema", "the migration lock", e))?;
     // The name was checked ([a-z0-9_]) before it gets here; quoted all the same.
-    sqlx::raw_sql(&format!(
+    // Strings without arguments run as simple queries: several statements at once.
+    let create = format!(
         "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
          CREATE TABLE IF NOT EXISTS \"{schema}\".schema_version (
              version integer PRIMARY KEY,
              description text NOT NULL,
              applied_at timestamptz NOT NULL DEFAULT now()
          );"
-    ))
-    .execute(&mut *tx)
-    .await
-    .map_err(fail("creating the schema"))?;
+    );
+    (&mut *tx)
+        .execute(create.as_str())
+        .await
+        .map_err(|e| ctx.db("migrating the schema", "creating the schema", e))?;
     let found: i32 = sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM schema_version")
         .fetch_one(&mut *tx)
         .await
-        .map_err(fail("reading schema_version"))?;
+        .map_err(|e| ctx.db("migrating the schema", "reading schema_version", e))?;
     if found > SCHEMA_VERSION {
         return Err(OpenError::NewerSchema {
             schema: schema.to_owned(),
@@ -63,10 +67,12 @@ pub(crate) async fn migrate(ctx: &Ctx, conn: &mut PgConnection) -> Result<(), St
         }
         .into());
     }
-    for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
+    // Collected first: an iterator adapter held across the awaits makes the future !Send.
+    let missing: Vec<&Migration> = MIGRATIONS.iter().filter(|m| m.version > found).collect();
+    for migration in missing {
         tracing::info!(schema, version = migration.version, "applying migration");
-        sqlx::raw_sql(migration.sql)
-            .execute(&mut *tx)
+        (&mut *tx)
+            .execute(migration.sql)
             .await
             .map_err(|e| ctx.db("migrating the schema", migration.description, e))?;
         sqlx::query("INSERT INTO schema_version (version, description) VALUES ($1, $2)")
@@ -74,9 +80,11 @@ pub(crate) async fn migrate(ctx: &Ctx, conn: &mut PgConnection) -> Result<(), St
             .bind(migration.description)
             .execute(&mut *tx)
             .await
-            .map_err(fail("recording the migration"))?;
+            .map_err(|e| ctx.db("migrating the schema", "recording the migration", e))?;
     }
-    tx.commit().await.map_err(fail("commit"))
+    tx.commit()
+        .await
+        .map_err(|e| ctx.db("migrating the schema", "commit", e))
 }
 
 #[cfg(test)]
