@@ -278,7 +278,7 @@ impl PostgresStore {
                     .application_name(&format!("{APPLICATION}/{instance}")),
             )
             .await
-            .map_err(|e| ctx.db("connecting", format_args!("{:?}", describe(&connect)), e))?;
+            .map_err(|e| ctx.db("connecting", describe(&connect), e))?;
         migrate::migrate(&ctx, &pool).await?;
         let watermark: i64 = sqlx::query_scalar("SELECT seq FROM change_counter")
             .fetch_one(&pool)

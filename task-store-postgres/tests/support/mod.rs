@@ -66,11 +66,14 @@ pub async fn open_with(options: PostgresOptions) -> PostgresStore {
         Ok(Err(err)) => panic!(
             "cannot open a PostgreSQL store at {}: {err}\n\
              These tests need a PostgreSQL server: set DATABASE_URL to one where this user may \
-             create schemas, or run scripts/postgres.sh (it starts a throwaway cluster).",
+             create schemas, or run them through scripts/postgres.sh, which finds the local \
+             server or starts a throwaway cluster: \
+             scripts/postgres.sh cargo test -p task-store-postgres",
             database_url()
         ),
         Err(_) => panic!(
-            "no PostgreSQL answered at {} within 30 s: set DATABASE_URL or run scripts/postgres.sh",
+            "no PostgreSQL answered at {} within 30 s: set DATABASE_URL, or run the tests through \
+             scripts/postgres.sh (scripts/postgres.sh cargo test -p task-store-postgres)",
             database_url()
         ),
     }
@@ -95,7 +98,8 @@ pub async fn connect() -> sqlx::PgConnection {
         .await
         .unwrap_or_else(|e| {
             panic!(
-                "no PostgreSQL at {}: {e}; set DATABASE_URL or run scripts/postgres.sh",
+                "no PostgreSQL at {}: {e}; set DATABASE_URL, or run the tests through \
+                 scripts/postgres.sh (scripts/postgres.sh cargo test -p task-store-postgres)",
                 database_url()
             )
         })
