@@ -92,7 +92,7 @@ fn push_field(bytes: &mut Vec<u8>, field: &[u8]) {
 pub(crate) type JournalWrite = (Vec<u8>, Option<IVec>);
 
 /// Decodes a frame body (after the header), or says what is wrong with it.
-fn decode_body(body: &[u8]) -> Result<(u64, Vec<JournalWrite>), &'static str> {
+pub(crate) fn decode_body(body: &[u8]) -> Result<(u64, Vec<JournalWrite>), &'static str> {
     let mut at = 0usize;
     let mut take = |n: usize| -> Result<&[u8], &'static str> {
         let slice = body.get(at..at + n).ok_or("a write runs past the frame")?;
@@ -101,7 +101,9 @@ fn decode_body(body: &[u8]) -> Result<(u64, Vec<JournalWrite>), &'static str> {
     };
     let seq = u64::from_le_bytes(take(8)?.try_into().map_err(|_| "short sequence")?);
     let count = u32::from_le_bytes(take(4)?.try_into().map_err(|_| "short count")?);
-    let mut writes = Vec::with_capacity(count as usize);
+    // The count comes from the file: a crafted frame with a valid checksum must not make the
+    // replay reserve gigabytes (each write takes at least 5 bytes of the body).
+    let mut writes = Vec::with_capacity((count as usize).min(body.len() / 5));
     for _ in 0..count {
         let flag = take(1)?[0];
         let key_len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| "short length")?);

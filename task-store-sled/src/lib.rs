@@ -141,6 +141,8 @@ mod deferred;
 mod durability;
 mod error;
 mod flusher;
+#[doc(hidden)]
+pub mod fuzzing;
 mod group_commit;
 mod journal;
 mod keys;
