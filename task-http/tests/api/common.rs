@@ -92,7 +92,7 @@ impl Probes {
 }
 
 /// Shared steps failing on purpose by asset URL: `missing` -> asset_not_found, `corrupt` ->
-/// probe_failed, `short` -> asset_too_short.
+/// probe_failed, `short` -> asset_too_short, `panic` -> the step panics.
 struct Shared(Step);
 
 #[async_trait]
@@ -104,6 +104,7 @@ impl TaskStep for Shared {
         let url = ctx.item.item.asset_url.clone();
         match self.0 {
             Step::S3Check if url.contains("missing") => Err(TaskError::AssetNotFound { url }),
+            Step::S3Check if url.contains("panic") => panic!("bucket name in {url:?} is not valid"),
             Step::Probe if url.contains("corrupt") => Err(TaskError::ProbeFailed {
                 message: "Invalid data found when processing input".into(),
             }),

@@ -1,6 +1,7 @@
 //! The Task API over real HTTP: a reqwest client against the router served on a free port.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod abuse;
 mod auth;
 mod batch;
 mod catalog;
