@@ -51,6 +51,14 @@ pub struct TaskView {
     pub error_code: Option<String>,
     /// The error of the last failed attempt, also while waiting for a retry.
     pub last_error: Option<String>,
+    /// The failure with its data (when `failed`), else null: `code` and the error's fields,
+    /// e.g. `duration_secs` and `minimum_secs` of `asset_too_short`.
+    #[schema(value_type = Option<Object>)]
+    pub error_detail: Option<serde_json::Value>,
+    /// What the probe step found, once it has run: the prober, the container, the duration,
+    /// the streams (codec, size, rate, channels) and the bytes read; else null.
+    #[schema(value_type = Option<Object>)]
+    pub probe: Option<serde_json::Value>,
     /// Creation time (RFC 3339, UTC).
     pub created_at: String,
     /// Time of the last change (RFC 3339, UTC).
@@ -102,6 +110,10 @@ impl TaskView {
             error: error.map(|e| e.to_string()),
             error_code: error.map(|e| e.code().to_owned()),
             last_error: task.last_error.as_ref().map(|e| e.to_string()),
+            error_detail: error.and_then(|e| serde_json::to_value(e).ok()),
+            probe: task
+                .checkpoint(task_core::task::Step::Probe)
+                .map(|checkpoint| checkpoint.output.clone()),
             created_at: rfc3339(task.created_at),
             updated_at: rfc3339(task.updated_at),
             started_at: task.started_at.map(rfc3339),

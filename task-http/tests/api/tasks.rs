@@ -232,6 +232,16 @@ async fn the_three_contract_failures_carry_their_exact_messages() {
         assert_eq!(body["error_code"], code);
         assert_eq!(body["error"], message);
         assert_eq!(body["attempt"], 1, "permanent failures are not retried");
+        assert_eq!(body["error_detail"]["code"], code, "{body}");
+        if code == "asset_too_short" {
+            // The contract's message is fixed; the figures are in the detail.
+            assert_eq!(body["error_detail"]["duration_secs"], 3.0, "{body}");
+            assert_eq!(body["error_detail"]["minimum_secs"], 600.0, "{body}");
+            assert_eq!(body["probe"], json!({"ok": true}), "the probe's output is shown");
+        }
+        if code == "asset_not_found" {
+            assert!(body["probe"].is_null(), "no probe ran: {body}");
+        }
         let (_, history) = s.get(&format!("/task/{task_id}/history")).await;
         assert_eq!(
             history["history"].as_array().unwrap().last().unwrap()["error_code"],
