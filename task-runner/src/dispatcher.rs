@@ -85,6 +85,9 @@ async fn claim_loop<S: Store>(shared: Arc<Shared<S>>, control: Control, wake: Ar
     let mut tasks: JoinSet<(ProductName, Outcome)> = JoinSet::new();
     let mut slots = Slots::default();
     let mut schedule = ClaimSchedule::default();
+    // A store that cannot serve (a full disk, a lost database) fails every poll: say so once
+    // per interval, with how many failures went unsaid.
+    let mut claim_failures = Throttled::new(Duration::from_secs(30));
     while !control.shutdown.is_cancelled() {
         while let Some(done) = tasks.try_join_next_with_id() {
             slots.release(done);
@@ -115,7 +118,9 @@ async fn claim_loop<S: Store>(shared: Arc<Shared<S>>, control: Control, wake: Ar
                         slots.take(handle.id(), product);
                     }
                 }
-                Err(err) => warn!(error = %err, "claim failed; retrying after the poll interval"),
+                Err(err) => claim_failures.report(|suppressed| {
+                    warn!(error = %err, suppressed, "claim failed; retrying after the poll interval")
+                }),
             }
         }
         if queue_may_have_more && tasks.len() < config.concurrency {
@@ -167,6 +172,35 @@ async fn next_nap<S: Store>(shared: &Shared<S>) -> Duration {
             warn!(error = %err, "cannot read the next wake-up time");
             poll
         }
+    }
+}
+
+/// A log line at most once per `every`, counting the occurrences in between.
+struct Throttled {
+    every: Duration,
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl Throttled {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Calls `log` with the number of occurrences not logged since the last call that logged,
+    /// if `every` has passed since then; else counts this one.
+    fn report(&mut self, log: impl FnOnce(u64)) {
+        if self.last.is_some_and(|at| at.elapsed() < self.every) {
+            self.suppressed += 1;
+            return;
+        }
+        log(self.suppressed);
+        self.suppressed = 0;
+        self.last = Some(std::time::Instant::now());
     }
 }
 
@@ -236,4 +270,23 @@ async fn drain<S: Store>(
         stop.stop(StopReason::Shutdown);
     }
     while tasks.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttled_report_logs_once_per_interval_and_counts_the_rest() {
+        let mut throttled = Throttled::new(Duration::from_secs(3600));
+        let mut logged = Vec::new();
+        for _ in 0..408 {
+            throttled.report(|suppressed| logged.push(suppressed));
+        }
+        assert_eq!(logged, [0], "one line for 408 failures within the interval");
+        // As if the interval had passed.
+        throttled.last = None;
+        throttled.report(|suppressed| logged.push(suppressed));
+        assert_eq!(logged, [0, 407], "the next line says how many went unsaid");
+    }
 }

@@ -237,7 +237,11 @@ async fn the_three_contract_failures_carry_their_exact_messages() {
             // The contract's message is fixed; the figures are in the detail.
             assert_eq!(body["error_detail"]["duration_secs"], 3.0, "{body}");
             assert_eq!(body["error_detail"]["minimum_secs"], 600.0, "{body}");
-            assert_eq!(body["probe"], json!({"ok": true}), "the probe's output is shown");
+            assert_eq!(
+                body["probe"],
+                json!({"ok": true}),
+                "the probe's output is shown"
+            );
         }
         if code == "asset_not_found" {
             assert!(body["probe"].is_null(), "no probe ran: {body}");
