@@ -1,11 +1,42 @@
 //! The `adbreaks` product: candidate ad-break points where black frames and silence coincide.
 //!
-//! ffmpeg's `blackdetect` and `silencedetect` filters find black and silent intervals in one
-//! decoding pass; every overlap of a black interval with a silent one is a candidate, placed at
-//! the middle of the overlap and scored by the overlap's length (longer is a likelier break).
+//! # What counts
+//!
+//! - **Black**: ffmpeg's `blackdetect` (`pix_th=0.1`, 98% of the picture) on the first video
+//!   stream that is not a cover picture, for at least [`AdbreaksAnalyzer::min_interval_secs`].
+//! - **Silence**: ffmpeg's `silencedetect` (`n=-50dB`) for at least the same minimum (less
+//!   [`SILENCE_EDGE_SECS`], what an audio codec shaves off the edges of a cut), on **every
+//!   audio track**: a stretch is silent only if it is silent on all audio streams of the asset
+//!   (and on all channels of each). A track that ends before the others counts as silent from its
+//!   end on. An asset without audio has no silence, hence no candidates.
+//! - **Candidate**: every overlap of a black interval with a silent one, placed at the middle
+//!   of the overlap, with the overlap's length in seconds as its `score` (longer is a likelier
+//!   break). Candidates are stored best (highest score) first, equal scores by time.
+//!
+//! # How: audio first
+//!
+//! A break needs both, and decoding the audio costs about 1% of decoding the video, so the
+//! default [`AdbreaksMode::AudioFirst`] finds the silence from the audio alone (one `-vn` pass
+//! per track), reads the video's keyframe index (demuxing, no decoding), and decodes the video
+//! only in windows around each silent interval to find the black there (each window starts at
+//! the keyframe before its silence and ends a little after it; overlapping windows are merged).
+//! It gives the candidates of [`AdbreaksMode::Full`], which decodes the whole
+//! video, within a few milliseconds, at a small fraction of its cost (BENCHMARKS.md).
+//!
+//! # Truncated or damaged files
+//!
+//! Both modes know how far ffmpeg decoded (its progress report, and in audio-first mode also the
+//! end of the last video packet). When that falls more than [`TRUNCATION_TOLERANCE_SECS`] short
+//! of the probed duration, the analysis fails with `analysis_failed`, naming both figures: a cut
+//! file would otherwise finish with its header's duration and silently miss every gap of its
+//! missing part.
+
+mod filter;
+mod silence;
+mod tools;
+mod video;
 
 use std::path::Path;
-use std::process::Stdio;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -13,17 +44,24 @@ use serde::{Deserialize, Serialize};
 use task_core::error::TaskError;
 use task_runner::step::StepContext;
 
+pub use self::filter::{AdbreakFilter, AdbreakGroup, filter_adbreaks};
 use super::Analyzer;
-use crate::error::MediaError;
 use crate::media::LocalMedia;
 use crate::probe::ProbeOutput;
+
+/// How much less than the probed duration may be decoded before the file counts as truncated.
+pub const TRUNCATION_TOLERANCE_SECS: f64 = 1.0;
+
+/// How much shorter than the minimum interval a silence may be: an audio codec's transform
+/// shaves a few milliseconds off each edge of a cut to silence (a 0.5 s gap in AAC is 0.499 s).
+pub const SILENCE_EDGE_SECS: f64 = 0.02;
 
 /// One candidate ad-break point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
-    /// Seconds from the start.
+    /// Seconds from the start: the middle of the overlap of black and silence.
     pub time: f64,
-    /// Seconds of black and silence together around it.
+    /// Seconds of black and silence together around it (the overlap's length).
     pub score: f64,
 }
 
@@ -32,8 +70,20 @@ pub struct Candidate {
 pub struct AdbreaksData {
     /// The asset's duration, seconds.
     pub duration_secs: f64,
-    /// Candidates, best first.
+    /// Candidates, best (highest score) first, equal scores by time.
     pub candidates: Vec<Candidate>,
+}
+
+/// Which video the analysis decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdbreaksMode {
+    /// Silence from the audio alone, then the video only in windows around each silent
+    /// interval. The default: about a tenth of a full decode or less.
+    #[default]
+    AudioFirst,
+    /// The whole video through `blackdetect`: the reference, at the cost of a full decode.
+    Full,
 }
 
 /// The ffmpeg-based adbreaks analyzer.
@@ -41,87 +91,106 @@ pub struct AdbreaksData {
 pub struct AdbreaksAnalyzer {
     /// The ffmpeg executable.
     pub program: String,
+    /// The ffprobe executable (stream listing and the video's keyframe index).
+    pub ffprobe: String,
     /// Shortest black or silent interval that counts, seconds.
     pub min_interval_secs: f64,
+    /// Audio first (default) or a full decode.
+    pub mode: AdbreaksMode,
 }
 
 impl Default for AdbreaksAnalyzer {
     fn default() -> Self {
         Self {
             program: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
             min_interval_secs: 0.5,
+            mode: AdbreaksMode::default(),
         }
     }
 }
 
 impl AdbreaksAnalyzer {
-    /// Runs the detection on a local file.
+    /// This analyzer in another mode.
+    pub fn with_mode(self, mode: AdbreaksMode) -> Self {
+        Self { mode, ..self }
+    }
+
+    /// Runs the detection on a local file whose probed duration is `duration_secs`.
+    ///
+    /// Fails with `analysis_failed` when ffmpeg fails, or when it decodes more than
+    /// [`TRUNCATION_TOLERANCE_SECS`] less than `duration_secs` (a truncated or damaged file).
     pub async fn detect(&self, path: &Path, duration_secs: f64) -> Result<AdbreaksData, TaskError> {
         let d = self.min_interval_secs;
-        let output = tokio::process::Command::new(&self.program)
-            .args(["-hide_banner", "-nostats", "-i"])
-            .arg(path)
-            .args([
-                "-vf",
-                &format!("blackdetect=d={d}:pix_th=0.1"),
-                "-af",
-                &format!("silencedetect=n=-50dB:d={d}"),
-                "-f",
-                "null",
-                "-",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .map_err(|e| {
-                TaskError::from(MediaError::ToolMissing {
-                    tool: "ffmpeg",
-                    message: e.to_string(),
-                })
-            })?;
-        let log = String::from_utf8_lossy(&output.stderr);
-        if !output.status.success() {
-            let last = log
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("no output");
+        let quiet = (d - SILENCE_EDGE_SECS).max(0.0);
+        let streams = tools::streams(&self.ffprobe, path).await?;
+        if !streams.video {
             return Err(TaskError::AnalysisFailed {
-                message: format!("ffmpeg failed: {}", last.trim()),
+                message: "the asset has no video stream to look for black frames in".into(),
             });
         }
-        let black = intervals(&log, "black_start:", "black_end:");
-        let silence = intervals(&log, "silence_start:", "silence_end:");
+        let audio = futures::future::try_join_all(
+            (0..streams.audio_tracks)
+                .map(|t| silence::track_silence(&self.program, path, t, quiet)),
+        );
+        let index = tools::video_index(&self.ffprobe, path, streams.start_time);
+        let candidates = match self.mode {
+            AdbreaksMode::Full => {
+                let (tracks, index, video) =
+                    futures::try_join!(audio, index, video::full_pass(&self.program, path, d))?;
+                let end = video.decoded_to.max(index.end);
+                let silence = silence::common_silence(&tracks, end, quiet);
+                check_complete(silence.decoded_to.max(end), duration_secs)?;
+                coincide(&reach_the_end(video.black, &index), &silence.intervals)
+            }
+            AdbreaksMode::AudioFirst => {
+                let (tracks, index) = futures::try_join!(audio, index)?;
+                let silence = silence::common_silence(&tracks, index.end, quiet);
+                check_complete(silence.decoded_to.max(index.end), duration_secs)?;
+                let windows = video::plan(&silence.intervals, &index, d);
+                tracing::debug!(
+                    silences = silence.intervals.len(),
+                    windows = windows.len(),
+                    "adbreaks: decoding the video around the silent intervals only"
+                );
+                let mut candidates = Vec::new();
+                for window in windows {
+                    let silences = window.silences.clone();
+                    let black = video::window_pass(&self.program, path, &index, window, d).await?;
+                    candidates.extend(coincide(&reach_the_end(black, &index), &silences));
+                }
+                sort_best_first(&mut candidates);
+                candidates
+            }
+        };
         Ok(AdbreaksData {
             duration_secs,
-            candidates: coincide(&black, &silence),
+            candidates,
         })
     }
 }
 
-/// Pairs `start`/`end` markers of ffmpeg's detection log into intervals.
-fn intervals(log: &str, start_marker: &str, end_marker: &str) -> Vec<(f64, f64)> {
-    let value = |line: &str, marker: &str| {
-        line.split(marker)
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok())
-    };
-    let mut found = Vec::new();
-    let mut open = None;
-    for line in log.lines() {
-        if let Some(start) = value(line, start_marker) {
-            open = Some(start);
-        }
-        if let Some(end) = value(line, end_marker)
-            && let Some(start) = open.take()
-        {
-            found.push((start, end));
+/// Fails when decoding stopped more than the tolerance short of the probed duration.
+fn check_complete(decoded_secs: f64, duration_secs: f64) -> Result<(), TaskError> {
+    if decoded_secs + TRUNCATION_TOLERANCE_SECS < duration_secs {
+        return Err(TaskError::AnalysisFailed {
+            message: format!(
+                "decoded {decoded_secs:.1} s of a {duration_secs:.1} s asset: the file ends early or is damaged"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `blackdetect` ends a black run that lasts to the end of the video at its last frame's start;
+/// it ends at the video's end.
+fn reach_the_end(mut black: Vec<(f64, f64)>, index: &tools::VideoIndex) -> Vec<(f64, f64)> {
+    for run in &mut black {
+        if run.1 < index.end && run.1 >= index.end - 1.5 * index.frame {
+            run.1 = index.end;
         }
     }
-    found
+    black
 }
 
 /// Overlaps of black and silent intervals, best (longest) first.
@@ -135,8 +204,12 @@ fn coincide(black: &[(f64, f64)], silence: &[(f64, f64)]) -> Vec<Candidate> {
             score: round_ms(end - start),
         })
         .collect();
-    candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.time.total_cmp(&b.time)));
+    sort_best_first(&mut candidates);
     candidates
+}
+
+fn sort_best_first(candidates: &mut [Candidate]) {
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.time.total_cmp(&b.time)));
 }
 
 fn round_ms(seconds: f64) -> f64 {
@@ -158,90 +231,9 @@ impl Analyzer for AdbreaksAnalyzer {
     }
 }
 
-/// The results route's filters, in minutes (defaults 1, 5, 0, 0).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct AdbreakFilter {
-    /// Two points of one group are at least this far apart.
-    pub minimum_separation: f64,
-    /// Two consecutive points of one group are at most this far apart.
-    pub maximum_separation: f64,
-    /// No point in the first minutes.
-    pub skip_first: f64,
-    /// No point in the last minutes.
-    pub skip_last: f64,
-}
-
-impl Default for AdbreakFilter {
-    fn default() -> Self {
-        Self {
-            minimum_separation: 1.0,
-            maximum_separation: 5.0,
-            skip_first: 0.0,
-            skip_last: 0.0,
-        }
-    }
-}
-
-/// One ranked group of candidate points, as the results route returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AdbreakGroup {
-    /// 1 for the best group.
-    pub rank: usize,
-    /// Seconds, ascending.
-    pub candidates: Vec<f64>,
-}
-
-/// Groups the stored candidates for the results route.
-///
-/// Candidates inside `skip_first` / `skip_last` are dropped. Rank 1 takes the best-scored
-/// candidates greedily, keeping every pair at least `minimum_separation` apart; rank 2 does the
-/// same with what is left, and so on. A group ends where the gap to its next point would exceed
-/// `maximum_separation`: the points after such a gap start a new group of the same selection
-/// pass, so no group spans a gap longer than the maximum.
-pub fn filter_adbreaks(data: &AdbreaksData, filter: &AdbreakFilter) -> Vec<AdbreakGroup> {
-    let min_gap = filter.minimum_separation * 60.0;
-    let max_gap = filter.maximum_separation * 60.0;
-    let first = filter.skip_first * 60.0;
-    let last = data.duration_secs - filter.skip_last * 60.0;
-    let mut left: Vec<&Candidate> = data
-        .candidates
-        .iter()
-        .filter(|c| c.time >= first && c.time <= last)
-        .collect();
-    let mut groups = Vec::new();
-    while !left.is_empty() {
-        let mut chosen: Vec<f64> = Vec::new();
-        let mut rest = Vec::new();
-        for candidate in left {
-            if chosen.iter().all(|t| (t - candidate.time).abs() >= min_gap) {
-                chosen.push(candidate.time);
-            } else {
-                rest.push(candidate);
-            }
-        }
-        chosen.sort_by(f64::total_cmp);
-        let mut group: Vec<f64> = Vec::new();
-        for time in chosen {
-            if group.last().is_some_and(|prev| time - prev > max_gap) {
-                groups.push(std::mem::take(&mut group));
-            }
-            group.push(time);
-        }
-        groups.push(group);
-        left = rest;
-    }
-    groups
-        .into_iter()
-        .enumerate()
-        .map(|(i, candidates)| AdbreakGroup {
-            rank: i + 1,
-            candidates,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use super::tools::intervals;
     use super::*;
 
     const LOG: &str = "[blackdetect @ 0x1] black_start:119.8 black_end:122.2 black_duration:2.4\n\
@@ -267,54 +259,13 @@ mod tests {
     }
 
     #[test]
-    fn filter_respects_separation_and_skips() {
-        let data = AdbreaksData {
-            duration_secs: 3600.0,
-            candidates: [
-                (600.0, 3.0),
-                (630.0, 2.5),
-                (1200.0, 2.0),
-                (3550.0, 1.9),
-                (30.0, 1.0),
-            ]
-            .into_iter()
-            .map(|(time, score)| Candidate { time, score })
-            .collect(),
-        };
-        let filter = AdbreakFilter {
-            skip_first: 1.0,
-            skip_last: 1.0,
-            maximum_separation: 15.0,
-            ..AdbreakFilter::default()
-        };
-        let groups = filter_adbreaks(&data, &filter);
+    fn a_second_short_of_the_duration_is_tolerated_and_more_is_not() {
+        assert!(check_complete(599.2, 600.0).is_ok());
+        let err = check_complete(301.24, 600.0).unwrap_err();
+        assert_eq!(err.code(), "analysis_failed");
         assert_eq!(
-            groups[0],
-            AdbreakGroup {
-                rank: 1,
-                candidates: vec![600.0, 1200.0]
-            }
+            err.to_string(),
+            "Analysis failed: decoded 301.2 s of a 600.0 s asset: the file ends early or is damaged"
         );
-        assert_eq!(
-            groups[1],
-            AdbreakGroup {
-                rank: 2,
-                candidates: vec![630.0]
-            }
-        );
-        assert_eq!(
-            groups.len(),
-            2,
-            "30 s and 3550 s fall in the skipped minutes: {groups:?}"
-        );
-        let split = filter_adbreaks(
-            &data,
-            &AdbreakFilter {
-                maximum_separation: 5.0,
-                ..filter
-            },
-        );
-        assert_eq!(split[0].candidates, vec![600.0]);
-        assert_eq!(split[1].candidates, vec![1200.0]);
     }
 }

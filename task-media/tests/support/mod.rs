@@ -4,6 +4,7 @@
 mod codecs;
 mod flaky;
 mod moto;
+mod scenes;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,6 +16,8 @@ pub use codecs::{CODECS, CodecFixture, FPS, codec_fixtures};
 pub use flaky::FlakyStore;
 #[allow(unused_imports)]
 pub use moto::{Moto, moto};
+#[allow(unused_imports)]
+pub use scenes::{SCENES, Scene, scene, scene_path, truncated_mkv};
 
 /// Black and silent gaps drawn into the gapped fixtures, in seconds.
 pub const GAPS: [(f64, f64); 3] = [(120.0, 122.0), (300.0, 302.0), (480.0, 482.0)];

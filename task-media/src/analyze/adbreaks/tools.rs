@@ -1,0 +1,295 @@
+//! ffmpeg and ffprobe as child processes for the adbreaks analysis, and what they print.
+//!
+//! Every child is killed when its future is dropped (a cancelled task leaves no ffmpeg behind).
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Stdio;
+
+use serde::Deserialize;
+
+use task_core::error::TaskError;
+
+use crate::error::MediaError;
+
+/// What a finished child printed.
+pub(super) struct Printed {
+    /// Standard output (ffmpeg's `-progress pipe:1`, ffprobe's report).
+    pub stdout: String,
+    /// Standard error (ffmpeg's log, where the detection filters write).
+    pub stderr: String,
+}
+
+/// Runs `program` with `args` to its end. `what` names the pass in errors, e.g.
+/// "the audio pass over track 2"; a failing exit gives `analysis_failed` with ffmpeg's last line.
+pub(super) async fn run(
+    tool: &'static str,
+    program: &str,
+    args: Vec<OsString>,
+    path: &Path,
+    what: &str,
+) -> Result<Printed, TaskError> {
+    let output = tokio::process::Command::new(program)
+        .args(&args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| {
+            TaskError::from(MediaError::ToolMissing {
+                tool,
+                message: format!("{program}: {e}"),
+            })
+        })?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        let last = stderr
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(|l| concise(l, path))
+            .unwrap_or_else(|| format!("{tool} exited with {}", output.status));
+        return Err(TaskError::AnalysisFailed {
+            message: format!("{tool} failed in {what}: {last}"),
+        });
+    }
+    Ok(Printed {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr,
+    })
+}
+
+/// ffmpeg prefixes some messages with the input path; the path of a temporary download means
+/// nothing to a user.
+fn concise(line: &str, path: &Path) -> String {
+    let prefix = format!("{}: ", path.display());
+    line.strip_prefix(&prefix).unwrap_or(line).to_owned()
+}
+
+/// The arguments `ffmpeg -hide_banner -nostats` followed by `rest`.
+pub(super) fn ffmpeg_args<I, S>(rest: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    ["-hide_banner", "-nostats"]
+        .into_iter()
+        .map(OsString::from)
+        .chain(rest.into_iter().map(Into::into))
+        .collect()
+}
+
+/// The streams of an asset that the analysis uses.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Streams {
+    /// Whether there is a video stream that is not a cover picture (`0:V:0` in ffmpeg's terms).
+    pub video: bool,
+    /// How many audio streams (tracks) there are.
+    pub audio_tracks: usize,
+    /// The container's start time, seconds: ffmpeg's filters count from it, ffprobe's packet
+    /// times do not.
+    pub start_time: f64,
+}
+
+#[derive(Deserialize)]
+struct Report {
+    #[serde(default)]
+    streams: Vec<ReportStream>,
+    format: Option<ReportFormat>,
+}
+
+#[derive(Deserialize)]
+struct ReportStream {
+    codec_type: Option<String>,
+    #[serde(default)]
+    disposition: Disposition,
+}
+
+#[derive(Deserialize, Default)]
+struct Disposition {
+    #[serde(default)]
+    attached_pic: u8,
+}
+
+#[derive(Deserialize)]
+struct ReportFormat {
+    start_time: Option<String>,
+}
+
+/// Lists the streams of `path` with ffprobe.
+pub(super) async fn streams(ffprobe: &str, path: &Path) -> Result<Streams, TaskError> {
+    let args = [
+        "-v",
+        "error",
+        "-show_entries",
+        "format=start_time:stream=codec_type:stream_disposition=attached_pic",
+        "-of",
+        "json",
+        "-i",
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .chain([path.as_os_str().to_owned()])
+    .collect();
+    let printed = run("ffprobe", ffprobe, args, path, "the stream listing").await?;
+    parse_streams(&printed.stdout)
+}
+
+fn parse_streams(json: &str) -> Result<Streams, TaskError> {
+    let report: Report = serde_json::from_str(json).map_err(|e| TaskError::AnalysisFailed {
+        message: format!("unreadable ffprobe stream listing: {e}"),
+    })?;
+    let kind = |s: &ReportStream, k: &str| s.codec_type.as_deref() == Some(k);
+    Ok(Streams {
+        video: report
+            .streams
+            .iter()
+            .any(|s| kind(s, "video") && s.disposition.attached_pic == 0),
+        audio_tracks: report.streams.iter().filter(|s| kind(s, "audio")).count(),
+        start_time: report
+            .format
+            .and_then(|f| f.start_time)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0.0),
+    })
+}
+
+/// Where the video's keyframes are and where its last packet ends, from the packet index
+/// (demuxing only, no decoding), on the filters' time line.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct VideoIndex {
+    /// Keyframe times, ascending, seconds.
+    pub keyframes: Vec<f64>,
+    /// The end of the last packet, seconds.
+    pub end: f64,
+    /// The longest packet duration seen (about one frame), seconds.
+    pub frame: f64,
+}
+
+/// Reads the packet index of the first video stream of `path`.
+pub(super) async fn video_index(
+    ffprobe: &str,
+    path: &Path,
+    start_time: f64,
+) -> Result<VideoIndex, TaskError> {
+    let args = [
+        "-v",
+        "error",
+        "-select_streams",
+        "V:0",
+        "-show_entries",
+        "packet=pts_time,duration_time,flags",
+        "-of",
+        "csv=p=0",
+        "-i",
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .chain([path.as_os_str().to_owned()])
+    .collect();
+    let printed = run("ffprobe", ffprobe, args, path, "the video packet scan").await?;
+    Ok(parse_packets(&printed.stdout, start_time))
+}
+
+fn parse_packets(csv: &str, start_time: f64) -> VideoIndex {
+    let mut index = VideoIndex {
+        keyframes: Vec::new(),
+        end: 0.0,
+        frame: 0.0,
+    };
+    for line in csv.lines() {
+        let mut fields = line.split(',');
+        let (Some(pts), duration, flags) = (
+            fields.next().and_then(|v| v.trim().parse::<f64>().ok()),
+            fields.next().and_then(|v| v.trim().parse::<f64>().ok()),
+            fields.next().unwrap_or(""),
+        ) else {
+            continue;
+        };
+        let pts = pts - start_time;
+        let duration = duration.unwrap_or(0.0);
+        if flags.starts_with('K') {
+            index.keyframes.push(pts);
+        }
+        index.end = index.end.max(pts + duration);
+        index.frame = index.frame.max(duration);
+    }
+    index.keyframes.sort_by(f64::total_cmp);
+    index.keyframes.dedup();
+    index
+}
+
+/// How far an ffmpeg run got, from the last `out_time_us=` of its `-progress` report, seconds.
+pub(super) fn progress_end(progress: &str) -> f64 {
+    progress
+        .lines()
+        .filter_map(|l| l.strip_prefix("out_time_us="))
+        .filter_map(|v| v.trim().parse::<i64>().ok())
+        .next_back()
+        .map_or(0.0, |us| us.max(0) as f64 / 1e6)
+}
+
+/// Pairs `start`/`end` markers of ffmpeg's detection log into intervals.
+pub(super) fn intervals(log: &str, start_marker: &str, end_marker: &str) -> Vec<(f64, f64)> {
+    let value = |line: &str, marker: &str| {
+        line.split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let mut found = Vec::new();
+    let mut open = None;
+    for line in log.lines() {
+        if let Some(start) = value(line, start_marker) {
+            open = Some(start);
+        }
+        if let Some(end) = value(line, end_marker)
+            && let Some(start) = open.take()
+        {
+            found.push((start, end));
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_skip_cover_pictures_and_count_audio_tracks() {
+        let json = r#"{"streams": [
+            {"codec_type": "video", "disposition": {"attached_pic": 1}},
+            {"codec_type": "audio", "disposition": {"attached_pic": 0}},
+            {"codec_type": "audio"}],
+            "format": {"start_time": "1.400000"}}"#;
+        let streams = parse_streams(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            streams,
+            Streams {
+                video: false,
+                audio_tracks: 2,
+                start_time: 1.4
+            }
+        );
+    }
+
+    #[test]
+    fn packets_give_keyframes_and_the_end_on_the_filter_time_line() {
+        let csv = "1.000000,0.040000,K_\n1.040000,0.040000,__\nN/A,N/A,__\n\
+            11.000000,0.040000,K_\n10.960000,0.040000,__\n";
+        let index = parse_packets(csv, 1.0);
+        assert_eq!(index.keyframes, vec![0.0, 10.0]);
+        assert!((index.end - 10.04).abs() < 1e-9, "{index:?}");
+        assert!((index.frame - 0.04).abs() < 1e-9);
+    }
+
+    #[test]
+    fn progress_gives_the_last_output_time() {
+        let report = "out_time_us=85333\nprogress=continue\nout_time_us=N/A\n\
+            out_time_us=20010667\nprogress=end\n";
+        assert!((progress_end(report) - 20.010667).abs() < 1e-9);
+        assert_eq!(progress_end("progress=end\n"), 0.0);
+    }
+}
