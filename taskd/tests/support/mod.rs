@@ -1,6 +1,9 @@
 //! A real `taskd` on a free port with a config of the test's own.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod pg;
+
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -38,13 +41,31 @@ impl Daemon {
     pub fn start_in(config: &str, root: &Path) -> Self {
         std::fs::write(root.join("taskd.toml"), config).unwrap();
         std::fs::create_dir_all(root.join("media")).unwrap();
+        let config = root.join("taskd.toml");
+        let (data, media) = (root.join("data"), root.join("media"));
+        let args: [&OsStr; 9] = [
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--config".as_ref(),
+            config.as_ref(),
+            "--data-dir".as_ref(),
+            data.as_ref(),
+            "--media-root".as_ref(),
+            media.as_ref(),
+        ];
+        Self::launch(args)
+    }
+
+    /// Starts `taskd ARGS` (a node subcommand and its flags) and waits for the line that
+    /// says where it listens.
+    pub fn launch<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(root.join("taskd.toml"))
-            .arg("--data-dir")
-            .arg(root.join("data"))
-            .arg("--media-root")
-            .arg(root.join("media"))
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
