@@ -1,6 +1,7 @@
 //! A real `taskd` on a free port with a config of the test's own.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod cluster;
 pub mod pg;
 
 use std::ffi::OsStr;
@@ -84,6 +85,18 @@ impl Daemon {
             addr,
             dir: None,
         }
+    }
+
+    /// Waits for the daemon to exit (after a signal the test sent): its exit status and the
+    /// rest of its stdout, as one text.
+    pub fn into_output(mut self) -> String {
+        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        let output = child.wait_with_output().unwrap();
+        format!(
+            "{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout)
+        )
     }
 
     /// The directory the daemon's files are in, when it owns one.
