@@ -49,8 +49,10 @@ impl Cluster {
         let backend = Backend::postgres();
         std::fs::create_dir_all(dir.path().join("media")).unwrap();
         encode(&dir.path().join("media/clip.mp4"), 1);
+        // The store in the file, as README's "Running on several machines" has it.
+        let url = &backend.schema().unwrap().url;
         let config = format!(
-            "scratch_dir = \"{}\"\n\n[[api_keys]]\nkey = \"{KEY}\"\ntenant = \"acme\"\n\n\
+            "store = \"{url}\"\nscratch_dir = \"{}\"\n\n[[api_keys]]\nkey = \"{KEY}\"\ntenant = \"acme\"\n\n\
              [products.adbreaks]\nconcurrency = {product_limit}\n\n\
              [runner]\nconcurrency = {concurrency}\nlease_secs = {lease_secs}\nshutdown_grace_secs = 2\n{}",
             dir.path().join("scratch").display(),
@@ -80,7 +82,6 @@ impl Cluster {
         let mut args: Vec<std::ffi::OsString> = role.iter().map(Into::into).collect();
         args.extend(["--listen".into(), "127.0.0.1:0".into(), "--config".into()]);
         args.push(config.into());
-        args.extend(self.backend.args(self.dir.path()));
         args.push("--media-root".into());
         args.push(self.dir.path().join("media").into());
         Daemon::launch(args)
