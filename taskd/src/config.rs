@@ -10,6 +10,7 @@ use serde::Deserialize;
 use task_core::ids::{ProductName, TenantId, Version};
 
 use crate::error::TaskdError;
+use crate::store::{PostgresEntry, StoreSetting};
 
 /// The key used when none is configured (only on a loopback address).
 pub const DEV_KEY: &str = "dev-key";
@@ -22,8 +23,13 @@ pub const DEV_TENANT: &str = "default";
 pub struct FileConfig {
     /// `host:port` to listen on (default `127.0.0.1:8080`).
     pub listen: Option<String>,
-    /// Where sled keeps its files (default `./data`).
+    /// The store: a sled directory or a `postgres://` URL (default: sled in `./data`).
+    pub store: Option<String>,
+    /// Where sled keeps its files: the older spelling of `store` for a sled directory.
     pub data_dir: Option<PathBuf>,
+    /// How a `postgres://` store is used (schema, pool size).
+    #[serde(default)]
+    pub postgres: PostgresEntry,
     /// Days a finished task (with its history) is kept before it is deleted; results and
     /// catalog items are kept regardless (default: finished tasks are kept forever).
     pub retention_days: Option<u64>,
@@ -179,7 +185,9 @@ pub struct S3Entry {
 pub struct Overrides {
     /// `--listen` / `TASKD_LISTEN`.
     pub listen: Option<String>,
-    /// `--data-dir` / `TASKD_DATA_DIR`.
+    /// `--store` / `TASKD_STORE`: a sled directory or a `postgres://` URL.
+    pub store: Option<String>,
+    /// `--data-dir` / `TASKD_DATA_DIR`: a sled directory.
     pub data_dir: Option<PathBuf>,
     /// `--media-root` / `TASKD_MEDIA_ROOT`.
     pub media_root: Option<PathBuf>,
@@ -187,6 +195,8 @@ pub struct Overrides {
     pub api_keys: Vec<String>,
     /// `--product NAME` / `TASKD_PRODUCTS`; replace the file's list (keeping its settings).
     pub products: Vec<String>,
+    /// The node serves no API (`taskd worker`): no API key is needed on any address.
+    pub without_api: bool,
 }
 
 /// One enabled product, resolved.
@@ -205,8 +215,8 @@ pub struct Product {
 pub struct Settings {
     /// Listen address.
     pub listen: SocketAddr,
-    /// sled directory.
-    pub data_dir: PathBuf,
+    /// The store.
+    pub store: StoreSetting,
     /// How long finished tasks are kept (None: forever).
     pub retention: Option<Duration>,
     /// `file://` root.
@@ -298,7 +308,7 @@ impl FileConfig {
         }
         let dev_key = api_keys.is_empty();
         if dev_key {
-            if !listen.ip().is_loopback() {
+            if !listen.ip().is_loopback() && !overrides.without_api {
                 return Err(setting(
                     "api_keys",
                     format!(
@@ -388,12 +398,14 @@ impl FileConfig {
             std::path::absolute(&media_root).map_err(|e| setting("media_root", e))?;
         let asset_scopes =
             crate::scopes::resolve(&self.tenants, &absolute_root, allow_memory_urls)?;
+        let store = resolve_store(
+            (overrides.store, overrides.data_dir),
+            (self.store, self.data_dir),
+            &self.postgres,
+        )?;
         Ok(Settings {
             listen,
-            data_dir: overrides
-                .data_dir
-                .or(self.data_dir)
-                .unwrap_or_else(|| PathBuf::from("./data")),
+            store,
             retention: match self.retention_days {
                 Some(0) => return Err(setting("retention_days", "must be at least 1 day")),
                 Some(days) => Some(Duration::from_secs(days.saturating_mul(86_400))),
@@ -415,113 +427,38 @@ impl FileConfig {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn no_file_gives_working_defaults() {
-        let s = FileConfig::default().resolve(Overrides::default()).unwrap();
-        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.data_dir, PathBuf::from("./data"));
-        assert_eq!(s.media_root, PathBuf::from("./media"));
-        assert!(s.dev_key);
-        assert_eq!(s.api_keys[0].1.as_str(), DEV_TENANT);
-        assert_eq!(s.products.len(), 1);
-        assert_eq!(s.products[0].name.as_str(), "adbreaks");
-        assert_eq!(s.retention, None, "finished tasks are kept unless asked");
-        assert_eq!(s.scratch_dir, None, "downloads go to the system's temp dir");
-    }
-
-    #[test]
-    fn flags_override_the_file() {
-        let file = FileConfig::parse(
-            r#"
-            listen = "127.0.0.1:9000"
-            data_dir = "/var/lib/taskd"
-            retention_days = 30
-            scratch_dir = "/srv/scratch"
-            [[api_keys]]
-            key = "file-key-123"
-            tenant = "acme"
-            [products.adbreaks]
-            min_duration_secs = 600
-            versions = ["1.0"]
-            [products.markers]
-            "#,
-        )
-        .unwrap();
-        let overrides = Overrides {
-            listen: Some("127.0.0.1:0".into()),
-            api_keys: vec!["flag-key-456=globex".into()],
-            products: vec!["adbreaks".into()],
-            ..Overrides::default()
-        };
-        let s = file.resolve(overrides).unwrap();
-        assert_eq!(s.listen.port(), 0);
-        assert_eq!(s.data_dir, PathBuf::from("/var/lib/taskd"));
-        assert_eq!(s.retention, Some(Duration::from_secs(30 * 86_400)));
-        assert_eq!(s.scratch_dir, Some(PathBuf::from("/srv/scratch")));
-        assert_eq!(s.api_keys.len(), 1);
-        assert_eq!(s.api_keys[0].1.as_str(), "globex");
-        assert!(!s.dev_key);
-        assert_eq!(s.products.len(), 1);
-        assert_eq!(
-            s.products[0].settings.min_duration,
-            Duration::from_secs(600)
-        );
-        assert_eq!(s.products[0].versions.as_ref().unwrap()[0].as_str(), "1.0");
-    }
-
-    #[test]
-    fn bad_settings_are_named() {
-        let err = FileConfig::parse("listen = 5").unwrap_err();
-        assert!(err.contains("listen"), "{err}");
-        let err = FileConfig::parse("unknown = 1").unwrap_err();
-        assert!(err.contains("unknown"), "{err}");
-        let open = Overrides {
-            listen: Some("0.0.0.0:8080".into()),
-            ..Overrides::default()
-        };
-        let err = FileConfig::default().resolve(open).unwrap_err();
-        assert!(err.to_string().contains("api_keys"), "{err}");
-        let short = Overrides {
-            api_keys: vec!["abc=acme".into()],
-            ..Overrides::default()
-        };
-        assert!(FileConfig::default().resolve(short).is_err());
-        let none = FileConfig::parse("retention_days = 0").unwrap();
-        let err = none.resolve(Overrides::default()).unwrap_err();
-        assert!(err.to_string().contains("retention_days"), "{err}");
-    }
-
-    #[test]
-    fn retry_settings_are_per_product_and_checked() {
-        let text = "[products.adbreaks]\nmax_attempts = 3\nretry_base_secs = 0.5\nretry_max_secs = 30\n[products.scenes]\n";
-        let settings = FileConfig::parse(text)
-            .unwrap()
-            .resolve(Overrides::default())
-            .unwrap();
-        let adbreaks = &settings.products[0].settings;
-        assert_eq!(adbreaks.max_attempts, 3);
-        let retry = adbreaks.retry.as_ref().expect("its own back-off");
-        assert_eq!(
-            (retry.base, retry.max),
-            (Duration::from_millis(500), Duration::from_secs(30))
-        );
-        let scenes = &settings.products[1].settings;
-        assert_eq!((scenes.max_attempts, scenes.retry.as_ref()), (10, None));
-        for (bad, field) in [
-            ("max_attempts = 0", "max_attempts"),
-            ("retry_base_secs = -1", "retry_base_secs"),
-            ("retry_base_secs = 10\nretry_max_secs = 5", "retry_max_secs"),
-        ] {
-            let text = format!("[products.adbreaks]\n{bad}\n");
-            let err = FileConfig::parse(&text)
-                .unwrap()
-                .resolve(Overrides::default())
-                .unwrap_err();
-            assert!(err.to_string().contains(field), "{bad}: {err}");
-        }
+/// The store from the flags (`--store`, `--data-dir`), else from the file (`store`,
+/// `data_dir`), else sled in `./data`. Naming both spellings at one level is refused.
+fn resolve_store(
+    flags: (Option<String>, Option<PathBuf>),
+    file: (Option<String>, Option<PathBuf>),
+    postgres: &PostgresEntry,
+) -> Result<StoreSetting, TaskdError> {
+    match (flags, file) {
+        ((Some(store), Some(dir)), _) => Err(setting(
+            "store",
+            format!(
+                "--store/TASKD_STORE ({store:?}) and --data-dir/TASKD_DATA_DIR ({}) both given: keep one",
+                dir.display()
+            ),
+        )),
+        ((Some(store), None), _) => StoreSetting::parse(&store, "--store/TASKD_STORE", postgres),
+        ((None, Some(dir)), _) => Ok(StoreSetting::Sled { dir }),
+        (_, (Some(store), Some(dir))) => Err(setting(
+            "store",
+            format!(
+                "store ({store:?}) and data_dir ({}) both set in the file: keep one (data_dir is the older spelling of a sled store)",
+                dir.display()
+            ),
+        )),
+        (_, (Some(store), None)) => StoreSetting::parse(&store, "store", postgres),
+        (_, (None, Some(dir))) => Ok(StoreSetting::Sled { dir }),
+        (_, (None, None)) => Ok(StoreSetting::Sled {
+            dir: PathBuf::from("./data"),
+        }),
     }
 }
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,8 +1,11 @@
 //! `taskd`: the media task engine daemon and its client.
 //!
-//! `taskd serve` runs the Task API (task-http) and the runner (task-runner) together over the
-//! embedded sled store, with the media steps (task-media). The other subcommands are a client of
-//! a running service: `ingest`, `submit`, `status`, `watch`, `cancel`, `results`.
+//! `taskd serve` runs the Task API (task-http) and the runner (task-runner) together, with the
+//! media steps (task-media), over the embedded sled store or a PostgreSQL database (`--store`).
+//! On PostgreSQL a deployment may split them: `taskd serve --no-runner` nodes serve the API and
+//! `taskd worker` nodes run the tasks (answering only `/healthz` and `/readyz`), all on one
+//! database with one TOML file. The other subcommands are a client of a running service:
+//! `ingest`, `submit`, `status`, `watch`, `cancel`, `results`.
 //!
 //! Configuration: a TOML file (`--config`), overridden by environment variables, overridden by
 //! flags. With nothing at all: listen on 127.0.0.1:8080, sled under `./data`, `file://` assets
@@ -13,10 +16,12 @@ mod client;
 mod commands;
 mod config;
 mod error;
+mod health;
 mod http_server;
 mod presenter;
 mod scopes;
 mod serve;
+mod store;
 mod submit;
 
 use std::path::PathBuf;
@@ -27,6 +32,7 @@ use clap::{Parser, Subcommand};
 use crate::client::Client;
 use crate::config::{FileConfig, Overrides};
 use crate::error::TaskdError;
+use crate::serve::Role;
 
 /// The media task engine daemon and its client.
 #[derive(Debug, Parser)]
@@ -52,33 +58,71 @@ struct Remote {
     key: String,
 }
 
+/// The settings of a node (`serve`, `worker`).
+#[derive(Debug, clap::Args)]
+struct NodeArgs {
+    /// A TOML configuration file.
+    #[arg(long, env = "TASKD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (host:port; port 0 picks a free one).
+    #[arg(long, env = "TASKD_LISTEN")]
+    listen: Option<String>,
+    /// The store: a sled directory, or a postgres:// URL shared by every node.
+    #[arg(long, env = "TASKD_STORE", hide_env_values = true)]
+    store: Option<String>,
+    /// Directory of the sled store (the older spelling of --store DIR).
+    #[arg(long, env = "TASKD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Root directory of file:// asset URLs.
+    #[arg(long, env = "TASKD_MEDIA_ROOT")]
+    media_root: Option<PathBuf>,
+    /// An API key and its tenant as KEY=TENANT (repeatable; replaces the file's keys).
+    #[arg(
+        long = "api-key",
+        env = "TASKD_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    api_keys: Vec<String>,
+    /// An enabled product (repeatable; replaces the file's list).
+    #[arg(long = "product", env = "TASKD_PRODUCTS", value_delimiter = ',')]
+    products: Vec<String>,
+}
+
+impl NodeArgs {
+    /// The file's settings under these flags; a node without the API needs no API key.
+    fn settings(self, without_api: bool) -> Result<config::Settings, TaskdError> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        file.resolve(Overrides {
+            listen: self.listen,
+            store: self.store,
+            data_dir: self.data_dir,
+            media_root: self.media_root,
+            api_keys: self.api_keys,
+            products: self.products,
+            without_api,
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs the service and the runner until SIGTERM or SIGINT.
     Serve {
-        /// A TOML configuration file.
-        #[arg(long, env = "TASKD_CONFIG")]
-        config: Option<PathBuf>,
-        /// Address to listen on (host:port; port 0 picks a free one).
-        #[arg(long, env = "TASKD_LISTEN")]
-        listen: Option<String>,
-        /// Directory of the sled store.
-        #[arg(long, env = "TASKD_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        /// Root directory of file:// asset URLs.
-        #[arg(long, env = "TASKD_MEDIA_ROOT")]
-        media_root: Option<PathBuf>,
-        /// An API key and its tenant as KEY=TENANT (repeatable; replaces the file's keys).
-        #[arg(
-            long = "api-key",
-            env = "TASKD_API_KEYS",
-            value_delimiter = ',',
-            hide_env_values = true
-        )]
-        api_keys: Vec<String>,
-        /// An enabled product (repeatable; replaces the file's list).
-        #[arg(long = "product", env = "TASKD_PRODUCTS", value_delimiter = ',')]
-        products: Vec<String>,
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Serve the API only; `taskd worker` nodes on the same PostgreSQL store run the tasks.
+        #[arg(long)]
+        no_runner: bool,
+    },
+    /// Runs tasks from a shared (PostgreSQL) store until SIGTERM or SIGINT, then releases its
+    /// leases; its listen address answers only /healthz and /readyz.
+    Worker {
+        #[command(flatten)]
+        node: NodeArgs,
     },
     /// Copies the live data of a stopped service's store into a new directory (sled never
     /// gives back memory for deleted tasks; swap the directories, then start the service).
@@ -187,26 +231,12 @@ enum Command {
 
 async fn run(command: Command) -> Result<bool, TaskdError> {
     match command {
-        Command::Serve {
-            config,
-            listen,
-            data_dir,
-            media_root,
-            api_keys,
-            products,
-        } => {
-            let file = match &config {
-                Some(path) => FileConfig::load(path)?,
-                None => FileConfig::default(),
-            };
-            let settings = file.resolve(Overrides {
-                listen,
-                data_dir,
-                media_root,
-                api_keys,
-                products,
-            })?;
-            serve::serve(settings).await?;
+        Command::Serve { node, no_runner } => {
+            let role = if no_runner { Role::Api } else { Role::Full };
+            serve::serve(node.settings(false)?, role).await?;
+        }
+        Command::Worker { node } => {
+            serve::serve(node.settings(true)?, Role::Worker).await?;
         }
         Command::Compact { data_dir, into } => {
             let report = tokio::task::spawn_blocking(move || {

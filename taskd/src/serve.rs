@@ -1,12 +1,20 @@
-//! `taskd serve`: the Task API and the runner over one sled store, with the media steps, until
-//! SIGTERM or SIGINT; then it stops accepting, finishes in-flight requests (event streams and
-//! long-polls end at once), and shuts the runner down, releasing what it still holds.
+//! The daemon's nodes, until SIGTERM or SIGINT: `taskd serve` (the Task API and the runner),
+//! `taskd serve --no-runner` (the API only) and `taskd worker` (the runner, with `/healthz` and
+//! `/readyz` only), over a sled directory or a PostgreSQL database. At the signal a node stops
+//! accepting, finishes in-flight requests (event streams and long-polls end at once), and shuts
+//! its runner down, releasing the leases it still holds so another worker takes them at once.
+//! On sled it then closes the store with a fresh recovery snapshot.
+//!
+//! The node itself ([`node`]) is generic over the store, instantiated once for each backend.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use task_core::ids::TenantId;
 use task_core::ids::WorkerId;
+use task_core::store::Store;
 use task_http::{ServiceConfig, TaskApi};
 use task_media::asset_url::{AssetLocator, AssetScope, S3Settings, validate_asset_url};
 use task_media::probe_step::ProberChoice;
@@ -15,7 +23,9 @@ use task_store_sled::{SledOptions, SledStore};
 
 use crate::config::Settings;
 use crate::error::TaskdError;
+use crate::health::Health;
 use crate::presenter::AdbreaksPresenter;
+use crate::store::StoreSetting;
 
 fn service_config(settings: &Settings) -> ServiceConfig {
     let scopes: std::collections::HashMap<TenantId, AssetScope> =
@@ -124,77 +134,185 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
-/// Runs the daemon until a shutdown signal.
-pub async fn serve(settings: Settings) -> Result<(), TaskdError> {
-    let mut limits = settings.http.limits()?;
-    std::fs::create_dir_all(&settings.media_root)
-        .map_err(|e| TaskdError::io(format!("media root {}", settings.media_root.display()), e))?;
-    let mut options = SledOptions::default();
-    if let Some(retention) = settings.retention {
-        options = options.with_retention(retention);
+/// What a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `taskd serve`: the API and the runner.
+    Full,
+    /// `taskd serve --no-runner`: the API only; workers elsewhere run the tasks.
+    Api,
+    /// `taskd worker`: the runner, answering only `/healthz` and `/readyz`.
+    Worker,
+}
+
+impl Role {
+    fn serves_api(self) -> bool {
+        self != Role::Worker
     }
-    let store = Arc::new(SledStore::open_with(&settings.data_dir, options)?);
-    let pipeline = pipeline(&settings)?;
-    let worker = format!("taskd-{}-{}", std::process::id(), settings.listen.port());
-    let mut runner_config =
-        RunnerConfig::new(WorkerId::new(worker).map_err(|e| TaskdError::Setting {
-            field: "worker_id".into(),
-            reason: e.to_string(),
-        })?);
-    runner_config.concurrency = settings.concurrency;
-    runner_config.lease = settings.lease;
+
+    fn runs_tasks(self) -> bool {
+        self != Role::Api
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Full => "api+runner",
+            Role::Api => "api",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// Runs a node with `role` until a shutdown signal.
+pub async fn serve(settings: Settings, role: Role) -> Result<(), TaskdError> {
+    if role != Role::Full && !settings.store.is_shared() {
+        let what = if role == Role::Worker {
+            "taskd worker"
+        } else {
+            "taskd serve --no-runner"
+        };
+        return Err(TaskdError::Setting {
+            field: "store".into(),
+            reason: format!(
+                "{what} needs a store that several processes share, and {} is \
+                 single-process: set store to a postgres:// URL, or run `taskd serve`, \
+                 which serves the API and runs the tasks in one process",
+                settings.store.describe()
+            ),
+        });
+    }
+    match &settings.store {
+        StoreSetting::Sled { dir } => {
+            let mut options = SledOptions::default();
+            if let Some(retention) = settings.retention {
+                options = options.with_retention(retention);
+            }
+            let store = Arc::new(SledStore::open_with(dir, options)?);
+            node(&store, &settings, role).await?;
+            match Arc::try_unwrap(store) {
+                // Closing makes sled save its recovery snapshot, so the next start does not
+                // replay everything this run wrote; it takes about what that replay would.
+                Ok(store) => {
+                    let took = tokio::task::spawn_blocking(move || store.close())
+                        .await
+                        .map_err(|e| {
+                            TaskdError::io("closing the store", std::io::Error::other(e))
+                        })??;
+                    tracing::info!(?took, "store closed with a fresh recovery snapshot");
+                }
+                Err(store) => {
+                    tracing::warn!(
+                        "store still shared at shutdown: closed without a fresh snapshot"
+                    );
+                    drop(store);
+                }
+            }
+        }
+        StoreSetting::Postgres(pg) => {
+            let store = Arc::new(pg.open(settings.retention).await?);
+            node(&store, &settings, role).await?;
+            // Every lease is released by now: close the connections rather than let the
+            // server notice them gone.
+            store.pool().close().await;
+        }
+    }
+    println!("taskd stopped cleanly");
+    Ok(())
+}
+
+/// This host's name, for worker ids ("host" if it cannot be read).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().chars().take(64).collect::<String>())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "host".to_owned())
+}
+
+/// The runner's configuration; its worker id names the host, the process and the port, so
+/// that the workers of a deployment never share one.
+fn runner_config(settings: &Settings, addr: SocketAddr) -> Result<RunnerConfig, TaskdError> {
+    let worker = format!(
+        "taskd-{}-{}-{}",
+        hostname(),
+        std::process::id(),
+        addr.port()
+    );
+    let id = WorkerId::new(worker.clone()).map_err(|e| TaskdError::Setting {
+        field: "worker_id".into(),
+        reason: format!("{worker:?}: {e}"),
+    })?;
+    let mut config = RunnerConfig::new(id);
+    config.concurrency = settings.concurrency;
+    config.lease = settings.lease;
     for product in &settings.products {
-        runner_config = runner_config.with_product(product.settings.clone());
+        config = config.with_product(product.settings.clone());
     }
-    let runner = Runner::start(store.clone(), pipeline, runner_config)?;
-    let api = TaskApi::new(store.clone(), service_config(&settings));
+    Ok(config)
+}
+
+/// One node over `store` until the shutdown signal: the listener, the runner if `role` runs
+/// tasks, the API or only the health routes, then the graceful stop. Every clone of `store`
+/// it made is dropped when it returns.
+pub async fn node<S: Store>(
+    store: &Arc<S>,
+    settings: &Settings,
+    role: Role,
+) -> Result<(), TaskdError> {
+    let mut limits = settings.http.limits()?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| TaskdError::io(format!("listen on {}", settings.listen), e))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| TaskdError::io("local address", e))?;
-    if settings.dev_key {
-        tracing::warn!(
-            "no API keys configured: the development key of tenant {} is accepted on this loopback address",
-            crate::config::DEV_TENANT
-        );
-    }
-    for (_, tenant) in &settings.api_keys {
-        if !settings.asset_scopes.iter().any(|(t, _)| t == tenant) {
-            tracing::info!(%tenant, "no [tenants] scope: this tenant may name any bucket and any file under the media root");
+        .map_err(|e| TaskdError::io(format!("local address of {}", settings.listen), e))?;
+    let runner = if role.runs_tasks() {
+        std::fs::create_dir_all(&settings.media_root).map_err(|e| {
+            TaskdError::io(format!("media root {}", settings.media_root.display()), e)
+        })?;
+        let pipeline = pipeline(settings)?;
+        let config = runner_config(settings, addr)?;
+        tracing::info!(worker = %config.worker_id, "runner starting");
+        Some(Runner::start(store.clone(), pipeline, config)?)
+    } else {
+        None
+    };
+    let (router, drain): (axum::Router, Box<dyn FnOnce() + Send>) = if role.serves_api() {
+        let api = TaskApi::new(store.clone(), service_config(settings));
+        (api.router(), Box::new(move || api.drain()))
+    } else {
+        let health = Health::new(store.clone());
+        (health.router(), Box::new(move || health.drain()))
+    };
+    if role.serves_api() {
+        if settings.dev_key {
+            tracing::warn!(
+                "no API keys configured: the development key of tenant {} is accepted on this loopback address",
+                crate::config::DEV_TENANT
+            );
+        }
+        for (_, tenant) in &settings.api_keys {
+            if !settings.asset_scopes.iter().any(|(t, _)| t == tenant) {
+                tracing::info!(%tenant, "no [tenants] scope: this tenant may name any bucket and any file under the media root");
+            }
         }
     }
     let products: Vec<&str> = settings.products.iter().map(|p| p.name.as_str()).collect();
-    tracing::info!(%addr, data_dir = %settings.data_dir.display(), products = ?products, "taskd serving");
+    tracing::info!(%addr, store = %settings.store.describe(), role = role.name(), products = ?products, "taskd serving");
     // The line scripts and tests wait for.
     println!("taskd listening on http://{addr}");
-    let drain = api.clone();
     limits.shutdown_grace = settings.shutdown_grace.max(Duration::from_secs(1));
-    crate::http_server::serve(listener, api.router(), limits, async move {
+    crate::http_server::serve(listener, router, limits, async move {
         shutdown_signal().await;
         tracing::info!("shutdown: no new connections; finishing in-flight requests");
-        drain.drain();
+        drain();
     })
     .await;
-    tracing::info!("requests finished; stopping the runner");
-    let metrics = runner.shutdown(settings.shutdown_grace).await?;
-    tracing::info!(?metrics, "runner stopped");
-    drop(api);
-    match Arc::try_unwrap(store) {
-        // Closing makes sled save its recovery snapshot, so the next start does not replay
-        // everything this run wrote; it takes about what that replay would.
-        Ok(store) => {
-            let took = tokio::task::spawn_blocking(move || store.close())
-                .await
-                .map_err(|e| TaskdError::io("closing the store", std::io::Error::other(e)))??;
-            tracing::info!(?took, "store closed with a fresh recovery snapshot");
-        }
-        Err(store) => {
-            tracing::warn!("store still shared at shutdown: closed without a fresh snapshot");
-            drop(store);
-        }
+    if let Some(runner) = runner {
+        tracing::info!("requests finished; stopping the runner");
+        let metrics = runner.shutdown(settings.shutdown_grace).await?;
+        tracing::info!(?metrics, "runner stopped, its leases released");
     }
-    println!("taskd stopped cleanly");
     Ok(())
 }

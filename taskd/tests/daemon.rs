@@ -1,13 +1,17 @@
 //! The real `taskd` binary: serve on a free port with real media (ffmpeg-made fixtures), drive
 //! it with its own client subcommands and with reqwest, stop it with SIGTERM, restart it on the
-//! same data directory and find every task, history and result again.
+//! same store and find every task, history and result again. Run once on sled (then also
+//! compacted) and once on PostgreSQL.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
+use support::pg::Backend;
 
 const KEY: &str = "daemon-test-key";
 const BIN: &str = env!("CARGO_BIN_EXE_taskd");
@@ -44,13 +48,12 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(dir: &Path) -> Self {
+    fn start(dir: &Path, backend: &Backend) -> Self {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .arg("--config")
             .arg(dir.join("taskd.toml"))
-            .arg("--data-dir")
-            .arg(dir.join("data"))
+            .args(backend.args(dir))
             .arg("--media-root")
             .arg(dir.join("media"))
             .env("RUST_LOG", "warn")
@@ -129,7 +132,16 @@ async fn same_tasks(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_drive_terminate_restart_keeps_everything() {
+async fn serve_drive_terminate_restart_keeps_everything_on_sled() {
+    serve_drive_terminate_restart_keeps_everything(Backend::Sled).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_drive_terminate_restart_keeps_everything_on_postgres() {
+    serve_drive_terminate_restart_keeps_everything(Backend::postgres()).await;
+}
+
+async fn serve_drive_terminate_restart_keeps_everything(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let media = dir.path().join("media");
     std::fs::create_dir_all(&media).unwrap();
@@ -139,12 +151,13 @@ async fn serve_drive_terminate_restart_keeps_everything() {
     std::fs::write(
         dir.path().join("taskd.toml"),
         format!(
-            "scratch_dir = \"{}\"\n\n[[api_keys]]\nkey = \"{KEY}\"\ntenant = \"acme\"\n\n[products.adbreaks]\nmin_duration_secs = 20\n",
-            dir.path().join("scratch").display()
+            "scratch_dir = \"{}\"\n\n[[api_keys]]\nkey = \"{KEY}\"\ntenant = \"acme\"\n\n[products.adbreaks]\nmin_duration_secs = 20\n{}",
+            dir.path().join("scratch").display(),
+            backend.toml()
         ),
     )
     .unwrap();
-    let daemon = Daemon::start(dir.path());
+    let daemon = Daemon::start(dir.path(), &backend);
     assert!(
         dir.path().join("scratch").is_dir(),
         "the configured scratch directory is made at start"
@@ -229,12 +242,25 @@ async fn serve_drive_terminate_restart_keeps_everything() {
     assert!(out.contains("\"status\": \"success\""), "{out}");
     let (code, _) = daemon.cli(&["cancel", &ids[0]]);
     assert_eq!(code, 2, "cancelling a done task is a 409");
+    if let Some(schema) = backend.schema() {
+        let mut conn = schema.connect().await;
+        let counts = schema.status_counts(&mut conn).await;
+        assert_eq!(
+            counts,
+            [("done".to_owned(), 1), ("failed".to_owned(), 3)],
+            "the tasks are in the test's PostgreSQL schema"
+        );
+        assert!(
+            !dir.path().join("data").exists(),
+            "and nothing went to sled"
+        );
+    }
 
     let (clean, out) = daemon.terminate();
     assert!(clean, "{out}");
     assert!(out.contains("taskd stopped cleanly"), "{out}");
 
-    let daemon = Daemon::start(dir.path());
+    let daemon = Daemon::start(dir.path(), &backend);
     same_tasks(&http, &daemon, &ids, &before).await;
     let (status, again) = get(
         &http,
@@ -248,6 +274,9 @@ async fn serve_drive_terminate_restart_keeps_everything() {
     assert!(out.contains("asset_too_short"), "{out}");
     let (clean, _) = daemon.terminate();
     assert!(clean);
+    if !matches!(backend, Backend::Sled) {
+        return;
+    }
 
     // Compacted into a new directory, swapped in: the service starts on it with everything.
     let output = Command::new(BIN)
@@ -266,7 +295,7 @@ async fn serve_drive_terminate_restart_keeps_everything() {
     )
     .unwrap();
     std::fs::rename(dir.path().join("compacted"), dir.path().join("data")).unwrap();
-    let daemon = Daemon::start(dir.path());
+    let daemon = Daemon::start(dir.path(), &backend);
     same_tasks(&http, &daemon, &ids, &before).await;
     let (clean, _) = daemon.terminate();
     assert!(clean);

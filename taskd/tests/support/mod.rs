@@ -1,6 +1,10 @@
 //! A real `taskd` on a free port with a config of the test's own.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod cluster;
+pub mod pg;
+
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -38,13 +42,31 @@ impl Daemon {
     pub fn start_in(config: &str, root: &Path) -> Self {
         std::fs::write(root.join("taskd.toml"), config).unwrap();
         std::fs::create_dir_all(root.join("media")).unwrap();
+        let config = root.join("taskd.toml");
+        let (data, media) = (root.join("data"), root.join("media"));
+        let args: [&OsStr; 9] = [
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--config".as_ref(),
+            config.as_ref(),
+            "--data-dir".as_ref(),
+            data.as_ref(),
+            "--media-root".as_ref(),
+            media.as_ref(),
+        ];
+        Self::launch(args)
+    }
+
+    /// Starts `taskd ARGS` (a node subcommand and its flags) and waits for the line that
+    /// says where it listens.
+    pub fn launch<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(root.join("taskd.toml"))
-            .arg("--data-dir")
-            .arg(root.join("data"))
-            .arg("--media-root")
-            .arg(root.join("media"))
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -63,6 +85,18 @@ impl Daemon {
             addr,
             dir: None,
         }
+    }
+
+    /// Waits for the daemon to exit (after a signal the test sent): its exit status and the
+    /// rest of its stdout, as one text.
+    pub fn into_output(mut self) -> String {
+        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        let output = child.wait_with_output().unwrap();
+        format!(
+            "{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout)
+        )
     }
 
     /// The directory the daemon's files are in, when it owns one.
