@@ -21,7 +21,7 @@
 //! only in windows around each silent interval to find the black there (each window starts at
 //! the keyframe before its silence and ends a little after it; overlapping windows are merged).
 //! It gives the candidates of [`AdbreaksMode::Full`], which decodes the whole
-//! video, within a few milliseconds, at a small fraction of its cost (BENCHMARKS.md).
+//! video, within a few milliseconds, at a fraction of its cost (BENCHMARKS.md).
 //!
 //! # Truncated or damaged files
 //!
@@ -79,7 +79,8 @@ pub struct AdbreaksData {
 #[serde(rename_all = "snake_case")]
 pub enum AdbreaksMode {
     /// Silence from the audio alone, then the video only in windows around each silent
-    /// interval. The default: about a tenth of a full decode or less.
+    /// interval. The default: its cost grows with the number of silent intervals, about 0.19x a
+    /// bare decode's CPU with one every minute (1080p, BENCHMARKS.md).
     #[default]
     AudioFirst,
     /// The whole video through `blackdetect`: the reference, at the cost of a full decode.
