@@ -19,7 +19,7 @@ fi
 scratch="$(mktemp -d "${TMPDIR:-/tmp}/fuzz-corpus.XXXXXX")"
 trap 'rm -rf "$scratch"' EXIT
 targets="${FUZZ_TARGETS:-mp4_probe asset_url journal stored_values request_bodies}"
-cargo +nightly fuzz build --release $targets >/dev/null 2>"$scratch/build.log" || {
+cargo +nightly fuzz build --release >/dev/null 2>"$scratch/build.log" || {
   cat "$scratch/build.log"; exit 1; }
 for target in $targets; do
   mkdir -p "$scratch/$target"

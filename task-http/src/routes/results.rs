@@ -12,7 +12,10 @@ use crate::views::ResultView;
 /// The result of an analysis: of `version`, or the most recent one without it. For `adbreaks`
 /// the filters (minutes) apply: `minimum_separation` (default 1), `maximum_separation`
 /// (default 5), `skip_first` (default 0), `skip_last` (default 0). Other query parameters are
-/// ignored. 404 while no result exists.
+/// ignored. 404 while no result exists. adbreaks groups are ranked by score, not by time: a
+/// group's score is the mean score of its candidate points (a point's score is the seconds of
+/// black and silence together around it); rank 1 is the highest score, and equal scores go to
+/// the group that starts earlier.
 #[utoipa::path(get, path = "/results/{product}/{inventory_id}", tag = "results",
     params(
         ("product" = String, Path, description = "An enabled product"),
