@@ -121,12 +121,22 @@ fn takeover(
     killed: &str,
     killed_at: SystemTime,
 ) -> Option<(Duration, Duration)> {
-    let held = entries
+    // The last change of holder before the kill: a claim by the killed worker means it held
+    // the task then. (Under load a live worker's lease can also run out before the kill: that
+    // task was pending when the worker died.)
+    let holder_events = [
+        "claimed",
+        "lease_expired",
+        "lease_released",
+        "done",
+        "failed",
+    ];
+    let last = entries
         .iter()
         .rev()
-        .find(|e| e["event"] == "claimed" && at(e) <= killed_at)?;
-    let done = entries.iter().find(|e| e["event"] == "done")?;
-    if !claimer(held).ends_with(killed) || at(done) <= killed_at {
+        .filter(|e| at(e) <= killed_at)
+        .find(|e| holder_events.contains(&e["event"].as_str().unwrap()))?;
+    if last["event"] != "claimed" || !claimer(last).ends_with(killed) {
         return None;
     }
     let after: Vec<&Value> = entries.iter().filter(|e| at(e) > killed_at).collect();
