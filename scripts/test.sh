@@ -12,4 +12,4 @@ bash scripts/postgres.sh cargo test --workspace --locked "$@"
 # The OpenAPI document against the real daemon that serves it (target/debug/taskd, built above).
 bash scripts/schemathesis.sh
 # A short run of every fuzz target (scripts/fuzz.sh 3600 is the long one).
-bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
