@@ -8,39 +8,13 @@ mod support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::{Value, json};
-use support::Daemon;
+use support::{Daemon, encode};
 
 const KEY: &str = "crash-test-key-0123";
-
-fn encode(out: &Path, seconds: u32) {
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc=size=64x36:rate=2:duration={seconds}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=8000:duration={seconds}"
-        ))
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-c:a",
-            "aac",
-            "-ac",
-            "1",
-        ])
-        .args(["-movflags", "+faststart"])
-        .arg(out)
-        .status()
-        .expect("ffmpeg is needed (scripts/install-test-deps.sh installs it)");
-    assert!(status.success());
-}
 
 fn config() -> String {
     format!(

@@ -11,36 +11,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
+use support::encode;
 use support::pg::Backend;
 
 const KEY: &str = "daemon-test-key";
 const BIN: &str = env!("CARGO_BIN_EXE_taskd");
-
-fn encode(out: &Path, seconds: u32) {
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc=size=64x36:rate=2:duration={seconds}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=16000:duration={seconds}"
-        ))
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-c:a",
-            "aac",
-            "-ac",
-            "1",
-            "-movflags",
-            "+faststart",
-        ])
-        .arg(out)
-        .status()
-        .expect("ffmpeg is needed (scripts/install-test-deps.sh installs it)");
-    assert!(status.success());
-}
 
 struct Daemon {
     child: Child,

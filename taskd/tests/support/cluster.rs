@@ -1,34 +1,18 @@
 //! Several `taskd` processes on one PostgreSQL schema: API nodes (`serve --no-runner`) and
 //! workers (`worker`), one TOML config for all, tiny ffmpeg-made videos as the media.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
+
+use super::encode;
 
 use super::Daemon;
 use super::pg::{Backend, Schema};
 
 /// The API key of the cluster's tenant.
 pub const KEY: &str = "cluster-test-key-01";
-
-/// A tiny video of `seconds` with a picture and a tone, as `daemon.rs` makes them.
-pub fn encode(out: &Path, seconds: u32) {
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc=size=64x36:rate=2:duration={seconds}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=8000:duration={seconds}"
-        ))
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
-        .args(["-ac", "1", "-movflags", "+faststart"])
-        .arg(out)
-        .status()
-        .expect("ffmpeg is needed (scripts/install-test-deps.sh installs it)");
-    assert!(status.success(), "ffmpeg could not make {}", out.display());
-}
 
 /// The shared config, media and schema of a test's nodes.
 pub struct Cluster {

@@ -109,3 +109,20 @@ impl Daemon {
         format!("http://{}{path}", self.addr)
     }
 }
+
+/// Makes a small H.264 + AAC MP4 of `seconds` at `out` with ffmpeg (a test pattern and a tone).
+pub fn encode(out: &Path, seconds: u32) {
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=size=64x36:rate=2:duration={seconds}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=440:sample_rate=8000:duration={seconds}"
+        ))
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
+        .args(["-ac", "1", "-movflags", "+faststart"])
+        .arg(out)
+        .status()
+        .expect("ffmpeg is needed (scripts/install-test-deps.sh installs it)");
+    assert!(status.success(), "ffmpeg could not make {}", out.display());
+}
