@@ -61,6 +61,15 @@ pub enum StoreError {
         /// Whether trying again may succeed.
         retryable: bool,
     },
+    /// The store cannot take writes for now (its disk is full or failed) and is recovering by
+    /// itself: try again later. The reason names no path; the service log has the details.
+    #[error("the {backend} store cannot write now: {reason}; try again shortly")]
+    Unavailable {
+        /// Which backend.
+        backend: &'static str,
+        /// Why, without paths or layout.
+        reason: String,
+    },
 }
 
 impl StoreError {
@@ -71,7 +80,7 @@ impl StoreError {
             StoreError::Backend {
                 retryable: true,
                 ..
-            }
+            } | StoreError::Unavailable { .. }
         )
     }
 
@@ -397,6 +406,12 @@ pub trait TaskStore: Send + Sync + 'static {
 
     /// A stream of every task change from now on.
     fn subscribe(&self) -> broadcast::Receiver<TaskChange>;
+
+    /// Why the store refuses writes right now (a full disk it is waiting to recover from), or
+    /// None when it takes them. Cheap and never blocks: `/readyz` asks it on every probe.
+    fn outage(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The catalog of a tenant's items.

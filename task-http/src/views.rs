@@ -303,6 +303,9 @@ impl ResultView {
 /// The answer of `/healthz` and `/readyz`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthView {
-    /// `ok`, `ready` or `draining`.
+    /// `ok`, `ready`, `draining` or `unavailable`.
     pub status: String,
+    /// Why the service is not ready (`unavailable` only), e.g. the store's disk is full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }

@@ -45,7 +45,7 @@ fn item_not_found(id: &InventoryId) -> StoreError {
 impl CatalogStore for SledStore {
     async fn upsert_item(&self, item: ItemUpsert) -> Result<(CatalogItem, bool), StoreError> {
         item.check()?;
-        match self.inner.write(Op::Upsert(item)).await? {
+        match self.live()?.write(Op::Upsert(item)).await? {
             Done::Upserted(item, created) => Ok((item, created)),
             other => Err(unexpected(&other)),
         }
@@ -57,7 +57,7 @@ impl CatalogStore for SledStore {
         id: &InventoryId,
         include_deleted: bool,
     ) -> Result<Option<CatalogItem>, StoreError> {
-        let inner = &self.inner;
+        let inner = &self.live()?;
         let key = keys::strings(&[tenant.as_str(), id.as_str()]);
         let item: Option<CatalogItem> = inner
             .trees
@@ -75,7 +75,7 @@ impl CatalogStore for SledStore {
         include_deleted: bool,
         page: &PageRequest,
     ) -> Result<Page<CatalogItem>, StoreError> {
-        let inner = &self.inner;
+        let inner = &self.live()?;
         let after = page.item_cursor()?;
         let limit = page.limit.max(1);
         let prefix = keys::strings(&[tenant.as_str()]);
@@ -108,7 +108,7 @@ impl CatalogStore for SledStore {
         tenant: &TenantId,
         id: &InventoryId,
     ) -> Result<DeletedItem, StoreError> {
-        let inner = &self.inner;
+        let inner = &self.live()?;
         match inner
             .write(Op::DeleteItem(tenant.clone(), id.clone()))
             .await?
@@ -128,7 +128,7 @@ impl CatalogStore for SledStore {
 #[async_trait]
 impl ResultStore for SledStore {
     async fn put_result(&self, result: AnalysisResult) -> Result<(), StoreError> {
-        match self.inner.write(Op::PutResult(result)).await? {
+        match self.live()?.write(Op::PutResult(result)).await? {
             Done::Stored => Ok(()),
             other => Err(unexpected(&other)),
         }
@@ -141,7 +141,7 @@ impl ResultStore for SledStore {
         inventory_id: &InventoryId,
         version: Option<&Version>,
     ) -> Result<Option<AnalysisResult>, StoreError> {
-        let inner = &self.inner;
+        let inner = &self.live()?;
         let results = inner.trees.view(Tk::Results);
         if let Some(version) = version {
             let key = keys::strings(&[
@@ -173,7 +173,7 @@ impl ResultStore for SledStore {
     }
 
     async fn cache_get(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        let inner = &self.inner;
+        let inner = &self.live()?;
         inner
             .trees
             .view(Tk::Cache)
@@ -185,7 +185,7 @@ impl ResultStore for SledStore {
 
     async fn cache_put(&self, key: &str, value: serde_json::Value) -> Result<(), StoreError> {
         match self
-            .inner
+            .live()?
             .write(Op::CachePut(key.to_owned(), value))
             .await?
         {

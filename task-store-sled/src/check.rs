@@ -87,7 +87,7 @@ impl SledStore {
     /// persistent keyspaces (keys without their prefix), then the in-memory ready queue and
     /// lease index (for diagnostics and tests). The journal position is left out.
     pub fn raw_dump(&self) -> Result<Vec<RawEntry>, StoreError> {
-        let inner = &self.inner;
+        let inner = &self.live()?;
         let ctx = &inner.ctx;
         let mut out = Vec::new();
         for entry in inner.trees.meta.iter() {
@@ -148,7 +148,7 @@ impl SledStore {
     /// hot paths. Run it while no call is in flight: it reads what sled holds, and a group
     /// being applied shows as missing entries until the flusher is done.
     pub fn check_consistency(&self) -> Result<Vec<String>, StoreError> {
-        let inner = &self.inner;
+        let inner = &self.live()?;
         let ctx = &inner.ctx;
         let mut problems = Vec::new();
         let mut expected: Expected = BTreeMap::new();

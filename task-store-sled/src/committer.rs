@@ -340,9 +340,9 @@ fn run(parts: Parts, receiver: mpsc::Receiver<Request>) {
                     Ok(last)
                 }
                 Err(err) => {
-                    tracing::error!(path = %parts.ctx.path, %err, "applying a group failed; the store refuses further writes");
+                    // The store failed earlier (its flusher said why, once): refuse quietly.
                     cache.clear();
-                    Err(err.to_string())
+                    Err(err)
                 }
             },
             Ok(None) => {
@@ -353,14 +353,14 @@ fn run(parts: Parts, receiver: mpsc::Receiver<Request>) {
             Err(err) => {
                 tracing::error!(path = %parts.ctx.path, %err, "committing a group failed");
                 cache.clear();
-                Err(err.to_string())
+                Err(commit_failed(err.to_string()))
             }
         };
         let ticket = match ticket {
             Ok(ticket) => ticket,
-            Err(message) => {
+            Err(err) => {
                 for (reply, result) in results {
-                    reply.send(result.and_then(|_| Err(commit_failed(message.clone()))));
+                    reply.send(result.and_then(|_| Err(err.clone())));
                 }
                 continue;
             }
@@ -380,7 +380,7 @@ fn run(parts: Parts, receiver: mpsc::Receiver<Request>) {
                     for (reply, result) in durable {
                         let answer = match &failure {
                             None => result,
-                            Some(message) => Err(flush_failed(message.to_string())),
+                            Some(failure) => Err(failure.error()),
                         };
                         reply.send(answer);
                     }
@@ -394,15 +394,6 @@ fn commit_failed(message: String) -> StoreError {
     StoreError::Backend {
         backend: BACKEND,
         operation: "committing",
-        message,
-        retryable: false,
-    }
-}
-
-fn flush_failed(message: String) -> StoreError {
-    StoreError::Backend {
-        backend: BACKEND,
-        operation: "flushing to disk",
         message,
         retryable: false,
     }

@@ -51,7 +51,7 @@ impl SledStore {
             });
         }
         let source = SledStore::open_with(from, options.clone())?;
-        let inner = &source.inner;
+        let inner = &source.live()?;
         // Only this handle exists: no write can start while the trees are copied.
         let bytes_before = source.size_on_disk()?;
         let copy = sled::Config::new()

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use crate::deferred::Held;
 use crate::error::Ctx;
-use crate::group_commit::{Committed, Durability, Shared, complete};
+use crate::group_commit::{Committed, Durability, Failure, Shared, complete, reason_of};
 use crate::journal::{self, JournalWriter, SEQ_KEY};
 use crate::layout::{Tk, Trees};
 
@@ -102,7 +102,11 @@ impl Flusher {
             let failure = state
                 .failure
                 .get_or_insert_with(|| {
-                    format!("the flusher of database {} stopped", self.ctx.path).into()
+                    Arc::new(Failure {
+                        message: format!("the flusher of database {} stopped", self.ctx.path),
+                        reason: "the store is closing".into(),
+                        unacknowledged_from: None,
+                    })
                 })
                 .clone();
             (std::mem::take(&mut state.waiting), failure)
@@ -113,7 +117,7 @@ impl Flusher {
     }
 
     /// Appends the frames of `groups` to the journal with one write and makes them durable.
-    fn write(&mut self, groups: &[Committed]) -> Result<(), String> {
+    fn write(&mut self, groups: &[Committed]) -> Result<(), Failure> {
         let Some(first) = groups.first() else {
             return Ok(());
         };
@@ -127,11 +131,14 @@ impl Flusher {
         self.journal
             .append(first.seq, &self.buffer)
             .and_then(|()| self.journal.sync())
-            .map_err(|err| {
-                format!(
+            .map_err(|err| Failure {
+                message: format!(
                     "writing the journal of database {} failed: {err}",
                     self.ctx.path
-                )
+                ),
+                reason: reason_of("writing the journal", err.kind()),
+                unacknowledged_from: matches!(self.durability, Durability::Strict)
+                    .then_some(first.seq),
             })
     }
 
@@ -201,9 +208,13 @@ impl Flusher {
             let nanos = u64::try_from(begun.elapsed().as_nanos()).unwrap_or(u64::MAX);
             shared.flush_nanos.fetch_add(nanos, Ordering::Relaxed);
             shared.flushes.fetch_add(1, Ordering::Relaxed);
-            if let Err(message) = result.and_then(|()| self.apply_all(&groups)) {
-                tracing::error!(path = %self.ctx.path, %message, "the store refuses further writes");
-                complete(&shared, number, Some(message.into()));
+            if let Err(failure) = result.and_then(|()| self.apply_all(&groups)) {
+                tracing::error!(
+                    path = %self.ctx.path,
+                    message = %failure.message,
+                    "the store refuses writes until it recovers"
+                );
+                complete(&shared, number, Some(failure));
                 return;
             }
             complete(&shared, number, None);
@@ -216,7 +227,7 @@ impl Flusher {
     }
 
     /// Applies durable groups to sled.
-    fn apply_all(&mut self, groups: &[Committed]) -> Result<(), String> {
+    fn apply_all(&mut self, groups: &[Committed]) -> Result<(), Failure> {
         for group in groups {
             self.apply(group)?;
         }
@@ -225,7 +236,7 @@ impl Flusher {
 
     /// Applies a durable group's writes to sled key by key, holding its task records back
     /// until the next checkpoint (see `deferred`), and takes them out of the overlay.
-    fn apply(&mut self, group: &Committed) -> Result<(), String> {
+    fn apply(&mut self, group: &Committed) -> Result<(), Failure> {
         let data = &self.trees.data;
         for (key, value) in &group.writes {
             if key.first() == Tk::Tasks.prefix().as_ref() {
@@ -240,12 +251,14 @@ impl Flusher {
                 Some(value) => data.insert(key.as_slice(), value.clone()).map(drop),
                 None => data.remove(key.as_slice()).map(drop),
             };
-            applied.map_err(|e| {
-                let err = self.ctx.backend("applying a group", e);
-                format!(
-                    "applying a durable group to database {} failed: {err}",
-                    self.ctx.path
-                )
+            applied.map_err(|e| Failure {
+                reason: reason_of("applying a durable group", sled_kind(&e)),
+                message: format!(
+                    "applying a durable group to database {} failed: {}",
+                    self.ctx.path,
+                    self.ctx.backend("applying a group", e)
+                ),
+                unacknowledged_from: None,
             })?;
         }
         self.applied = Some(group.seq);
@@ -266,6 +279,14 @@ impl Flusher {
     }
 }
 
+/// The I/O error kind behind a sled error (`Other` when sled failed for another reason).
+fn sled_kind(err: &sled::Error) -> std::io::ErrorKind {
+    match err {
+        sled::Error::Io(io) => io.kind(),
+        _ => std::io::ErrorKind::Other,
+    }
+}
+
 /// The checkpointer thread's state.
 struct Checkpointer {
     ctx: Ctx,
@@ -278,10 +299,14 @@ impl Checkpointer {
     /// Takes each checkpoint asked for, in order, until the flusher stops or one fails.
     fn run(self, checkpoints: mpsc::Receiver<Checkpoint>) {
         for checkpoint in checkpoints {
-            if let Err(message) = self.checkpoint(checkpoint) {
-                tracing::error!(path = %self.ctx.path, %message, "the store refuses further writes");
+            if let Err(failure) = self.checkpoint(checkpoint) {
+                tracing::error!(
+                    path = %self.ctx.path,
+                    message = %failure.message,
+                    "the store refuses writes until it recovers"
+                );
                 let number = self.shared.lock().started;
-                complete(&self.shared, number, Some(message.into()));
+                complete(&self.shared, number, Some(failure));
                 return;
             }
         }
@@ -289,27 +314,30 @@ impl Checkpointer {
 
     /// Writes the held task records and their journal position into sled, flushes it, fsyncs
     /// its files, and deletes the segments it now holds whole.
-    fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), String> {
-        let failed = |what: &str, err: &dyn std::fmt::Display| {
-            format!(
+    fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), Failure> {
+        let failed = |what: &str, kind: std::io::ErrorKind, err: &dyn std::fmt::Display| Failure {
+            message: format!(
                 "checkpointing database {} failed ({what}): {err}",
                 self.ctx.path
-            )
+            ),
+            reason: reason_of("a checkpoint", kind),
+            unacknowledged_from: None,
         };
         if let Some((held, seq)) = &checkpoint.held {
             self.trees
                 .deferred
                 .write_into(&self.trees.data, held, *seq)
-                .map_err(|e| failed("writing the held task records", &e))?;
+                .map_err(|e| failed("writing the held task records", sled_kind(&e), &e))?;
         }
         self.trees
             .db
             .flush()
-            .map_err(|e| failed("flushing sled", &e))?;
-        journal::sync_sled_files(&self.db_dir).map_err(|e| failed("fsyncing sled's files", &e))?;
+            .map_err(|e| failed("flushing sled", sled_kind(&e), &e))?;
+        journal::sync_sled_files(&self.db_dir)
+            .map_err(|e| failed("fsyncing sled's files", e.kind(), &e))?;
         for segment in checkpoint.closed {
             std::fs::remove_file(&segment)
-                .map_err(|e| failed(&format!("deleting {}", segment.display()), &e))?;
+                .map_err(|e| failed(&format!("deleting {}", segment.display()), e.kind(), &e))?;
         }
         if let Some((held, _)) = checkpoint.held {
             self.trees.deferred.forget(held);
@@ -326,8 +354,8 @@ mod tests {
     use task_core::prelude::{Priority, StoreError, TaskStore};
     use task_core::testing::new_task;
 
-    /// A checkpoint that fails stops the store: every later write is refused, naming the failed
-    /// checkpoint, since nothing may be acknowledged that a later checkpoint could not cover.
+    /// A checkpoint that fails stops the store's writes (nothing may be acknowledged that a
+    /// later checkpoint could not cover) until it recovers: they are refused as unavailable.
     #[tokio::test]
     async fn a_failed_checkpoint_stops_the_store() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -336,7 +364,7 @@ mod tests {
             .create_task(new_task("before", Priority::Low))
             .await
             .expect("a write before the failure");
-        let inner = &store.inner;
+        let inner = &store.live().expect("the store is live");
         // A checkpointer whose database directory is gone: fsyncing sled's files fails.
         let checkpointer = Checkpointer {
             ctx: inner.ctx.clone(),
@@ -360,10 +388,13 @@ mod tests {
             .expect_err("writes are refused");
         let text = err.to_string();
         assert!(
-            matches!(err, StoreError::Backend { .. }) && !err.is_retryable(),
+            matches!(err, StoreError::Unavailable { .. }) && err.is_retryable(),
             "{text}"
         );
-        assert!(text.contains("checkpointing database"), "{text}");
-        assert!(text.contains("fsyncing sled's files"), "{text}");
+        assert!(text.contains("a checkpoint failed"), "{text}");
+        assert!(
+            store.outage().is_some(),
+            "reported until the store recovers"
+        );
     }
 }

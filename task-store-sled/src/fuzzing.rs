@@ -24,7 +24,7 @@ pub fn journal_frame_body(body: &[u8]) -> Result<usize, &'static str> {
 pub fn replay_segment(dir: &Path, segment: &[u8]) -> Result<usize, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("00000000000000000001.wal"), segment).map_err(|e| e.to_string())?;
-    crate::journal::replay(&ctx(), dir, 0, |_| Ok(()))
+    crate::journal::replay(&ctx(), dir, 0, None, |_| Ok(()))
         .map(|replayed| replayed.frames)
         .map_err(|e| e.to_string())
 }

@@ -100,7 +100,41 @@ impl Ticket {
 }
 
 /// Answers to send once a flush completed, given the failure that stopped the store if any.
-pub(crate) type Answers = Box<dyn FnOnce(Option<Arc<str>>) + Send>;
+pub(crate) type Answers = Box<dyn FnOnce(Option<Arc<Failure>>) + Send>;
+
+/// Why the store stopped taking writes: a journal write, fsync, apply or checkpoint failed.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// For the log: names the database and the file.
+    pub message: String,
+    /// For callers: what failed, without paths (see [`reason_of`]).
+    pub reason: String,
+    /// The first journal frame of a flush that failed (strict durability): none of its callers
+    /// was acknowledged, so recovery does not replay it even if it reached the disk.
+    pub unacknowledged_from: Option<u64>,
+}
+
+impl Failure {
+    /// The error callers get while the store recovers.
+    pub fn error(&self) -> StoreError {
+        StoreError::Unavailable {
+            backend: crate::error::BACKEND,
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// A path-free reason for an I/O failure while `doing` something.
+pub(crate) fn reason_of(doing: &str, kind: std::io::ErrorKind) -> String {
+    match kind {
+        std::io::ErrorKind::StorageFull => format!("the disk is full ({doing} failed)"),
+        std::io::ErrorKind::QuotaExceeded => format!("the disk quota is exceeded ({doing} failed)"),
+        other => format!("the disk refused a write ({doing} failed: {other})"),
+    }
+}
+
+/// Called once when the store fails (the owner starts its recovery).
+pub(crate) type FailureHook = Box<dyn Fn(&Failure) + Send + Sync>;
 
 /// What the committer, the flusher and the checkpointer share.
 #[derive(Default)]
@@ -110,7 +144,7 @@ pub(crate) struct State {
     /// The last completed flush (durable, and applied to sled).
     pub completed: u64,
     /// Set when a flush failed or the flusher stopped: every later answer carries it.
-    pub failure: Option<Arc<str>>,
+    pub failure: Option<Arc<Failure>>,
     /// Answers waiting for their flush, in ticket order.
     pub waiting: VecDeque<(u64, Answers)>,
     /// Answers whose flush is done, for the flusher to send (buffered mode).
@@ -134,8 +168,10 @@ pub(crate) struct Shared {
     pub flushes: AtomicU64,
     pub flush_nanos: AtomicU64,
     /// Checkpoints completed since open.
-    pub checkpoints: tokio::sync::watch::Sender<u64>,
+    pub checkpoints: Arc<tokio::sync::watch::Sender<u64>>,
     pub journal_bytes: AtomicU64,
+    /// Told of the first failure.
+    pub on_failure: Mutex<Option<FailureHook>>,
 }
 
 impl Shared {
@@ -163,6 +199,7 @@ impl GroupCommit {
         journal: JournalWriter,
         db_dir: PathBuf,
         durability: Durability,
+        checkpoints: Arc<tokio::sync::watch::Sender<u64>>,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -171,8 +208,9 @@ impl GroupCommit {
             commits: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
             flush_nanos: AtomicU64::new(0),
-            checkpoints: tokio::sync::watch::channel(0).0,
+            checkpoints,
             journal_bytes: AtomicU64::new(0),
+            on_failure: Mutex::new(None),
         });
         let thread = flusher::spawn(
             ctx,
@@ -196,7 +234,7 @@ impl GroupCommit {
     /// buffered mode readers already see them in the overlay: they are acknowledged.
     pub fn committed(&self, writes: u64, group: Committed) -> Result<Ticket, StoreError> {
         if let Some(failure) = &self.shared.lock().failure {
-            return Err(stopped_by(failure));
+            return Err(failure.error());
         }
         self.trees.lock_overlay().publish(group.seq, &group.writes);
         self.shared.writes.fetch_add(writes, Ordering::Relaxed);
@@ -261,9 +299,23 @@ impl GroupCommit {
         self.shared.clone()
     }
 
-    /// The number of checkpoints completed since open, updated as each completes.
-    pub fn checkpoints(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.shared.checkpoints.subscribe()
+    /// Has `hook` called once, at the first failure (at once if the store failed already).
+    pub fn on_failure(&self, hook: FailureHook) {
+        let state = self.shared.lock();
+        match state.failure.clone() {
+            Some(failure) => {
+                drop(state);
+                hook(&failure);
+            }
+            // Installed under the state lock: a failure recorded meanwhile finds the hook.
+            None => {
+                *self
+                    .shared
+                    .on_failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(hook)
+            }
+        }
     }
 
     /// Stops the flusher after a last flush and waits for it.
@@ -285,24 +337,21 @@ impl Drop for GroupCommit {
     }
 }
 
-/// The error of a write refused because the store failed earlier with `failure`.
-fn stopped_by(failure: &str) -> StoreError {
-    StoreError::Backend {
-        backend: crate::error::BACKEND,
-        operation: "committing",
-        message: format!("the store failed earlier and refuses writes until reopened: {failure}"),
-        retryable: false,
-    }
-}
-
 /// Marks flush `number` complete (or the store failed with `failure`) and sends the answers
 /// it covers.
-pub(crate) fn complete(shared: &Shared, number: u64, failure: Option<Arc<str>>) {
+pub(crate) fn complete(shared: &Shared, number: u64, failure: Option<Failure>) {
+    let mut first_failure = None;
     let (due, failure) = {
         let mut state = shared.lock();
         match failure {
             None => state.completed = state.completed.max(number),
-            Some(message) => state.failure = Some(message),
+            Some(failure) if state.failure.is_none() => {
+                let failure = Arc::new(failure);
+                state.failure = Some(failure.clone());
+                first_failure = Some(failure);
+            }
+            // The first failure is the one to report; later ones follow from it.
+            Some(_) => {}
         }
         let mut due = Vec::new();
         while state
@@ -318,6 +367,12 @@ pub(crate) fn complete(shared: &Shared, number: u64, failure: Option<Arc<str>>) 
     };
     for answers in due {
         answers(failure.clone());
+    }
+    if let Some(failure) = first_failure {
+        let hook = shared.on_failure.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(hook) = hook.as_ref() {
+            hook(&failure);
+        }
     }
 }
 

@@ -172,6 +172,7 @@ pub(crate) fn replay(
     ctx: &Ctx,
     dir: &Path,
     applied: u64,
+    until: Option<u64>,
     mut apply: impl FnMut(Vec<JournalWrite>) -> Result<(), StoreError>,
 ) -> Result<Replayed, StoreError> {
     let mut replayed = Replayed {
@@ -202,6 +203,10 @@ pub(crate) fn replay(
                 return Err(corrupt(at, "checksum mismatch in a closed segment"));
             };
             let (seq, writes) = decode_body(body).map_err(|what| corrupt(at, what))?;
+            if until.is_some_and(|until| seq >= until) {
+                // Frames of a flush whose callers were told it failed: never replayed.
+                return Ok(replayed);
+            }
             if seq > replayed.last_seq {
                 if seq != replayed.last_seq + 1 {
                     return Err(corrupt(
@@ -220,6 +225,11 @@ pub(crate) fn replay(
         }
     }
     Ok(replayed)
+}
+
+/// The sequence number of the journal's first frame (its oldest segment's name), if any.
+pub(crate) fn first_seq(dir: &Path) -> io::Result<Option<u64>> {
+    Ok(segments(dir)?.first().map(|(seq, _)| *seq))
 }
 
 /// Deletes every segment of the journal (after a checkpoint covering them all).
@@ -375,7 +385,7 @@ mod tests {
 
     fn replay_all(dir: &Path, applied: u64) -> Result<(Replayed, Vec<JournalWrite>), StoreError> {
         let mut seen = Vec::new();
-        let replayed = replay(&ctx(), dir, applied, |writes| {
+        let replayed = replay(&ctx(), dir, applied, None, |writes| {
             seen.extend(writes);
             Ok(())
         })?;

@@ -154,6 +154,7 @@ mod overlay;
 mod prune;
 mod rebuild;
 mod record;
+mod recovery;
 mod stage;
 mod tasks;
 
@@ -179,7 +180,7 @@ use layout::Trees;
 /// database closes (after a last flush) when the last handle is dropped.
 #[derive(Clone)]
 pub struct SledStore {
-    inner: Arc<Inner>,
+    shell: Arc<recovery::Shell>,
 }
 
 pub(crate) struct Inner {
@@ -188,8 +189,6 @@ pub(crate) struct Inner {
     ctx: Ctx,
     /// The database directory.
     dir: std::path::PathBuf,
-    /// Tasks deleted by the retention so far.
-    pruned: Arc<tokio::sync::watch::Sender<u64>>,
     trees: Arc<Trees>,
     commit: Arc<GroupCommit>,
     changes: broadcast::Sender<TaskChange>,
@@ -198,7 +197,7 @@ pub(crate) struct Inner {
 impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SledStore")
-            .field("path", &self.inner.ctx.path)
+            .field("path", &self.shell.ctx.path)
             .finish_non_exhaustive()
     }
 }
@@ -214,37 +213,41 @@ impl SledStore {
         open::open(path.as_ref(), options)
     }
 
-    /// The group-commit counters: writes acknowledged and flushes done.
+    /// The group-commit counters: writes acknowledged and flushes done, since the open (or
+    /// since the store reopened itself after an outage; zeros while it reopens).
     pub fn commit_stats(&self) -> CommitStats {
-        self.inner.commit.stats()
+        self.live()
+            .map(|inner| inner.commit.stats())
+            .unwrap_or_default()
     }
 
     /// Bytes the database takes on disk, as sled reports them.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.inner
+        let inner = self.live()?;
+        inner
             .trees
             .db
             .size_on_disk()
-            .map_err(|e| self.inner.ctx.backend("measuring the size", e))
+            .map_err(|e| inner.ctx.backend("measuring the size", e))
     }
 
     /// The number of finished tasks the retention ([`SledOptions::with_retention`]) has deleted
     /// since the store was opened, updated once each round's deletions are durable and
     /// readable: wait on it instead of polling.
     pub fn pruned(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.inner.pruned.subscribe()
+        self.shell.handles.pruned.subscribe()
     }
 
     /// The number of checkpoints completed since the store was opened (strict durability: a
     /// checkpoint writes the task records held in memory into sled, flushes it and deletes the
     /// journal segments it covers), updated as each completes: wait on it instead of polling.
     pub fn checkpoints(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.inner.commit.checkpoints()
+        self.shell.handles.checkpoints.subscribe()
     }
 
     /// The database directory.
     pub fn path(&self) -> &str {
-        &self.inner.ctx.path
+        &self.shell.ctx.path
     }
 }
 

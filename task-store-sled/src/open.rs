@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use task_core::store::StoreError;
 use task_core::task::Task;
 use task_core::time::{SharedClock, SystemClock};
-use tokio::sync::broadcast;
 
 use crate::committer::{Committer, Parts};
 use crate::deferred::Deferred;
@@ -16,6 +15,7 @@ use crate::group_commit::{Durability, GroupCommit};
 use crate::journal::{self, JOURNAL_DIR, JournalWriter, SEQ_KEY, checkpoint_sled};
 use crate::layout::{Queues, Trees, tree};
 use crate::overlay::Overlay;
+use crate::recovery::{Handles, Replay};
 use crate::stage::{Stage, TaskCache};
 use crate::{Inner, SledStore, migrate, rebuild};
 
@@ -170,10 +170,10 @@ fn thread_error(operation: &'static str, err: std::io::Error) -> StoreError {
     }
 }
 
-/// Replays the journal frames sled does not hold yet (see `journal`). Returns the sequence
-/// number of the last frame sled now holds.
-fn replay_journal(ctx: &Ctx, dir: &Path, trees: &Trees) -> Result<u64, StoreError> {
-    let applied = match trees
+/// Replays the journal frames sled does not hold yet (see `journal`), or all of them (see
+/// [`Replay`]). Returns the sequence number of the last frame sled now holds.
+fn replay_journal(ctx: &Ctx, dir: &Path, trees: &Trees, replay: Replay) -> Result<u64, StoreError> {
+    let in_sled = match trees
         .data
         .get(SEQ_KEY)
         .map_err(|e| ctx.backend("reading the journal position", e))?
@@ -183,7 +183,20 @@ fn replay_journal(ctx: &Ctx, dir: &Path, trees: &Trees) -> Result<u64, StoreErro
             ctx.corrupt(tree::DATA, SEQ_KEY, "the journal position is not 8 bytes")
         })?),
     };
-    let replayed = journal::replay(ctx, &dir.join(JOURNAL_DIR), applied, |writes| {
+    let journal_dir = dir.join(JOURNAL_DIR);
+    let (applied, until) = match replay {
+        Replay::AfterSled => (in_sled, None),
+        // Frames set keys to absolute values and are applied in order, so replaying frames
+        // sled already holds ends in the same state, and rewrites what a failed fsync may
+        // have left only in the page cache.
+        Replay::Everything { before } => {
+            let first = journal::first_seq(&journal_dir)
+                .map_err(|e| ctx.io("listing the journal", &journal_dir, e))?;
+            let applied = first.map_or(in_sled, |first| in_sled.min(first.saturating_sub(1)));
+            (applied, before)
+        }
+    };
+    let replayed = journal::replay(ctx, &journal_dir, applied, until, |writes| {
         let mut batch = sled::Batch::default();
         for (key, value) in writes {
             match value {
@@ -201,13 +214,13 @@ fn replay_journal(ctx: &Ctx, dir: &Path, trees: &Trees) -> Result<u64, StoreErro
         tracing::warn!(
             path = %ctx.path,
             offset,
-            "dropped an incomplete frame at the end of the journal (a write cut by the crash)"
+            "dropped an incomplete frame at the end of the journal (a write cut by a crash or a failed flush, never acknowledged)"
         );
     }
     if replayed.frames > 0 {
         tracing::info!(path = %ctx.path, frames = replayed.frames, "replayed the journal");
     }
-    Ok(replayed.last_seq)
+    Ok(replayed.last_seq.max(in_sled))
 }
 
 /// Requeues the tasks whose lease expired while the store was closed, then makes sled hold
@@ -275,10 +288,23 @@ pub(crate) fn open_db(
 
 /// Opens (creating if needed) the database at `path`.
 pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, StoreError> {
+    let handles = Handles::default();
+    let inner = open_inner(path, &options, &handles, Replay::AfterSled)?;
+    Ok(SledStore::from_parts(path, options, handles, inner))
+}
+
+/// Opens one instance of the database at `path`: what a [`SledStore`] runs on until an
+/// outage makes it reopen (see `recovery`).
+pub(crate) fn open_inner(
+    path: &Path,
+    options: &SledOptions,
+    handles: &Handles,
+    replay: Replay,
+) -> Result<Inner, StoreError> {
     let ctx = Ctx {
         path: path.display().to_string().into(),
     };
-    let db = open_db(path, &options, &ctx)?;
+    let db = open_db(path, options, &ctx)?;
     let meta = open_tree(&db, &ctx, tree::META)?;
     let data = open_tree(&db, &ctx, tree::DATA)?;
     check_format(&ctx, path, &db, &meta, &data)?;
@@ -292,7 +318,7 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
         wakeup: Mutex::new(None),
         db: db.clone(),
     };
-    let last_seq = replay_journal(&ctx, path, &trees)?;
+    let last_seq = replay_journal(&ctx, path, &trees, replay)?;
     let queues = rebuild::rebuild_queues(&ctx, &trees)?;
     trees.publish_wakeup(&queues);
     *trees.lock_queues() = queues;
@@ -305,7 +331,7 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
             "requeued tasks whose lease expired while the store was closed"
         );
     }
-    let pruned = Arc::new(tokio::sync::watch::channel(0u64).0);
+    let pruned = handles.pruned.clone();
     let journal = JournalWriter::create(
         path.join(JOURNAL_DIR),
         options.journal_segment_bytes,
@@ -321,30 +347,26 @@ pub(crate) fn open(path: &Path, options: SledOptions) -> Result<SledStore, Store
         journal,
         path.to_path_buf(),
         options.durability,
+        handles.checkpoints.clone(),
     )
     .map(Arc::new)
     .map_err(|e| thread_error("starting the flusher thread", e))?;
     let committer = Committer::start(Parts {
         ctx: ctx.clone(),
         trees: trees.clone(),
-        clock: options.clock,
+        clock: options.clock.clone(),
         commit: commit.clone(),
         retention: options.retention,
         pruned: pruned.clone(),
         first_seq,
     })
     .map_err(|e| thread_error("starting the committer thread", e))?;
-    let (changes, _) = broadcast::channel(4096);
-    let inner = Inner {
+    Ok(Inner {
         committer,
         ctx,
         dir: path.to_path_buf(),
-        pruned,
         trees,
         commit,
-        changes,
-    };
-    Ok(SledStore {
-        inner: Arc::new(inner),
+        changes: handles.changes.clone(),
     })
 }

@@ -76,7 +76,7 @@ impl SledStore {
     pub async fn prune_finished_before(&self, before: Timestamp) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            match self.inner.write(Op::Prune(before)).await? {
+            match self.live()?.write(Op::Prune(before)).await? {
                 Done::Pruned(count) => {
                     total += count;
                     if count < PRUNE_ROUND {

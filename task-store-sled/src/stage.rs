@@ -413,7 +413,7 @@ mod tests {
     fn ranges_merge_pending_writes_and_rollback_undoes_them() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = open(dir.path(), SledOptions::default()).expect("open");
-        let inner = &store.inner;
+        let inner = &store.live().expect("the store is live");
         for key in [b"a", b"c", b"e"] {
             inner
                 .trees
@@ -472,7 +472,7 @@ mod tests {
 
         let dir = tempfile::tempdir().expect("temp dir");
         let store = open(dir.path(), SledOptions::default()).expect("open");
-        let inner = &store.inner;
+        let inner = &store.live().expect("the store is live");
         let id = TaskId::generate();
         let mut cache = TaskCache::default();
         let mut stage = Stage::new(&inner.ctx, &inner.trees, &mut cache);

@@ -109,7 +109,7 @@ impl TaskStore for SledStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let inner = &self.inner;
+        let inner = &self.live()?;
         match inner.write(Op::Create(batch)).await? {
             Done::Created(outcomes) => {
                 inner.notify(outcomes.iter().filter(|o| o.created).map(|o| &o.task));
@@ -120,11 +120,11 @@ impl TaskStore for SledStore {
     }
 
     async fn get_task(&self, tenant: &TenantId, id: TaskId) -> Result<Option<Task>, StoreError> {
-        Ok(self.inner.load_owned(tenant, id)?.map(|t| t.task))
+        Ok(self.live()?.load_owned(tenant, id)?.map(|t| t.task))
     }
 
     async fn latest_task(&self, key: &TaskKey) -> Result<Option<Task>, StoreError> {
-        let inner = &self.inner;
+        let inner = &self.live()?;
         let natural = keys::task_key(key);
         let Some(raw) = inner
             .trees
@@ -148,11 +148,11 @@ impl TaskStore for SledStore {
         filter: &TaskFilter,
         page: &PageRequest,
     ) -> Result<Page<Task>, StoreError> {
-        self.inner.list_sync(tenant, filter, page)
+        self.live()?.list_sync(tenant, filter, page)
     }
 
     async fn request_cancel(&self, tenant: &TenantId, id: TaskId) -> Result<Task, StoreError> {
-        let inner = &self.inner;
+        let inner = &self.live()?;
         match inner.write(Op::Cancel(tenant.clone(), id)).await? {
             Done::Cancelled(task, changed) => {
                 if changed {
@@ -165,7 +165,7 @@ impl TaskStore for SledStore {
     }
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Task>, StoreError> {
-        let inner = &self.inner;
+        let inner = &self.live()?;
         match inner.write(Op::Claim(request.clone())).await? {
             Done::Claimed(requeued, claimed) => {
                 inner.notify(requeued.iter().chain(&claimed));
@@ -181,7 +181,7 @@ impl TaskStore for SledStore {
         epoch: u64,
         events: &[TaskEvent],
     ) -> Result<Task, StoreError> {
-        let inner = &self.inner;
+        let inner = &self.live()?;
         let op = Op::Apply {
             id,
             epoch,
@@ -203,7 +203,7 @@ impl TaskStore for SledStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let inner = &self.inner;
+        let inner = &self.live()?;
         match inner.write(Op::ApplyMany(batch)).await? {
             Done::AppliedMany(outcomes) => {
                 inner.notify(outcomes.iter().filter_map(|o| o.as_ref().ok()));
@@ -214,7 +214,7 @@ impl TaskStore for SledStore {
     }
 
     async fn requeue_expired(&self) -> Result<Vec<TaskId>, StoreError> {
-        let inner = &self.inner;
+        let inner = &self.live()?;
         match inner.write(Op::Requeue).await? {
             Done::Requeued(moved) => {
                 inner.notify(&moved);
@@ -229,14 +229,18 @@ impl TaskStore for SledStore {
         tenant: &TenantId,
         id: TaskId,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
-        self.inner.history_sync(tenant, id)
+        self.live()?.history_sync(tenant, id)
     }
 
     async fn next_wakeup(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.inner.next_wakeup_sync()
+        self.live()?.next_wakeup_sync()
     }
 
     fn subscribe(&self) -> broadcast::Receiver<TaskChange> {
-        self.inner.changes.subscribe()
+        self.shell.handles.changes.subscribe()
+    }
+
+    fn outage(&self) -> Option<String> {
+        self.shell.outage_reason()
     }
 }

@@ -63,11 +63,20 @@ async fn readyz(State(health): State<Health>) -> (StatusCode, Json<Value>) {
     if health.draining.load(Ordering::Relaxed) {
         return status(StatusCode::SERVICE_UNAVAILABLE, "status", "draining");
     }
+    let unavailable = |reason: &str| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "reason": reason })),
+        )
+    };
+    if let Some(outage) = health.store.outage() {
+        return unavailable(&outage);
+    }
     match health.store.next_wakeup().await {
         Ok(_) => status(StatusCode::OK, "status", "ready"),
         Err(e) => {
             tracing::warn!(error = %e, "store not ready");
-            status(StatusCode::SERVICE_UNAVAILABLE, "status", "unavailable")
+            unavailable("the store does not answer reads")
         }
     }
 }

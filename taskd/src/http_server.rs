@@ -87,6 +87,7 @@ pub async fn serve(
             inner: stream,
             started,
             activity: activity.clone(),
+            replacement: None,
         });
         let service = TowerToHyperService::new(router.clone());
         let connection = graceful.watch(builder.serve_connection(io, service));
@@ -126,11 +127,14 @@ async fn idle_watch(started: Instant, activity: &AtomicU64, idle: Duration) {
     }
 }
 
-/// A stream that records when bytes last moved, in milliseconds since `started`.
+/// A stream that records when bytes last moved, in milliseconds since `started`, and gives
+/// hyper's own error answers the API's `{"detail"}` body (see [`with_detail`]).
 struct Watched<T> {
     inner: T,
     started: Instant,
     activity: Arc<AtomicU64>,
+    /// A rewritten answer still being sent, and the length of hyper's original to report.
+    replacement: Option<(Vec<u8>, usize, usize)>,
 }
 
 impl<T> Watched<T> {
@@ -161,6 +165,31 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.replacement.is_none()
+            && let Some(answer) = with_detail(data)
+        {
+            self.replacement = Some((answer, 0, data.len()));
+        }
+        if let Some((answer, sent, original)) = self.replacement.take() {
+            let this = &mut *self;
+            let mut sent = sent;
+            while sent < answer.len() {
+                match Pin::new(&mut this.inner).poll_write(cx, &answer[sent..]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => {
+                        sent += n;
+                        this.touch();
+                    }
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                    Poll::Pending => {
+                        this.replacement = Some((answer, sent, original));
+                        return Poll::Pending;
+                    }
+                }
+            }
+            // hyper closes the connection after its error answer: nothing follows it.
+            return Poll::Ready(Ok(original));
+        }
         let polled = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.touch();
@@ -174,5 +203,91 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// hyper answers a request it cannot parse by itself, with an empty body (400 for a bad request
+/// line or header, 414 for a URI over its limit, 431 for headers over the buffer): the same
+/// answer with the API's `{"detail"}` body, or None for any other write.
+fn with_detail(head: &[u8]) -> Option<Vec<u8>> {
+    const STATUSES: [(&str, &str); 3] = [
+        (
+            "HTTP/1.1 400 Bad Request\r\n",
+            "Bad request: the request line or a header could not be parsed",
+        ),
+        (
+            "HTTP/1.1 414 URI Too Long\r\n",
+            "URI too long: the request line is over the server's limit",
+        ),
+        (
+            "HTTP/1.1 431 Request Header Fields Too Large\r\n",
+            "Request header fields too large: the headers are over the server's limit",
+        ),
+    ];
+    let text = std::str::from_utf8(head).ok()?;
+    let (status_line, detail) = STATUSES.iter().find(|(line, _)| text.starts_with(line))?;
+    let headers = text.strip_prefix(status_line)?.strip_suffix("\r\n")?;
+    // Only hyper's own answer: headers alone, ending the message, with an empty body.
+    let lines: Vec<&str> = headers.split("\r\n").filter(|l| !l.is_empty()).collect();
+    if !lines
+        .iter()
+        .any(|l| l.eq_ignore_ascii_case("content-length: 0"))
+        || !headers.ends_with("\r\n")
+    {
+        return None;
+    }
+    let body = serde_json::json!({ "detail": detail }).to_string();
+    let mut answer = String::from(*status_line);
+    for line in lines {
+        let name = line.to_ascii_lowercase();
+        if !name.starts_with("content-length:") && !name.starts_with("connection:") {
+            answer.push_str(line);
+            answer.push_str("\r\n");
+        }
+    }
+    answer.push_str(&format!(
+        "content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    Some(answer.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_detail;
+
+    #[test]
+    fn hypers_own_error_answers_get_a_detail_body_and_nothing_else_changes() {
+        let head = b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\ndate: Mon, 30 Nov 2026 18:00:00 GMT\r\n\r\n";
+        let answer = String::from_utf8(with_detail(head).expect("rewritten")).expect("utf-8");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("head and body");
+        assert!(head.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{head}");
+        assert!(head.contains("date: Mon, 30 Nov 2026"), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        assert!(!head.contains("content-length: 0"), "{head}");
+        let body: serde_json::Value = serde_json::from_str(body).expect("json");
+        assert!(
+            body["detail"]
+                .as_str()
+                .expect("detail")
+                .contains("URI too long")
+        );
+
+        // The API's own answers pass untouched: a 400 with a body, a 200, a body chunk.
+        for other in [
+            &b"HTTP/1.1 400 Bad Request\r\ncontent-length: 12\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            b"{\"detail\":\"x\"}",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n",
+        ] {
+            assert!(
+                with_detail(other).is_none(),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
     }
 }

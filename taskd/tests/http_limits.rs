@@ -102,3 +102,37 @@ fn an_idle_keep_alive_connection_is_closed() {
     let answer = read_until_closed(&mut stream, Duration::from_secs(20)).expect("closed");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// Requests hyper refuses before the API sees them still get the documented `{"detail"}`.
+#[test]
+fn requests_the_server_cannot_parse_get_a_json_detail() {
+    let daemon = start();
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(70_000));
+    let cases: [(&[u8], &str, &str); 3] = [
+        (
+            b"GET / HTTP/1.1\r\nHo st: t\r\n\r\n",
+            "HTTP/1.1 400",
+            "could not be parsed",
+        ),
+        (
+            b"\x01\x02 garbage\r\n\r\n",
+            "HTTP/1.1 400",
+            "could not be parsed",
+        ),
+        (long_uri.as_bytes(), "HTTP/1.1 414", "URI too long"),
+    ];
+    for (request, status, detail) in cases {
+        let mut stream = TcpStream::connect(&daemon.addr).unwrap();
+        stream.write_all(request).unwrap();
+        let answer = read_until_closed(&mut stream, Duration::from_secs(20)).expect("an answer");
+        assert!(answer.starts_with(status), "{answer}");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("head and body");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        assert!(
+            body["detail"].as_str().is_some_and(|d| d.contains(detail)),
+            "{body}"
+        );
+    }
+    assert!(healthy(&daemon.addr));
+}

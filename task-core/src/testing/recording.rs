@@ -153,6 +153,10 @@ impl<S: Store> TaskStore for RecordingStore<S> {
     fn subscribe(&self) -> broadcast::Receiver<TaskChange> {
         self.inner.subscribe()
     }
+
+    fn outage(&self) -> Option<String> {
+        self.inner.outage()
+    }
 }
 
 #[async_trait]

@@ -14,10 +14,13 @@ use crate::views::HealthView;
 pub(crate) async fn healthz() -> Json<HealthView> {
     Json(HealthView {
         status: "ok".to_owned(),
+        reason: None,
     })
 }
 
-/// Readiness: 200 when the store answers a read, 503 when it does not or while draining.
+/// Readiness: 200 when the store answers a read and takes writes; 503 while draining, or when
+/// the store cannot serve (`reason` says why, e.g. its disk is full: writes answer 503 too
+/// until it recovers by itself).
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = HealthView), (status = 503, body = HealthView)))]
 pub(crate) async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<HealthView>) {
@@ -26,24 +29,33 @@ pub(crate) async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<H
             StatusCode::SERVICE_UNAVAILABLE,
             Json(HealthView {
                 status: "draining".to_owned(),
+                reason: None,
             }),
         );
+    }
+    let unavailable = |reason: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(HealthView {
+                status: "unavailable".to_owned(),
+                reason: Some(reason),
+            }),
+        )
+    };
+    if let Some(outage) = state.store.outage() {
+        return unavailable(outage);
     }
     match state.store.next_wakeup().await {
         Ok(_) => (
             StatusCode::OK,
             Json(HealthView {
                 status: "ready".to_owned(),
+                reason: None,
             }),
         ),
         Err(e) => {
             tracing::warn!(error = %e, "store not ready");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(HealthView {
-                    status: "unavailable".to_owned(),
-                }),
-            )
+            unavailable("the store does not answer reads".to_owned())
         }
     }
 }

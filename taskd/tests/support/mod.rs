@@ -99,6 +99,13 @@ impl Daemon {
         )
     }
 
+    /// Sends SIGTERM (a graceful stop).
+    pub fn sigterm(&self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}: {sent}");
+    }
+
     /// The directory the daemon's files are in, when it owns one.
     pub fn root(&self) -> &Path {
         self.dir.as_ref().map(|d| d.path()).unwrap()
