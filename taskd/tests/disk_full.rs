@@ -120,13 +120,8 @@ async fn a_full_disk_answers_503_then_recovers_and_sigterm_exits_cleanly() {
     let mut daemon = Daemon::start_in(&config(), &root);
     let http = reqwest::Client::new();
     let mut stored = Vec::new();
-    for i in 0..20 {
-        let id = format!("item-{i}");
-        assert_eq!(
-            put_item(&http, &daemon, &root, &id).await.status().as_u16(),
-            201
-        );
-        stored.push(id);
+    for _ in 0..20 {
+        put_stored(&http, &daemon, &root, &mut stored).await;
     }
 
     let ballast = fill(&root);
@@ -165,12 +160,7 @@ async fn a_full_disk_answers_503_then_recovers_and_sigterm_exits_cleanly() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("ready again {:?} after space returned", began.elapsed());
-    let id = format!("item-{}", stored.len());
-    assert_eq!(
-        put_item(&http, &daemon, &root, &id).await.status().as_u16(),
-        201
-    );
-    stored.push(id);
+    put_stored(&http, &daemon, &root, &mut stored).await;
 
     // SIGTERM with the disk full: a clean exit.
     let ballast = fill(&root);
