@@ -1,28 +1,21 @@
-//! The client subcommands: ingest, status, watch, cancel, results. (`submit` is in submit.rs.)
+//! The client subcommands: ingest, status, watch, cancel, results (`submit` is in submit.rs),
+//! over the typed client of `task-client`.
 
-use serde_json::{Value, json};
+use std::time::Duration;
 
-use crate::client::Client;
+use serde::Serialize;
+use task_client::api::bodies::ItemBody;
+use task_client::api::views::TaskView;
+use task_client::{Client, ResultQuery};
+
 use crate::error::TaskdError;
 
-/// Percent-encodes a path segment.
-pub fn encode(raw: &str) -> String {
-    raw.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn print(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-    );
+/// Prints an answer as the service sent it (pretty JSON).
+pub fn print(value: &impl Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(err) => eprintln!("cannot print the answer: {err}"),
+    }
 }
 
 /// `taskd ingest`: upserts a catalog item.
@@ -34,40 +27,40 @@ pub async fn ingest(
     title: Option<&str>,
     tags: &[String],
 ) -> Result<(), TaskdError> {
-    let body = json!({"id": id, "type": item_type, "title": title.unwrap_or(id), "asset_url": asset_url, "tags": tags});
-    let item = client
-        .json(reqwest::Method::PUT, "/catalog/v1/item", &body)
-        .await?;
+    let mut body = ItemBody::new(id, item_type, title.unwrap_or(id), asset_url);
+    body.tags = Some(tags.to_vec());
+    let (item, _) = client.put_item(&body).await?;
     print(&item);
     Ok(())
 }
 
 /// `taskd status`: a task, optionally long-polling for a change.
 pub async fn status(client: &Client, task_id: &str, wait: Option<f64>) -> Result<(), TaskdError> {
-    let path = match wait {
-        Some(secs) => format!("/task/{}?wait={secs}", encode(task_id)),
-        None => format!("/task/{}", encode(task_id)),
+    let task = match wait {
+        Some(secs) => {
+            let wait = Duration::try_from_secs_f64(secs).map_err(|e| TaskdError::Api {
+                status: 0,
+                detail: format!("--wait {secs}: {e}"),
+            })?;
+            client.poll_task(task_id, wait, None).await?
+        }
+        None => client.get_task(task_id).await?,
     };
-    print(&client.get(&path).await?);
+    print(&task);
     Ok(())
 }
 
 /// One line per event: time, task, status, step, attempt, error.
-fn line(task: &Value) -> String {
-    let mut out = format!(
-        "{}  {}  {:<10}",
-        task["updated_at"].as_str().unwrap_or("-"),
-        task["task_id"].as_str().unwrap_or("-"),
-        task["status"].as_str().unwrap_or("-"),
-    );
-    if let Some(step) = task["step"].as_str() {
+fn line(task: &TaskView) -> String {
+    let mut out = format!("{}  {}  {:<10}", task.updated_at, task.task_id, task.status);
+    if let Some(step) = &task.step {
         out.push_str(&format!(" step={step}"));
     }
-    out.push_str(&format!(" attempt={}", task["attempt"]));
-    if task["cancel_requested"] == true {
+    out.push_str(&format!(" attempt={}", task.attempt));
+    if task.cancel_requested {
         out.push_str(" cancel_requested");
     }
-    if let (Some(code), Some(error)) = (task["error_code"].as_str(), task["error"].as_str()) {
+    if let (Some(code), Some(error)) = (&task.error_code, &task.error) {
         out.push_str(&format!(" error_code={code} error={error:?}"));
     }
     out
@@ -81,13 +74,13 @@ pub async fn watch(client: &Client, task_ids: &[String]) -> Result<bool, TaskdEr
         let client = client.clone();
         let id = id.clone();
         followers.push(tokio::spawn(async move {
-            let mut events = client.events(&encode(&id)).await?;
-            let mut last = Value::Null;
+            let mut events = client.events(&id).await?;
+            let mut done = false;
             while let Some(task) = events.next().await? {
                 println!("{}", line(&task));
-                last = task;
+                done = task.status == "done";
             }
-            Ok::<bool, TaskdError>(last["status"] == "done")
+            Ok::<bool, TaskdError>(done)
         }));
     }
     let mut all_done = true;
@@ -103,11 +96,7 @@ pub async fn watch(client: &Client, task_ids: &[String]) -> Result<bool, TaskdEr
 
 /// `taskd cancel`.
 pub async fn cancel(client: &Client, task_id: &str) -> Result<(), TaskdError> {
-    let (url, builder) = client.request(
-        reqwest::Method::DELETE,
-        &format!("/task/{}", encode(task_id)),
-    );
-    print(&client.send(&url, builder).await?);
+    print(&client.cancel_task(task_id).await?);
     Ok(())
 }
 
@@ -118,14 +107,14 @@ pub async fn results(
     inventory_id: &str,
     query: &[(String, String)],
 ) -> Result<(), TaskdError> {
-    let mut path = format!("/results/{}/{}", encode(product), encode(inventory_id));
-    let pairs: Vec<String> = query
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect();
-    if !pairs.is_empty() {
-        path = format!("{path}?{}", pairs.join("&"));
+    let mut wanted = ResultQuery::default();
+    for (name, value) in query {
+        if name == "version" {
+            wanted.version = Some(value.clone());
+        } else {
+            wanted.filters.push((name.clone(), value.clone()));
+        }
     }
-    print(&client.get(&path).await?);
+    print(&client.results(product, inventory_id, &wanted).await?);
     Ok(())
 }

@@ -72,3 +72,21 @@ impl TaskdError {
         }
     }
 }
+
+impl From<task_client::ClientError> for TaskdError {
+    fn from(err: task_client::ClientError) -> Self {
+        match err {
+            task_client::ClientError::Api { status, detail, .. } => TaskdError::Api {
+                status,
+                detail: detail.to_string(),
+            },
+            task_client::ClientError::Transport { url, source, .. } => {
+                TaskdError::Http { url, source }
+            }
+            other => TaskdError::Api {
+                status: 0,
+                detail: other.to_string(),
+            },
+        }
+    }
+}

@@ -12,7 +12,6 @@
 //! under `./media`, product `adbreaks`, and the development key `dev-key` (loopback only).
 #![deny(missing_docs)]
 
-mod client;
 mod commands;
 mod config;
 mod error;
@@ -29,10 +28,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::client::Client;
 use crate::config::{FileConfig, Overrides};
 use crate::error::TaskdError;
 use crate::serve::Role;
+use task_client::Client;
 
 /// The media task engine daemon and its client.
 #[derive(Debug, Parser)]
@@ -264,7 +263,7 @@ async fn run(command: Command) -> Result<bool, TaskdError> {
             title,
             tags,
         } => {
-            let client = Client::new(&remote.url, &remote.key);
+            let client = Client::new(&remote.url, &remote.key)?;
             commands::ingest(
                 &client,
                 &id,
@@ -285,7 +284,7 @@ async fn run(command: Command) -> Result<bool, TaskdError> {
             chunk,
             ids,
         } => {
-            let client = Client::new(&remote.url, &remote.key);
+            let client = Client::new(&remote.url, &remote.key)?;
             match (file, inventory_id, product, version) {
                 (Some(path), ..) => {
                     let totals = submit::file(&client, &path, chunk, ids).await?;
@@ -307,13 +306,13 @@ async fn run(command: Command) -> Result<bool, TaskdError> {
             task_id,
             wait,
         } => {
-            commands::status(&Client::new(&remote.url, &remote.key), &task_id, wait).await?;
+            commands::status(&Client::new(&remote.url, &remote.key)?, &task_id, wait).await?;
         }
         Command::Watch { remote, task_ids } => {
-            return commands::watch(&Client::new(&remote.url, &remote.key), &task_ids).await;
+            return commands::watch(&Client::new(&remote.url, &remote.key)?, &task_ids).await;
         }
         Command::Cancel { remote, task_id } => {
-            commands::cancel(&Client::new(&remote.url, &remote.key), &task_id).await?;
+            commands::cancel(&Client::new(&remote.url, &remote.key)?, &task_id).await?;
         }
         Command::Results {
             remote,
@@ -340,7 +339,7 @@ async fn run(command: Command) -> Result<bool, TaskdError> {
                 }
             }
             commands::results(
-                &Client::new(&remote.url, &remote.key),
+                &Client::new(&remote.url, &remote.key)?,
                 &product,
                 &inventory_id,
                 &query,

@@ -7,10 +7,11 @@
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::client::Client;
 use crate::error::TaskdError;
+use task_client::Client;
+use task_client::api::bodies::NewTaskBody;
 
 /// Reads the entries of a batch file.
 pub fn read_entries(path: &Path) -> Result<Vec<Value>, TaskdError> {
@@ -69,15 +70,10 @@ pub async fn one(
     version: &str,
     priority: Option<&str>,
 ) -> Result<(), TaskdError> {
-    let mut body = json!({"inventory_id": inventory_id, "product": product, "version": version});
-    if let Some(priority) = priority {
-        body["priority"] = json!(priority);
-    }
-    let task = client.json(reqwest::Method::POST, "/task", &body).await?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&task).unwrap_or_default()
-    );
+    let mut body = NewTaskBody::new(inventory_id, product, version);
+    body.priority = priority.map(str::to_owned);
+    let (task, _) = client.create_task(&body).await?;
+    crate::commands::print(&task);
     Ok(())
 }
 
@@ -108,24 +104,19 @@ pub async fn file(
     );
     let mut totals = Totals::default();
     for (n, batch) in entries.chunks(chunk.max(1)).enumerate() {
-        let answer = client
-            .json(
-                reqwest::Method::POST,
-                "/tasks/batch",
-                &json!({"tasks": batch}),
-            )
-            .await?;
-        totals.created += answer["created"].as_u64().unwrap_or(0);
-        totals.existing += answer["existing"].as_u64().unwrap_or(0);
-        totals.refused += answer["refused"].as_u64().unwrap_or(0);
-        for result in answer["results"].as_array().into_iter().flatten() {
-            let index = n * chunk.max(1) + result["index"].as_u64().unwrap_or(0) as usize;
-            match result["task"]["task_id"].as_str() {
-                Some(id) if ids => bar.suspend(|| println!("{id}")),
+        // Entries go as read: the service names each invalid one in its result.
+        let answer = client.create_tasks(batch).await?;
+        totals.created += answer.created as u64;
+        totals.existing += answer.existing as u64;
+        totals.refused += answer.refused as u64;
+        for result in &answer.results {
+            let index = n * chunk.max(1) + result.index;
+            match &result.task {
+                Some(task) if ids => bar.suspend(|| println!("{}", task.task_id)),
                 Some(_) => {}
                 None => bar.suspend(|| {
-                    let (status, detail) = (&result["status"], &result["detail"]);
-                    eprintln!("entry {}: HTTP {status} {detail}", index + 1);
+                    let detail = result.detail.clone().unwrap_or_default();
+                    eprintln!("entry {}: HTTP {} {detail}", index + 1, result.status);
                 }),
             }
         }

@@ -231,6 +231,8 @@ async fn serve_drive_terminate_restart_keeps_everything(backend: Backend) {
         );
     }
 
+    client_covers_the_contract(&daemon.url, &ids, &before).await;
+
     let (clean, out) = daemon.terminate();
     assert!(clean, "{out}");
     assert!(out.contains("taskd stopped cleanly"), "{out}");
@@ -274,4 +276,135 @@ async fn serve_drive_terminate_restart_keeps_everything(backend: Backend) {
     same_tasks(&http, &daemon, &ids, &before).await;
     let (clean, _) = daemon.terminate();
     assert!(clean);
+}
+
+/// The typed client of `task-client` against the same daemon: every route, the same bodies as
+/// the raw JSON, and the contract's errors.
+async fn client_covers_the_contract(url: &str, ids: &[String], raw: &[(Value, Value)]) {
+    use futures::StreamExt;
+    use task_client::api::bodies::{ItemBody, NewTaskBody};
+    use task_client::{Client, ClientError, Detail, ItemQuery, ResultQuery};
+
+    let client = Client::new(url, KEY).unwrap();
+    assert_eq!(client.health().await.unwrap().status, "ok");
+    assert_eq!(client.ready().await.unwrap().status, "ready");
+    for (id, (task, history)) in ids.iter().zip(raw) {
+        let typed = client.get_task(id).await.unwrap();
+        assert_eq!(serde_json::to_value(&typed).unwrap(), *task, "same body");
+        let typed = client.history(id).await.unwrap();
+        assert_eq!(serde_json::to_value(&typed).unwrap(), *history);
+    }
+    let page = client
+        .list_items(&ItemQuery {
+            page_size: Some(2),
+            ..ItemQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((page.items.len(), page.has_next), (2, true));
+    let good = client.get_item("standalone", "good").await.unwrap();
+    assert!(good.asset_url.ends_with("good.mp4"));
+    let latest = client.task_by_key("good", "adbreaks", "1.0").await.unwrap();
+    assert_eq!(latest.task_id, ids[0]);
+    assert_eq!(client.item_tasks("good").await.unwrap().tasks.len(), 1);
+
+    // A new version: created once, then found; followed over SSE to its end; its result read.
+    let (task, created) = client
+        .create_by_key("good", "adbreaks", "2.0", Some("high"))
+        .await
+        .unwrap();
+    assert!(created);
+    let (same, created) = client
+        .create_task(&NewTaskBody::new("good", "adbreaks", "2.0"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (same.task_id.as_str(), created),
+        (task.task_id.as_str(), false)
+    );
+    let seen: Vec<_> = client
+        .events(&task.task_id)
+        .await
+        .unwrap()
+        .into_stream()
+        .collect()
+        .await;
+    let last = seen.last().expect("events").as_ref().unwrap();
+    assert_eq!(last.status, "done", "{seen:?}");
+    let done = client
+        .wait_until_finished(&task.task_id, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(done.status, "done");
+    let result = client
+        .results(
+            "adbreaks",
+            "good",
+            &ResultQuery {
+                version: Some("2.0".into()),
+                filters: vec![("minimum_separation".into(), "0.5".into())],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (result.status.as_str(), result.version_id.as_str()),
+        ("success", "2.0")
+    );
+
+    // A batch with one invalid entry: refused alone, naming the field.
+    let batch = client
+        .create_tasks(&[
+            serde_json::json!({"inventory_id": "short", "product": "adbreaks", "version": "3.0"}),
+            serde_json::json!({"inventory_id": "short", "product": "adbreaks"}),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((batch.created, batch.refused), (1, 1));
+    let cancelled = client.cancel_by_key("short", "adbreaks", "3.0").await;
+    assert!(
+        cancelled.is_ok() || cancelled.as_ref().is_err_and(|e| e.status() == Some(409)),
+        "{cancelled:?}"
+    );
+
+    // The contract's errors, typed.
+    let missing = client
+        .get_task("0190b5d2-7c3e-7000-8000-000000000001")
+        .await
+        .unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
+    let conflict = client.cancel_task(&ids[0]).await.unwrap_err();
+    assert_eq!(conflict.status(), Some(409), "{conflict}");
+    let invalid = client
+        .create_task(&NewTaskBody::new("good", "no-such-product", "1.0"))
+        .await
+        .unwrap_err();
+    match &invalid {
+        ClientError::Api {
+            status: 422,
+            detail: Detail::Invalid(errors),
+            ..
+        } => assert!(
+            errors.iter().any(|e| e.msg.contains("product")),
+            "{invalid}"
+        ),
+        other => panic!("expected a 422 with field errors: {other}"),
+    }
+    let (item, created) = client
+        .put_item(&ItemBody::new(
+            "extra",
+            "standalone",
+            "Extra",
+            &good.asset_url,
+        ))
+        .await
+        .unwrap();
+    assert!(created && item.id == "extra");
+    let deleted = client.delete_item("standalone", "extra").await.unwrap();
+    assert!(deleted.item.deleted_at.is_some());
+    let refused = Client::new(url, "wrong-key")
+        .unwrap()
+        .get_task(&ids[0])
+        .await;
+    assert_eq!(refused.unwrap_err().status(), Some(401));
 }

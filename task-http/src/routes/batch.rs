@@ -4,51 +4,16 @@ use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::{Extension, Json};
-use serde::Serialize;
 use serde_json::Value;
 use task_core::ids::InventoryId;
-use utoipa::ToSchema;
 
 use crate::body::{Fields, JsonBody, check};
 use crate::error::{ApiError, FieldError, MessageBody, ValidationErrorBody};
-use crate::routes::tasks::{NewTaskBody, read_new_task};
+use crate::routes::tasks::read_new_task;
 use crate::state::{ApiState, Tenant, not_in_catalog};
 use crate::views::TaskView;
-
-/// The body of `POST /tasks/batch`.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-pub struct BatchBody {
-    /// The tasks to create, each like the body of `POST /task`.
-    tasks: Vec<NewTaskBody>,
-}
-
-/// The result of one entry.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BatchEntryResult {
-    /// The entry's position in `tasks`, from 0.
-    pub index: usize,
-    /// What `POST /task` would have answered: 201 created, 200 existing active task, 404 item not
-    /// in the catalog, 422 invalid entry.
-    pub status: u16,
-    /// The task, for 200 and 201.
-    pub task: Option<TaskView>,
-    /// Why the entry was refused: a message (404) or a list of field errors (422).
-    pub detail: Option<Value>,
-}
-
-/// The answer to a batch.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BatchView {
-    /// Entries that created a task.
-    pub created: usize,
-    /// Entries that found an active task with the same key.
-    pub existing: usize,
-    /// Entries refused.
-    pub refused: usize,
-    /// One result per entry, in order.
-    pub results: Vec<BatchEntryResult>,
-}
+use task_api::bodies::BatchBody;
+use task_api::views::{BatchEntryResult, BatchView};
 
 /// Creates many tasks. A malformed body is a 422 for the whole call; an invalid entry, or one
 /// whose item is not in the catalog, is refused alone and the valid entries are created in one

@@ -12,6 +12,7 @@ use crate::body::{ApiPath, Fields, JsonBody, RawQuery, check, parse_bool, parse_
 use crate::error::{ApiError, MessageBody, ValidationErrorBody};
 use crate::state::{ApiState, Tenant};
 use crate::views::{CatalogItemView, CatalogPage, DeletedItemView};
+use task_api::bodies::ItemBody;
 
 /// The fields of an item the service reads; any other field is kept as given, except these
 /// read-only ones, which are refused.
@@ -19,23 +20,6 @@ const KNOWN: [&str; 5] = ["id", "type", "title", "asset_url", "tags"];
 const READ_ONLY: [&str; 4] = ["created_at", "updated_at", "deleted_at", "tenant"];
 /// The largest `page_size`.
 pub const MAX_PAGE_SIZE: u64 = 1000;
-
-/// The body of `PUT /catalog/v1/item`.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct ItemBody {
-    /// The inventory id: 1-256 characters, no control characters.
-    id: String,
-    /// `standalone`, `series`, `season` or `episode`.
-    #[schema(rename = "type")]
-    item_type: String,
-    /// Title.
-    title: String,
-    /// Where the video is, in a scheme the deployment allows (e.g. `s3://bucket/key`).
-    asset_url: String,
-    /// Free tags.
-    tags: Option<Vec<String>>,
-}
 
 /// Upserts a catalog item. Fields other than the known ones are stored and returned as given;
 /// `created_at`, `updated_at`, `deleted_at` and `tenant` are read-only and refused.

@@ -12,14 +12,7 @@ use crate::error::{ApiError, MessageBody, ValidationErrorBody};
 use crate::routes::tasks::{cancel, create_one};
 use crate::state::{ApiState, Tenant, not_in_catalog};
 use crate::views::{ItemTasksView, TaskView};
-
-/// The body of `POST /tasks/catalog-item/.../version/{version}`; may be empty.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct PriorityBody {
-    /// `high`, `medium` or `low` (default `low`).
-    priority: Option<String>,
-}
+use task_api::bodies::PriorityBody;
 
 type KeyPath = ApiPath<(String, String, String)>;
 

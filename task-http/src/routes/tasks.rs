@@ -16,24 +16,11 @@ use crate::body::{ApiPath, Fields, JsonBody, RawQuery, check, path_param};
 use crate::error::{ApiError, FieldError, LocItem, MessageBody, ValidationErrorBody};
 use crate::state::{ApiState, Tenant};
 use crate::views::{HistoryEntryView, HistoryView, TaskView};
+pub use task_api::bodies::NewTaskBody;
 
 /// The fields of a task creation body; others are refused (`extra_forbidden`) so that a typo
 /// such as `priorty` is not silently ignored.
 pub(crate) const TASK_FIELDS: [&str; 4] = ["inventory_id", "product", "version", "priority"];
-
-/// The body of `POST /task`.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct NewTaskBody {
-    /// The catalog item to analyse; it must have been ingested.
-    inventory_id: String,
-    /// An enabled product.
-    product: String,
-    /// The product version, e.g. `1.0.1`.
-    version: String,
-    /// `high`, `medium` or `low` (default `low`).
-    priority: Option<String>,
-}
 
 /// Reads `(inventory_id, product, version, priority)` from the object at `loc`, checking the
 /// product is enabled. Errors go to `errors`.
