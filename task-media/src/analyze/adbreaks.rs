@@ -74,6 +74,19 @@ pub struct AdbreaksData {
     pub candidates: Vec<Candidate>,
 }
 
+/// How much work an analysis did (for benchmarks and logs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AdbreaksWork {
+    /// Intervals silent on every audio track, at least the minimum long.
+    pub silences: usize,
+    /// Video windows decoded around them (audio first), after merging.
+    pub windows: usize,
+    /// ffmpeg processes that decoded video.
+    pub video_runs: usize,
+    /// Seconds of video decoded (the whole video in full mode).
+    pub video_secs: f64,
+}
+
 /// Which video the analysis decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -122,6 +135,15 @@ impl AdbreaksAnalyzer {
     /// Fails with `analysis_failed` when ffmpeg fails, or when it decodes more than
     /// [`TRUNCATION_TOLERANCE_SECS`] less than `duration_secs` (a truncated or damaged file).
     pub async fn detect(&self, path: &Path, duration_secs: f64) -> Result<AdbreaksData, TaskError> {
+        Ok(self.detect_with_work(path, duration_secs).await?.0)
+    }
+
+    /// [`Self::detect`], also saying how much work it took.
+    pub async fn detect_with_work(
+        &self,
+        path: &Path,
+        duration_secs: f64,
+    ) -> Result<(AdbreaksData, AdbreaksWork), TaskError> {
         let d = self.min_interval_secs;
         let quiet = (d - SILENCE_EDGE_SECS).max(0.0);
         let streams = tools::streams(&self.ffprobe, path).await?;
@@ -135,6 +157,7 @@ impl AdbreaksAnalyzer {
                 .map(|t| silence::track_silence(&self.program, path, t, quiet)),
         );
         let index = tools::video_index(&self.ffprobe, path, streams.start_time);
+        let mut work = AdbreaksWork::default();
         let candidates = match self.mode {
             AdbreaksMode::Full => {
                 let (tracks, index, video) =
@@ -142,6 +165,9 @@ impl AdbreaksAnalyzer {
                 let end = video.decoded_to.max(index.end);
                 let silence = silence::common_silence(&tracks, end, quiet);
                 check_complete(silence.decoded_to.max(end), duration_secs)?;
+                work.silences = silence.intervals.len();
+                work.video_runs = 1;
+                work.video_secs = video.decoded_to;
                 coincide(&reach_the_end(video.black, &index), &silence.intervals)
             }
             AdbreaksMode::AudioFirst => {
@@ -154,20 +180,27 @@ impl AdbreaksAnalyzer {
                     windows = windows.len(),
                     "adbreaks: decoding the video around the silent intervals only"
                 );
+                work.silences = silence.intervals.len();
+                work.windows = windows.len();
                 let mut candidates = Vec::new();
                 for window in windows {
                     let silences = window.silences.clone();
-                    let black = video::window_pass(&self.program, path, &index, window, d).await?;
+                    let black =
+                        video::window_pass(&self.program, path, &index, window, d, &mut work)
+                            .await?;
                     candidates.extend(coincide(&reach_the_end(black, &index), &silences));
                 }
                 sort_best_first(&mut candidates);
                 candidates
             }
         };
-        Ok(AdbreaksData {
-            duration_secs,
-            candidates,
-        })
+        Ok((
+            AdbreaksData {
+                duration_secs,
+                candidates,
+            },
+            work,
+        ))
     }
 }
 

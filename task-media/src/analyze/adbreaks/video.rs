@@ -169,10 +169,13 @@ pub(super) async fn window_pass(
     index: &VideoIndex,
     mut window: Window,
     min_secs: f64,
+    work: &mut super::AdbreaksWork,
 ) -> Result<Vec<(f64, f64)>, TaskError> {
     loop {
         let black = black_in_window(program, path, index, &window).await?;
         let from = index.keyframes.get(window.keyframe).copied().unwrap_or(0.0);
+        work.video_runs += 1;
+        work.video_secs += window.end - from;
         if window.keyframe > 0 && clipped_at_start(&black, from, &window, min_secs) {
             tracing::debug!(
                 from,
