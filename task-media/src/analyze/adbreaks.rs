@@ -18,8 +18,9 @@
 //! A break needs both, and decoding the audio costs about 1% of decoding the video, so the
 //! default [`AdbreaksMode::AudioFirst`] finds the silence from the audio alone (one `-vn` pass
 //! per track), reads the video's keyframe index (demuxing, no decoding), and decodes the video
-//! only in windows around each silent interval to find the black there (each window starts at
-//! the keyframe before its silence and ends a little after it; overlapping windows are merged).
+//! only in windows around each silent interval to find the black there (each window is decoded
+//! from the keyframe before its silence and ends a little after it; overlapping windows are
+//! merged, and several windows share one ffmpeg process).
 //! It gives the candidates of [`AdbreaksMode::Full`], which decodes the whole
 //! video, within a few milliseconds, at a fraction of its cost (BENCHMARKS.md).
 //!
@@ -182,14 +183,22 @@ impl AdbreaksAnalyzer {
                 );
                 work.silences = silence.intervals.len();
                 work.windows = windows.len();
-                let mut candidates = Vec::new();
-                for window in windows {
-                    let silences = window.silences.clone();
-                    let black =
-                        video::window_pass(&self.program, path, &index, window, d, &mut work)
-                            .await?;
-                    candidates.extend(coincide(&reach_the_end(black, &index), &silences));
-                }
+                let decoded = video::windows_pass(
+                    &self.program,
+                    path,
+                    &index,
+                    streams.start_time,
+                    windows,
+                    d,
+                    &mut work,
+                )
+                .await?;
+                let mut candidates: Vec<Candidate> = decoded
+                    .into_iter()
+                    .flat_map(|(window, black)| {
+                        coincide(&reach_the_end(black, &index), &window.silences)
+                    })
+                    .collect();
                 sort_best_first(&mut candidates);
                 candidates
             }
