@@ -171,11 +171,11 @@ async fn black_in_windows(
         }
         args.extend(["-an", "-sn", "-dn", "-i"].map(Into::into));
         args.push(path.as_os_str().to_owned());
-        // `trim` counts in the file's time (start time included); a millisecond of slack keeps
-        // a first frame exactly at the start.
+        // `trim` counts in the file's time (start time included, which may be negative); a
+        // millisecond of slack keeps a first frame exactly at the start.
         chains.push(format!(
             "[{i}:V:0]trim=start={:.6}:end={:.6},blackdetect=d=0:{BLACK}[w{i}]",
-            (window.start + start_time - 0.001).max(0.0),
+            window.start + start_time - 0.001,
             window.end + start_time,
         ));
     }
