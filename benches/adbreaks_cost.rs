@@ -1,19 +1,23 @@
 //! What the adbreaks analysis costs against a bare decode: CPU time (user + sys) of the ffmpeg
 //! and ffprobe children, from the children's times in /proc/self/stat, in one run. Needs
-//! ffmpeg (scripts/install-test-deps.sh). Prints its figures; not run by CI.
+//! ffmpeg (scripts/install-test-deps.sh). Prints its figures; not run by CI or `cargo test`.
 //!
-//! `cargo bench --bench adbreaks_cost [-- SECONDS [gop=FRAMES]]`: the asset is a 1920x1080 25 fps
-//! H.264 (libx264 veryfast, keyframes every FRAMES frames, x264's 250 by default, and at scene cuts) + 48 kHz stereo AAC file of
-//! SECONDS seconds (default 1800), testsrc2 and a 440 Hz tone, with a black and silent gap every
-//! minute (0.6, 1 and 2 s in turn), and every three minutes a 1 s silence over picture and a 1 s
-//! black picture over sound. It is made once and cached under target/bench-media/ (30 minutes
-//! take about 25 minutes of CPU to encode).
+//! `cargo bench --bench adbreaks_cost [-- [first-only]]`: two assets, both 1920x1080 25 fps
+//! H.264 (libx264 veryfast, x264's keyframe every 250 frames and at scene cuts) + 48 kHz stereo
+//! AAC, testsrc2 and a 440 Hz tone:
+//! - a 300 s segment with a black and silent gap every minute (0.6, 1 and 2 s in turn), and every
+//!   three minutes a 1 s silence over picture and a 1 s black picture over sound;
+//! - a 30-minute asset made of six copies of that segment (concat demuxer, `-c copy`; encoding
+//!   30 minutes of 1080p takes about 26 minutes here), so 42 silent intervals.
+//!
+//! Both are made once and cached under target/bench-media/. `first-only` skips the bare decode
+//! and the full analysis (for quick iterations; the figures need all three).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use task_media::analyze::adbreaks::{AdbreaksAnalyzer, AdbreaksData, AdbreaksMode};
+use task_media::analyze::adbreaks::{AdbreaksAnalyzer, AdbreaksData, AdbreaksMode, AdbreaksWork};
 
 /// The stretches drawn into the asset: (black+silent gaps, silent only, black only).
 type Spans = Vec<(f64, f64)>;
@@ -53,11 +57,10 @@ fn enable(spans: &[(f64, f64)]) -> String {
 }
 
 /// Makes the asset unless it is cached; returns its path.
-fn asset(seconds: u32, gop: Option<u32>) -> PathBuf {
+fn asset(seconds: u32) -> PathBuf {
     let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     dir.push("target/bench-media");
-    let gop_name = gop.map_or(String::new(), |g| format!("-gop{g}"));
-    let path = dir.join(format!("adbreaks-1080p-{seconds}s{gop_name}-v1.mp4"));
+    let path = dir.join(format!("adbreaks-1080p-{seconds}s-v1.mp4"));
     if path.exists() {
         return path;
     }
@@ -106,6 +109,29 @@ fn asset(seconds: u32, gop: Option<u32>) -> PathBuf {
     assert!(status.success(), "ffmpeg could not make the asset");
     std::fs::rename(&partial, &path).expect("rename");
     println!("made in {:.0} s", started.elapsed().as_secs_f64());
+    path
+}
+
+/// The segment repeated `copies` times (concat demuxer, no re-encoding), cached beside it.
+fn repeated(segment: &Path, copies: u32) -> PathBuf {
+    let stem = segment.file_stem().and_then(|s| s.to_str()).expect("name");
+    let path = segment.with_file_name(format!("{stem}-x{copies}.mp4"));
+    if path.exists() {
+        return path;
+    }
+    let list = segment.with_file_name("concat-list.txt");
+    let name = segment.file_name().and_then(|s| s.to_str()).expect("name");
+    std::fs::write(&list, format!("file '{name}'\n").repeat(copies as usize)).expect("list");
+    let partial = segment.with_file_name("partial-concat.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "concat", "-safe", "0", "-i"])
+        .arg(&list)
+        .args(["-c", "copy", "-movflags", "+faststart"])
+        .arg(&partial)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success(), "ffmpeg could not concatenate the segment");
+    std::fs::rename(&partial, &path).expect("rename");
     path
 }
 
@@ -166,70 +192,76 @@ fn duration(path: &Path) -> f64 {
         .expect("duration")
 }
 
-fn main() {
-    let seconds: u32 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1800);
-    let gop: Option<u32> = std::env::args()
-        .skip(1)
-        .find_map(|a| a.strip_prefix("gop=").and_then(|g| g.parse().ok()));
-    let path = asset(seconds, gop);
-    let length = duration(&path);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let analyse = |mode: AdbreaksMode| -> AdbreaksData {
+/// One asset's runs: bare decode, full analysis (unless `first_only`), audio first.
+fn bench(runtime: &tokio::runtime::Runtime, path: &Path, gaps: usize, first_only: bool) {
+    let length = duration(path);
+    let analyse = |mode: AdbreaksMode| -> (AdbreaksData, AdbreaksWork) {
         runtime
             .block_on(
                 AdbreaksAnalyzer::default()
                     .with_mode(mode)
-                    .detect(&path, length),
+                    .detect_with_work(path, length),
             )
             .expect("analysis")
     };
-    let size = std::fs::metadata(&path).expect("size").len();
+    let size = std::fs::metadata(path).expect("size").len();
     println!(
-        "asset: {} ({:.0} s, 1920x1080 25 fps H.264 + AAC, {:.1} Mb/s, keyframes every {} frames), {} black+silent gaps drawn",
+        "\nasset: {} ({:.0} s, 1920x1080 25 fps H.264 + AAC, {:.1} Mb/s), {gaps} black+silent gaps drawn",
         path.display(),
         length,
         size as f64 * 8.0 / length / 1e6,
-        gop.unwrap_or(250),
-        schedule(seconds).0.len()
     );
-    let ((), bare, bare_wall) = measure(|| bare_decode(&path));
-    let (full, full_cpu, full_wall) = measure(|| analyse(AdbreaksMode::Full));
-    let (first, first_cpu, first_wall) = measure(|| analyse(AdbreaksMode::AudioFirst));
+    let bare = (!first_only).then(|| measure(|| bare_decode(path)));
+    let full = (!first_only).then(|| measure(|| analyse(AdbreaksMode::Full)));
+    let ((first, work), first_cpu, first_wall) = measure(|| analyse(AdbreaksMode::AudioFirst));
+    let bare_cpu = bare.as_ref().map(|b| b.1);
+    let ratio = |cpu: f64| bare_cpu.map_or("-".into(), |b| format!("{:.3}x", cpu / b));
     println!("| run | CPU (user+sys of children) | wall | vs bare decode | candidates |");
     println!("| --- | --- | --- | --- | --- |");
-    for (name, cpu, wall, found) in [
-        ("bare decode `ffmpeg -i X -f null -`", bare, bare_wall, None),
-        (
-            "adbreaks, full",
-            full_cpu,
-            full_wall,
-            Some(full.candidates.len()),
-        ),
-        (
-            "adbreaks, audio first",
-            first_cpu,
-            first_wall,
-            Some(first.candidates.len()),
-        ),
-    ] {
+    if let Some(((), cpu, wall)) = &bare {
         println!(
-            "| {name} | {cpu:.2} s | {:.1} s | {:.3}x | {} |",
-            wall.as_secs_f64(),
-            cpu / bare,
-            found.map_or("-".into(), |n| n.to_string())
+            "| bare decode `ffmpeg -i X -f null -` | {cpu:.2} s | {:.1} s | 1.000x | - |",
+            wall.as_secs_f64()
         );
     }
-    println!("audio first / full: {:.3}x CPU", first_cpu / full_cpu);
-    let mut a: Vec<f64> = full.candidates.iter().map(|c| c.time).collect();
-    let mut b: Vec<f64> = first.candidates.iter().map(|c| c.time).collect();
-    a.sort_by(f64::total_cmp);
-    b.sort_by(f64::total_cmp);
-    let same = a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 0.05);
-    println!("same candidates within 0.05 s: {same}");
+    if let Some(((data, _), cpu, wall)) = &full {
+        println!(
+            "| adbreaks, full | {cpu:.2} s | {:.1} s | {} | {} |",
+            wall.as_secs_f64(),
+            ratio(*cpu),
+            data.candidates.len()
+        );
+    }
+    println!(
+        "| adbreaks, audio first | {first_cpu:.2} s | {:.1} s | **{}** | {} |",
+        first_wall.as_secs_f64(),
+        ratio(first_cpu),
+        first.candidates.len()
+    );
+    println!(
+        "audio first: {} silent intervals, {} windows, {} video ffmpeg runs, {:.1} s of video decoded",
+        work.silences, work.windows, work.video_runs, work.video_secs
+    );
+    if let Some(((full, _), full_cpu, _)) = &full {
+        println!("audio first / full: {:.3}x CPU", first_cpu / full_cpu);
+        let mut a: Vec<f64> = full.candidates.iter().map(|c| c.time).collect();
+        let mut b: Vec<f64> = first.candidates.iter().map(|c| c.time).collect();
+        a.sort_by(f64::total_cmp);
+        b.sort_by(f64::total_cmp);
+        let same = a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 0.05);
+        println!("same candidates within 0.05 s: {same}");
+    }
+}
+
+fn main() {
+    let first_only = std::env::args().any(|a| a == "first-only");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let segment = asset(300);
+    let long = repeated(&segment, 6);
+    let gaps = schedule(300).0.len();
+    bench(&runtime, &segment, gaps, first_only);
+    bench(&runtime, &long, 6 * gaps, first_only);
 }

@@ -18,8 +18,9 @@
 //! A break needs both, and decoding the audio costs about 1% of decoding the video, so the
 //! default [`AdbreaksMode::AudioFirst`] finds the silence from the audio alone (one `-vn` pass
 //! per track), reads the video's keyframe index (demuxing, no decoding), and decodes the video
-//! only in windows around each silent interval to find the black there (each window starts at
-//! the keyframe before its silence and ends a little after it; overlapping windows are merged).
+//! only in windows around each silent interval to find the black there (each window is decoded
+//! from the keyframe before its silence and ends a little after it; overlapping windows are
+//! merged, and several windows share one ffmpeg process).
 //! It gives the candidates of [`AdbreaksMode::Full`], which decodes the whole
 //! video, within a few milliseconds, at a fraction of its cost (BENCHMARKS.md).
 //!
@@ -74,13 +75,26 @@ pub struct AdbreaksData {
     pub candidates: Vec<Candidate>,
 }
 
+/// How much work an analysis did (for benchmarks and logs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AdbreaksWork {
+    /// Intervals silent on every audio track, at least the minimum long.
+    pub silences: usize,
+    /// Video windows decoded around them (audio first), after merging.
+    pub windows: usize,
+    /// ffmpeg processes that decoded video.
+    pub video_runs: usize,
+    /// Seconds of video decoded (the whole video in full mode).
+    pub video_secs: f64,
+}
+
 /// Which video the analysis decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AdbreaksMode {
     /// Silence from the audio alone, then the video only in windows around each silent
-    /// interval. The default: its cost grows with the number of silent intervals, about 0.19x a
-    /// bare decode's CPU with one every minute (1080p, BENCHMARKS.md).
+    /// interval. The default: its cost grows with the number of silent intervals, about 0.12x a
+    /// bare decode's CPU with 1.4 a minute (1080p, 30 minutes, BENCHMARKS.md).
     #[default]
     AudioFirst,
     /// The whole video through `blackdetect`: the reference, at the cost of a full decode.
@@ -122,6 +136,15 @@ impl AdbreaksAnalyzer {
     /// Fails with `analysis_failed` when ffmpeg fails, or when it decodes more than
     /// [`TRUNCATION_TOLERANCE_SECS`] less than `duration_secs` (a truncated or damaged file).
     pub async fn detect(&self, path: &Path, duration_secs: f64) -> Result<AdbreaksData, TaskError> {
+        Ok(self.detect_with_work(path, duration_secs).await?.0)
+    }
+
+    /// [`Self::detect`], also saying how much work it took.
+    pub async fn detect_with_work(
+        &self,
+        path: &Path,
+        duration_secs: f64,
+    ) -> Result<(AdbreaksData, AdbreaksWork), TaskError> {
         let d = self.min_interval_secs;
         let quiet = (d - SILENCE_EDGE_SECS).max(0.0);
         let streams = tools::streams(&self.ffprobe, path).await?;
@@ -135,6 +158,7 @@ impl AdbreaksAnalyzer {
                 .map(|t| silence::track_silence(&self.program, path, t, quiet)),
         );
         let index = tools::video_index(&self.ffprobe, path, streams.start_time);
+        let mut work = AdbreaksWork::default();
         let candidates = match self.mode {
             AdbreaksMode::Full => {
                 let (tracks, index, video) =
@@ -142,6 +166,9 @@ impl AdbreaksAnalyzer {
                 let end = video.decoded_to.max(index.end);
                 let silence = silence::common_silence(&tracks, end, quiet);
                 check_complete(silence.decoded_to.max(end), duration_secs)?;
+                work.silences = silence.intervals.len();
+                work.video_runs = 1;
+                work.video_secs = video.decoded_to;
                 coincide(&reach_the_end(video.black, &index), &silence.intervals)
             }
             AdbreaksMode::AudioFirst => {
@@ -154,20 +181,35 @@ impl AdbreaksAnalyzer {
                     windows = windows.len(),
                     "adbreaks: decoding the video around the silent intervals only"
                 );
-                let mut candidates = Vec::new();
-                for window in windows {
-                    let silences = window.silences.clone();
-                    let black = video::window_pass(&self.program, path, &index, window, d).await?;
-                    candidates.extend(coincide(&reach_the_end(black, &index), &silences));
-                }
+                work.silences = silence.intervals.len();
+                work.windows = windows.len();
+                let decoded = video::windows_pass(
+                    &self.program,
+                    path,
+                    &index,
+                    streams.start_time,
+                    windows,
+                    d,
+                    &mut work,
+                )
+                .await?;
+                let mut candidates: Vec<Candidate> = decoded
+                    .into_iter()
+                    .flat_map(|(window, black)| {
+                        coincide(&reach_the_end(black, &index), &window.silences)
+                    })
+                    .collect();
                 sort_best_first(&mut candidates);
                 candidates
             }
         };
-        Ok(AdbreaksData {
-            duration_secs,
-            candidates,
-        })
+        Ok((
+            AdbreaksData {
+                duration_secs,
+                candidates,
+            },
+            work,
+        ))
     }
 }
 
