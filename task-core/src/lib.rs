@@ -35,6 +35,7 @@
 
 pub mod catalog;
 pub mod error;
+pub mod fair;
 pub mod ids;
 pub mod machine;
 pub mod memory;
