@@ -16,7 +16,7 @@
 //!    `UPDATE ... FROM unnest(...)` writes them back with their history before the commit.
 //!
 //! A row locked by another claimer is skipped, never waited for, so claimers never share a
-//! task. After the commit, the tenants served get their turn recorded ([`RECORD_TURNS`]).
+//! task. The tenants served get their turn recorded ([`RECORD_TURNS`]) before the write.
 
 use std::collections::HashMap;
 
@@ -277,25 +277,38 @@ async fn claim_in(
             changed.push(task);
         }
     }
+    let served: Vec<&Task> = claimed.iter().chain(&changed).collect();
+    record_turns(store, tx, &served).await?;
     update_tasks(shared, tx, writes, history).await?;
     Ok((claimed, changed))
 }
 
-/// Records the tenants served by a claim, in claim order (see [`RECORD_TURNS`]). Runs after
-/// the claim's commit, in a statement of its own, so the claim never waits on these rows;
-/// a failure only costs the turn order one claim, and is logged.
-async fn record_turns(store: &PostgresStore, served: &[&Task]) {
+/// Records the tenants served by a claim, in claim order (see [`RECORD_TURNS`]), in the
+/// claim's transaction. Claims lock these rows in tenant order, after their product locks and
+/// before the change counter, like every claim: they can wait for each other, never in a
+/// cycle.
+async fn record_turns(
+    store: &PostgresStore,
+    tx: &mut Tx,
+    served: &[&Task],
+) -> Result<(), StoreError> {
     if served.is_empty() {
-        return;
+        return Ok(());
     }
+    let shared = &store.shared;
     let tenants: Vec<&str> = served.iter().map(|t| t.key.tenant.as_str()).collect();
-    if let Err(err) = sqlx::query(RECORD_TURNS)
+    sqlx::query(RECORD_TURNS)
         .bind(&tenants)
-        .execute(&store.shared.pool)
+        .execute(&mut **tx)
         .await
-    {
-        tracing::warn!(error = %err, "cannot record the tenants a claim served");
-    }
+        .map_err(|e| {
+            shared.ctx.db(
+                "recording the tenants served",
+                format_args!("{tenants:?}"),
+                e,
+            )
+        })?;
+    Ok(())
 }
 
 /// Claims up to `request.max` ready tasks (see the module doc).
@@ -320,8 +333,6 @@ pub(crate) async fn claim(
     }
     let result = claim_in(store, &mut tx, request).await;
     let (claimed, mut changed) = shared.finish(tx, result, "claiming tasks", input).await?;
-    let served: Vec<&Task> = claimed.iter().chain(&changed).collect();
-    record_turns(store, &served).await;
     changed.extend(claimed.iter().cloned());
     shared.notify(&changed);
     Ok(claimed)

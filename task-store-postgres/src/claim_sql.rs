@@ -40,10 +40,10 @@ FROM unnest($2::text[]) AS p";
 /// which `sql/explain_claim.sql` also runs.
 pub(crate) const FAIR_READY: &str = include_str!("../sql/fair_ready.sql");
 
-/// Records the tenants a claim served, after its commit: each gets a turn value from the
-/// `tenant_turn` sequence, earlier picks smaller ones. Rows are written in tenant order and
-/// never made older (another claim may have committed a newer turn meanwhile). `$1` the
-/// tenants in claim order.
+/// Records the tenants a claim served: each gets a turn value from the `tenant_turn`
+/// sequence, earlier picks smaller ones. Rows are locked in tenant order (so claims never
+/// wait for each other in a cycle) and never made older (a claim that drew its value earlier
+/// may commit later). `$1` the tenants in claim order.
 pub(crate) const RECORD_TURNS: &str = "
 WITH base AS (SELECT nextval('tenant_turn') * 1048576 AS b)
 INSERT INTO tenant_turns (tenant, served)

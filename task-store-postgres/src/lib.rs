@@ -85,8 +85,9 @@
 //! - Each claimed row is transitioned by [`ClaimRequest::transition`](task_core::store::ClaimRequest::transition)
 //!   (a task past its attempt limit comes back failed: written, announced, not returned), and
 //!   one `UPDATE ... FROM unnest(...)` writes them back with their history rows before the
-//!   commit. After the commit the tenants served get a new turn in `tenant_turns` (a
-//!   statement of its own, so claims never wait on those rows inside their transaction).
+//!   commit; just before, the tenants served get a new turn in `tenant_turns` (rows locked
+//!   in tenant order, after the product locks and before the change counter, as in every
+//!   claim, so claims may wait for each other but never in a cycle).
 //!
 //! The partial index `tasks_ready_tenant (priority_rank, tenant, ready_at, id) WHERE status =
 //! 'pending'` serves the skip scan and the per-tenant scans; `tasks_running_product
