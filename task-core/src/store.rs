@@ -187,7 +187,8 @@ pub struct ClaimRequest {
     pub lease: Duration,
     /// How many tasks at most.
     pub max: usize,
-    /// The order in which priorities are served; FIFO by ready time within each.
+    /// The order in which priorities are served; within each, tenants take turns and each
+    /// tenant's tasks go FIFO by ready time (see [`crate::fair`]).
     pub priority_order: [Priority; 3],
     /// Products not to claim now (at their concurrency limit).
     pub exclude_products: Vec<ProductName>,
