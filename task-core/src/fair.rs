@@ -5,9 +5,9 @@
 //! time, then creation order), and a claim takes one task per tenant per round, the tenants
 //! in turn order. The turn order is the tenant least recently served first ([`Turns`]), then
 //! the one whose first ready task is oldest. So a tenant's backlog of 100,000 tasks delays
-//! another tenant's single task by at most one claim: a claim of 2 or more takes it in its
-//! first round, and of two claims of 1 the second takes it at the latest (the backlog's
-//! tenant was just served).
+//! another tenant's single task by at most one round, where a round serves each tenant with
+//! ready work once: with two tenants, a claim of 2 or more takes it in its first round, and of
+//! two claims of 1 the second at the latest (the backlog's tenant was just served).
 //!
 //! [`ProductRoom`] applies the claim's excluded products and per-product limits while tasks
 //! are taken, so a product at its limit is stepped over and others fill the claim.
