@@ -7,6 +7,7 @@
 //! - [`error`]: [`TaskError`](error::TaskError), the failures users see, with stable codes.
 //! - [`store`]: the [`TaskStore`](store::TaskStore), [`CatalogStore`](store::CatalogStore) and
 //!   [`ResultStore`](store::ResultStore) traits.
+//! - [`fair`]: the claim order across tenants and per-product limits, shared by the stores.
 //! - [`memory`]: the in-memory reference store.
 //! - `testing` (feature `testing`): the conformance suite every backend runs.
 //!
@@ -35,6 +36,7 @@
 
 pub mod catalog;
 pub mod error;
+pub mod fair;
 pub mod ids;
 pub mod machine;
 pub mod memory;

@@ -303,6 +303,7 @@ pub fn transition(
                     worker: worker.clone(),
                     epoch: next.epoch,
                     expires_at: now.plus(Duration::from_millis(*lease_ms)),
+                    queued_at: Some(*ready_at),
                 },
                 step: None,
                 cancel_requested: false,
@@ -434,7 +435,10 @@ pub fn transition(
                     if cancel_requested {
                         finish(&mut next, TaskState::Cancelled, now);
                     } else {
-                        next.state = TaskState::Pending { ready_at: now };
+                        // Back at its old place in the queue (never later than now), so a
+                        // task of a lost worker does not wait behind the backlog queued since.
+                        let ready_at = lease.queued_at.map_or(now, |at| at.min(now));
+                        next.state = TaskState::Pending { ready_at };
                         detail = Some(format!(
                             "lease of {} (epoch {}) ended",
                             lease.worker, lease.epoch

@@ -196,7 +196,8 @@ pub struct ClaimRequest {
     pub lease: Duration,
     /// How many tasks at most.
     pub max: usize,
-    /// The order in which priorities are served; FIFO by ready time within each.
+    /// The order in which priorities are served; within each, tenants take turns and each
+    /// tenant's tasks go FIFO by ready time (see [`crate::fair`]).
     pub priority_order: [Priority; 3],
     /// Products not to claim now (at their concurrency limit).
     pub exclude_products: Vec<ProductName>,
@@ -210,6 +211,11 @@ pub struct ClaimRequest {
     /// the failure) is not claimed: it fails as `attempts_exhausted` in the claim's write.
     /// Products not listed have no limit here.
     pub attempt_limits: Vec<(ProductName, u32)>,
+    /// The most tasks of each listed product that may be processing at once, counted over
+    /// every worker sharing the store (tasks with an unexpired lease). A claim takes no more
+    /// of a product than its limit minus the tasks of it already processing; concurrent
+    /// claims cannot both take the last slot. Products not listed have no limit here.
+    pub product_limits: Vec<(ProductName, usize)>,
 }
 
 impl ClaimRequest {
@@ -223,7 +229,15 @@ impl ClaimRequest {
             exclude_products: Vec::new(),
             start_first_step: false,
             attempt_limits: Vec::new(),
+            product_limits: Vec::new(),
         }
+    }
+
+    /// The same request with a limit of `max_running` processing tasks of `product` across
+    /// every worker (see [`product_limits`](ClaimRequest::product_limits)).
+    pub fn with_product_limit(mut self, product: ProductName, max_running: usize) -> Self {
+        self.product_limits.push((product, max_running));
+        self
     }
 
     /// The same request with [`start_first_step`](ClaimRequest::start_first_step) set to `start`.
@@ -365,8 +379,11 @@ pub trait TaskStore: Send + Sync + 'static {
     /// `cancel_requested` and ends when its worker stops. Finished tasks answer `Conflict`.
     async fn request_cancel(&self, tenant: &TenantId, id: TaskId) -> Result<Task, StoreError>;
 
-    /// Leases up to `request.max` ready tasks, in the requested priority order, FIFO within a
-    /// priority. Expired leases are requeued first. Each task is given to one claimer only.
+    /// Leases up to `request.max` ready tasks, in the requested priority order. Within a
+    /// priority, tenants with ready work take turns (see [`crate::fair`]); each tenant's tasks
+    /// are taken FIFO by ready time, then creation order. Expired leases are requeued first,
+    /// at their old queue position. Each task is given to one claimer only, and no product
+    /// goes over its [`product_limits`](ClaimRequest::product_limits).
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Task>, StoreError>;
 
     /// Applies worker `events` to task `id` atomically, presenting lease `epoch`. Either all are

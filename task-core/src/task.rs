@@ -153,6 +153,11 @@ pub struct Lease {
     pub epoch: u64,
     /// When it lapses unless extended.
     pub expires_at: Timestamp,
+    /// The ready time the task had in the queue when it was claimed. A lease that expires or
+    /// is released puts the task back at this position, not behind everything queued since.
+    /// (None for leases written before it was recorded: those go back at the time of requeue.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<Timestamp>,
 }
 
 /// The detailed state of a task; each variant carries the data that only exists in it.

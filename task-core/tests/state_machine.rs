@@ -376,3 +376,47 @@ fn random_sequences_reach_every_status() {
         assert!(reached.contains(&status), "no random run reached {status}");
     }
 }
+
+#[test]
+fn an_ended_lease_puts_the_task_back_at_its_queue_position() {
+    let queued = Timestamp::from_millis(1_000);
+    let claimed_at = Timestamp::from_millis(5_000);
+    let pending = Task::new(
+        TaskId::generate(),
+        key("t", "i", "adbreaks", "1"),
+        Priority::Low,
+        queued,
+    );
+    let claim = TaskEvent::Claimed {
+        worker: worker(),
+        lease_ms: 1_000,
+    };
+    let held = transition(&pending, &claim, Authority::System, claimed_at)
+        .unwrap()
+        .task;
+    assert_eq!(held.lease().and_then(|l| l.queued_at), Some(queued));
+    let late = Timestamp::from_millis(60_000);
+    let expired = transition(&held, &TaskEvent::LeaseExpired, Authority::System, late)
+        .unwrap()
+        .task;
+    assert_eq!(expired.ready_at(), Some(queued), "expired: back in place");
+    let released = transition(
+        &held,
+        &TaskEvent::LeaseReleased,
+        Authority::Lease(held.epoch),
+        claimed_at,
+    )
+    .unwrap()
+    .task;
+    assert_eq!(released.ready_at(), Some(queued), "released: back in place");
+
+    // A lease recorded before it kept its queue position goes back at the time of requeue.
+    let mut legacy = held.clone();
+    if let TaskState::Processing { lease, .. } = &mut legacy.state {
+        lease.queued_at = None;
+    }
+    let requeued = transition(&legacy, &TaskEvent::LeaseExpired, Authority::System, late)
+        .unwrap()
+        .task;
+    assert_eq!(requeued.ready_at(), Some(late));
+}

@@ -107,6 +107,10 @@ async fn claim_loop<S: Store>(shared: Arc<Shared<S>>, control: Control, wake: Ar
                 start_first_step: true,
                 // A task whose last lease expired with no attempt left fails in the claim.
                 attempt_limits: attempt_limits(config),
+                // The store checks each product's limit against every worker's running
+                // tasks (other processes sharing it included); the local check above only
+                // saves a claim that could not take anything of a full product.
+                product_limits: product_limits(config),
             };
             match shared.store.claim(&request).await {
                 Ok(claimed) => {
@@ -245,6 +249,15 @@ fn attempt_limits(config: &crate::config::RunnerConfig) -> Vec<(ProductName, u32
         .products
         .iter()
         .map(|(name, settings)| (name.clone(), settings.max_attempts))
+        .collect()
+}
+
+/// Each enabled product's concurrency limit, for the store to hold across every worker.
+fn product_limits(config: &crate::config::RunnerConfig) -> Vec<(ProductName, usize)> {
+    config
+        .products
+        .iter()
+        .map(|(name, settings)| (name.clone(), settings.concurrency))
         .collect()
 }
 

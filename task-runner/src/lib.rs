@@ -1,7 +1,9 @@
 //! The runner: turns stored tasks into finished ones, durably.
 //!
-//! A [`Runner`] claims tasks from any [`Store`] (highest priority first, FIFO within a priority,
-//! with a guaranteed share for lower priorities, see [`priority`]), runs the pipeline
+//! A [`Runner`] claims tasks from any [`Store`] (highest priority first, tenants taking turns
+//! within a priority and FIFO within a tenant, with a guaranteed share for lower priorities, see
+//! [`priority`]; each product's concurrency is a limit the store holds across every runner
+//! sharing it), runs the pipeline
 //! `s3_check -> probe -> length_gate -> analyze` from the first step without a checkpoint, and
 //! records each step's output before the next starts.
 //!

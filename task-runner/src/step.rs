@@ -26,7 +26,8 @@ pub struct ProductSettings {
     pub step_timeout: Duration,
     /// Attempts before a retryable failure becomes `attempts_exhausted`.
     pub max_attempts: u32,
-    /// How many tasks of this product may run at once in one runner.
+    /// How many tasks of this product may run at once, across every runner sharing the store
+    /// (the claim passes it as a [`ClaimRequest::product_limits`](task_core::store::ClaimRequest::product_limits) entry).
     pub concurrency: usize,
     /// Back-off between its attempts (None: the runner's [`RunnerConfig::retry`]).
     ///

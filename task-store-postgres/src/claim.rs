@@ -1,20 +1,33 @@
 //! Claims and lease expiry.
 //!
-//! A claim is one transaction: expired leases are requeued first (rows chosen by lease expiry
-//! time, locked with `FOR UPDATE SKIP LOCKED`, moved by task-core's `LeaseExpired`
-//! transition), then a CTE locks up to `max` ready rows in claim order with
-//! `FOR UPDATE SKIP LOCKED`, task-core's [`ClaimRequest::transition`] computes each claimed
-//! task, and one `UPDATE ... FROM unnest(...)` writes them back with their history before the
-//! commit. A row locked by another claimer is skipped, never waited for, so claimers never
-//! share a task nor queue behind each other.
+//! A claim requeues expired leases first (rows chosen by lease expiry time, locked with
+//! `FOR UPDATE SKIP LOCKED`, moved by task-core's `LeaseExpired` transition, back at their
+//! old queue position), committing them on their own when there are any. Then one
+//! transaction:
+//!
+//! 1. takes `pg_advisory_xact_lock` of each product the request limits ([`LOCK_PRODUCTS`],
+//!    in key order), so two claims counting the same product's running tasks run one after
+//!    the other and cannot both take its last slot, whichever process they run in;
+//! 2. per priority in the requested order, until full, one statement ([`FAIR_READY`]) that
+//!    counts each limited product's running tasks, lets the tenants with ready work take
+//!    turns, and locks the rows it returns (and up to `max` per tenant in turn) with
+//!    `FOR UPDATE SKIP LOCKED`;
+//! 3. task-core's [`ClaimRequest::transition`] computes each claimed task, and one
+//!    `UPDATE ... FROM unnest(...)` writes them back with their history before the commit.
+//!
+//! A row locked by another claimer is skipped, never waited for, so claimers never share a
+//! task. The tenants served get their turn recorded ([`RECORD_TURNS`]) before the write.
 
-use task_core::ids::{Priority, TaskId};
+use std::collections::HashMap;
+
+use task_core::ids::TaskId;
 use task_core::machine::{Authority, TaskEvent, transition};
 use task_core::store::{ClaimRequest, StoreError};
 use task_core::task::{Status, Task};
 use task_core::time::Timestamp;
 use uuid::Uuid;
 
+use crate::claim_sql::{FAIR_READY, LOCK_PRODUCTS, RECORD_TURNS, RUNNING};
 use crate::rows::{HistoryRows, TaskRows, millis, uuid};
 use crate::tasks::{Locked, decode_locked, ids};
 use crate::write::update_tasks;
@@ -30,31 +43,6 @@ WHERE status = 'processing' AND lease_expires_at <= $1
 ORDER BY lease_expires_at, id
 LIMIT $2
 FOR UPDATE SKIP LOCKED";
-
-/// The claim in the default priority order (high, medium, low): served in order by the
-/// partial index `tasks_ready (priority_rank, ready_at, seq) WHERE status = 'pending'`.
-pub(crate) const READY: &str = "
-WITH ready AS (
-    SELECT id, seq, doc, priority_rank, ready_at FROM tasks
-    WHERE status = 'pending' AND ready_at <= $1 AND product <> ALL($2::text[])
-    ORDER BY priority_rank, ready_at, seq
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
-)
-SELECT id, seq, doc::text FROM ready ORDER BY priority_rank, ready_at, seq";
-
-/// The claim of one priority, for other priority orders: one statement per priority, in the
-/// requested order, each served by the same index.
-const READY_OF_PRIORITY: &str = "
-WITH ready AS (
-    SELECT id, seq, doc, ready_at FROM tasks
-    WHERE status = 'pending' AND priority_rank = $4 AND ready_at <= $1
-      AND product <> ALL($2::text[])
-    ORDER BY ready_at, seq
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
-)
-SELECT id, seq, doc::text FROM ready ORDER BY ready_at, seq";
 
 /// Requeues up to [`REQUEUE_BATCH`] expired leases in `tx`; returns the requeued tasks.
 async fn requeue_in(
@@ -118,7 +106,72 @@ pub(crate) async fn requeue_expired(store: &PostgresStore) -> Result<Vec<TaskId>
     }
 }
 
-/// Locks up to `max` ready tasks in the request's order.
+/// Takes the advisory lock of every product the request limits and may claim, so that
+/// claims counting the same product's running tasks run one after the other.
+async fn lock_products(
+    store: &PostgresStore,
+    tx: &mut Tx,
+    request: &ClaimRequest,
+) -> Result<(), StoreError> {
+    let products: Vec<&str> = request
+        .product_limits
+        .iter()
+        .map(|(p, _)| p)
+        .filter(|p| !request.exclude_products.contains(p))
+        .map(|p| p.as_str())
+        .collect();
+    if products.is_empty() {
+        return Ok(());
+    }
+    let shared = &store.shared;
+    sqlx::query(LOCK_PRODUCTS)
+        .bind(&*shared.ctx.schema)
+        .bind(&products)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| {
+            shared.ctx.db(
+                "locking the limited products",
+                format_args!("worker {}", request.worker),
+                e,
+            )
+        })?;
+    Ok(())
+}
+
+/// How many tasks of each limited product are processing now (unexpired leases).
+async fn running(
+    store: &PostgresStore,
+    tx: &mut Tx,
+    request: &ClaimRequest,
+    now: Timestamp,
+) -> Result<HashMap<String, i64>, StoreError> {
+    if request.product_limits.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let shared = &store.shared;
+    let products: Vec<&str> = request
+        .product_limits
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .collect();
+    let rows: Vec<(String, i64)> = sqlx::query_as(RUNNING)
+        .bind(millis(now))
+        .bind(&products)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(|e| {
+            shared.ctx.db(
+                "counting running tasks",
+                format_args!("worker {}", request.worker),
+                e,
+            )
+        })?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Locks up to `max` ready tasks: priority by priority in the request's order, one
+/// [`FAIR_READY`] statement each, until the claim is full.
 async fn pick(
     store: &PostgresStore,
     tx: &mut Tx,
@@ -126,11 +179,6 @@ async fn pick(
     now: Timestamp,
 ) -> Result<Vec<(Uuid, i64, String)>, StoreError> {
     let shared = &store.shared;
-    let excluded: Vec<&str> = request
-        .exclude_products
-        .iter()
-        .map(|p| p.as_str())
-        .collect();
     let fail = |e| {
         shared.ctx.db(
             "claiming tasks",
@@ -138,49 +186,77 @@ async fn pick(
             e,
         )
     };
-    let max = i64::try_from(request.max).unwrap_or(i64::MAX);
-    if request.priority_order == Priority::ALL {
-        return sqlx::query_as(READY)
-            .bind(millis(now))
-            .bind(&excluded)
-            .bind(max)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(fail);
+    // What each limited product may still take: its limit less its running tasks, less
+    // what this claim took in earlier priorities.
+    let mut room: HashMap<String, i64> = HashMap::new();
+    let running = running(store, tx, request, now).await?;
+    for (product, limit) in &request.product_limits {
+        let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
+        let used = running.get(product.as_str()).copied().unwrap_or(0);
+        let left = room.entry(product.as_str().to_owned()).or_insert(i64::MAX);
+        *left = (*left).min(limit.saturating_sub(used));
     }
-    let mut picked = Vec::new();
+    let mut picked: Vec<(Uuid, i64, String)> = Vec::new();
     for priority in request.priority_order {
-        let room = request.max - picked.len();
-        if room == 0 {
+        let left = request.max - picked.len();
+        if left == 0 {
             break;
         }
-        let rows: Vec<(Uuid, i64, String)> = sqlx::query_as(READY_OF_PRIORITY)
+        let mut skipped: Vec<&str> = request
+            .exclude_products
+            .iter()
+            .map(|p| p.as_str())
+            .collect();
+        skipped.extend(
+            room.iter()
+                .filter(|(_, n)| **n <= 0)
+                .map(|(p, _)| p.as_str()),
+        );
+        let (limited, rooms): (Vec<&str>, Vec<i64>) = room
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(p, n)| (p.as_str(), *n))
+            .unzip();
+        // Planned with its parameters every time (an unnamed statement): a generic plan
+        // cannot know that `LIMIT $3` is small and `ready_at <= $1` matches nearly every row,
+        // and prefers sorting a tenant's whole queue to reading the index in order.
+        let rows: Vec<(Uuid, i64, String, String)> = sqlx::query_as(FAIR_READY)
+            .persistent(false)
             .bind(millis(now))
-            .bind(&excluded)
-            .bind(i64::try_from(room).unwrap_or(i64::MAX))
+            .bind(&skipped)
+            .bind(i64::try_from(left).unwrap_or(i64::MAX))
             .bind(i16::from(priority.rank()))
+            .bind(&limited)
+            .bind(&rooms)
             .fetch_all(&mut **tx)
             .await
             .map_err(fail)?;
-        picked.extend(rows);
+        for (id, seq, doc, product) in rows {
+            if let Some(n) = room.get_mut(&product) {
+                *n -= 1;
+            }
+            picked.push((id, seq, doc));
+        }
     }
     Ok(picked)
 }
 
-/// Requeues expired leases, then claims in `tx`: the tasks claimed and every task changed
-/// besides (requeued, given up).
+/// Limits and locks, then claims in `tx`: the tasks claimed and the tasks given up.
 async fn claim_in(
     store: &PostgresStore,
     tx: &mut Tx,
     request: &ClaimRequest,
-    now: Timestamp,
 ) -> Result<(Vec<Task>, Vec<Task>), StoreError> {
     let shared = &store.shared;
-    let mut changed = requeue_in(store, tx, now).await?;
+    let mut changed = Vec::new();
     let mut claimed = Vec::new();
     if request.max == 0 {
         return Ok((claimed, changed));
     }
+    lock_products(store, tx, request).await?;
+    // Read after the locks: a claim that waited for another sees the time it claims at, and
+    // its history never dates a claim before the end of a task whose slot it took.
+    let now = shared.clock.now();
     let rows = pick(store, tx, request, now).await?;
     let order: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
     let mut locked = decode_locked(shared, rows)?;
@@ -201,8 +277,38 @@ async fn claim_in(
             changed.push(task);
         }
     }
+    let served: Vec<&Task> = claimed.iter().chain(&changed).collect();
+    record_turns(store, tx, &served).await?;
     update_tasks(shared, tx, writes, history).await?;
     Ok((claimed, changed))
+}
+
+/// Records the tenants served by a claim, in claim order (see [`RECORD_TURNS`]), in the
+/// claim's transaction. Claims lock these rows in tenant order, after their product locks and
+/// before the change counter, like every claim: they can wait for each other, never in a
+/// cycle.
+async fn record_turns(
+    store: &PostgresStore,
+    tx: &mut Tx,
+    served: &[&Task],
+) -> Result<(), StoreError> {
+    if served.is_empty() {
+        return Ok(());
+    }
+    let shared = &store.shared;
+    let tenants: Vec<&str> = served.iter().map(|t| t.key.tenant.as_str()).collect();
+    sqlx::query(RECORD_TURNS)
+        .bind(&tenants)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| {
+            shared.ctx.db(
+                "recording the tenants served",
+                format_args!("{tenants:?}"),
+                e,
+            )
+        })?;
+    Ok(())
 }
 
 /// Claims up to `request.max` ready tasks (see the module doc).
@@ -213,9 +319,19 @@ pub(crate) async fn claim(
 ) -> Result<Vec<Task>, StoreError> {
     let shared = &store.shared;
     let now = shared.clock.now();
-    let mut tx = shared.begin("claiming tasks").await?;
-    let result = claim_in(store, &mut tx, request, now).await;
     let input = format!("worker {}", request.worker);
+    // Expired leases first, committed on their own when there are any: the claim then waits
+    // for product locks without holding the change counter.
+    let mut tx = shared.begin("claiming tasks").await?;
+    let requeued = requeue_in(store, &mut tx, now).await;
+    if !matches!(&requeued, Ok(moved) if moved.is_empty()) {
+        let moved = shared
+            .finish(tx, requeued, "claiming tasks", input.clone())
+            .await?;
+        shared.notify(&moved);
+        tx = shared.begin("claiming tasks").await?;
+    }
+    let result = claim_in(store, &mut tx, request).await;
     let (claimed, mut changed) = shared.finish(tx, result, "claiming tasks", input).await?;
     changed.extend(claimed.iter().cloned());
     shared.notify(&changed);

@@ -20,14 +20,21 @@ struct Migration {
 }
 
 /// Every migration, oldest first.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "tasks, history, catalog items, results, step cache, change counter",
-    sql: include_str!("../migrations/0001_tasks.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "tasks, history, catalog items, results, step cache, change counter",
+        sql: include_str!("../migrations/0001_tasks.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "fair claims across tenants, per-product limits across processes",
+        sql: include_str!("../migrations/0002_fair_claims.sql"),
+    },
+];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Brings `schema` to [`SCHEMA_VERSION`] through `pool` (whose `search_path` is `schema`).
 pub(crate) async fn migrate(ctx: &Ctx, pool: &PgPool) -> Result<(), StoreError> {

@@ -1,5 +1,5 @@
 //! Several store instances (as several processes would) on one schema: claims never share a
-//! task, creates of one key make one task, a stale holder is fenced and writes nothing, and
+//! task, a product's limit holds across them, creates of one key make one task, a stale holder is fenced and writes nothing, and
 //! the retention deletes finished tasks with their history.
 
 mod support;
@@ -65,6 +65,95 @@ async fn claimers_on_three_instances_never_share_a_task() {
         }
     }
     assert_eq!(seen.len(), TASKS);
+}
+
+/// Claimers on three instances, several tenants and two products, one limited to 3: never
+/// more than 3 of it processing at once, no deadlock, every task done once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_limit_holds_for_claimers_on_three_instances() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const LIMIT: usize = 3;
+    const TASKS: usize = 180;
+    let (stores, _clock, _guard) = stores(3).await;
+    let limited = task_core::ids::ProductName::new("fingerprint").expect("valid");
+    let batch: Vec<NewTask> = (0..TASKS)
+        .map(|i| NewTask {
+            key: task_core::testing::key(
+                &format!("tenant-{}", i % 4),
+                &format!("item-{i}"),
+                if i % 2 == 0 {
+                    "fingerprint"
+                } else {
+                    "adbreaks"
+                },
+                "1",
+            ),
+            priority: Priority::ALL[i % 3],
+        })
+        .collect();
+    stores[0].create_tasks(batch).await.expect("create");
+    // Counts a task up after its claim returns and down before its end is written: never
+    // more than the store's own count of running tasks.
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for (i, store) in stores.iter().enumerate() {
+        for c in 0..4 {
+            let (store, limited) = (store.clone(), limited.clone());
+            let (running, peak) = (running.clone(), peak.clone());
+            handles.push(tokio::spawn(async move {
+                let mut done = 0;
+                loop {
+                    let request = ClaimRequest {
+                        max: 1 + c % 2,
+                        ..ClaimRequest::one(worker(&format!("s{i}-c{c}")), LEASE)
+                            .with_product_limit(limited.clone(), LIMIT)
+                    };
+                    let claimed = store.claim(&request).await.expect("claim");
+                    if claimed.is_empty() {
+                        break done;
+                    }
+                    let mine = claimed.iter().filter(|t| t.key.product == limited).count();
+                    let now = running.fetch_add(mine, Ordering::SeqCst) + mine;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                    running.fetch_sub(mine, Ordering::SeqCst);
+                    for task in &claimed {
+                        run_to_done(&store, task).await;
+                        done += 1;
+                    }
+                }
+            }));
+        }
+    }
+    let mut total = 0;
+    for handle in handles {
+        total += handle.await.expect("no panic");
+    }
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(
+        peak <= LIMIT,
+        "{peak} fingerprint tasks processing at once (limit {LIMIT})"
+    );
+    assert!(peak >= 1);
+    // A claimer stops at its first empty claim, which a full product can cause while others
+    // still run: the rest is claimed by whoever is still looping, or here.
+    loop {
+        let request = ClaimRequest {
+            max: 16,
+            ..ClaimRequest::one(worker("sweeper"), LEASE)
+        };
+        let claimed = stores[0].claim(&request).await.expect("claim");
+        if claimed.is_empty() {
+            break;
+        }
+        for task in &claimed {
+            run_to_done(&stores[0], task).await;
+            total += 1;
+        }
+    }
+    assert_eq!(total, TASKS, "every task done once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

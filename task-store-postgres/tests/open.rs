@@ -36,11 +36,12 @@ async fn reopening_keeps_the_data_and_applies_each_migration_once() {
         .await
         .expect("list");
     assert_eq!(listed.items, vec![made]);
-    let versions: Vec<i32> = sqlx::query_scalar("SELECT version FROM schema_version")
-        .fetch_all(again.pool())
-        .await
-        .expect("schema_version");
-    assert_eq!(versions, vec![SCHEMA_VERSION]);
+    let versions: Vec<i32> =
+        sqlx::query_scalar("SELECT version FROM schema_version ORDER BY version")
+            .fetch_all(again.pool())
+            .await
+            .expect("schema_version");
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -164,8 +164,8 @@ impl SledStore {
             let id_bytes = id.to_bytes().to_vec();
             let natural = keys::task_key(&task.key);
             match (task.ready_at(), stored.ready_seq) {
-                (Some(at), Some(seq)) => {
-                    let k = keys::ready(task.priority.rank(), at, seq, id);
+                (Some(at), Some(_)) => {
+                    let k = keys::ready(task.priority.rank(), task.key.tenant.as_str(), at, id);
                     let v = task.key.product.as_str().as_bytes().to_vec();
                     expected.entry(tree::READY).or_default().insert(k, v);
                 }
@@ -176,10 +176,8 @@ impl SledStore {
             }
             if let Some(lease) = task.lease() {
                 let k = keys::lease(lease.expires_at, id);
-                expected
-                    .entry(tree::LEASES)
-                    .or_default()
-                    .insert(k, Vec::new());
+                let v = task.key.product.as_str().as_bytes().to_vec();
+                expected.entry(tree::LEASES).or_default().insert(k, v);
             }
             if task.status().is_active() {
                 let active = expected.entry(tree::ACTIVE).or_default();

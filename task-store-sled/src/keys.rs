@@ -52,25 +52,42 @@ pub(crate) fn task_key(key: &TaskKey) -> Vec<u8> {
     ])
 }
 
-/// Ready-queue key: (priority rank, ready-at, sequence, task id).
-pub(crate) fn ready(rank: u8, ready_at: Timestamp, seq: u64, id: TaskId) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(33);
+/// The ready-queue prefix of one tenant's tasks of one priority: (rank, tenant).
+pub(crate) fn ready_tenant(rank: u8, tenant: &str) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(tenant.len() + 27);
     buf.push(rank);
+    push_str(&mut buf, tenant);
+    buf
+}
+
+/// Ready-queue key: (priority rank, tenant, ready-at, task id). Task ids sort in creation
+/// order, so a tenant's queue is FIFO by ready time, then creation, and a requeued task
+/// (back at its old ready time) is back at its old place.
+pub(crate) fn ready(rank: u8, tenant: &str, ready_at: Timestamp, id: TaskId) -> Vec<u8> {
+    let mut buf = ready_tenant(rank, tenant);
     buf.extend_from_slice(&ready_at.as_millis().to_be_bytes());
-    buf.extend_from_slice(&seq.to_be_bytes());
     buf.extend_from_slice(&id.to_bytes());
     buf
 }
 
+/// The (rank, tenant) prefix of a ready-queue key.
+pub(crate) fn ready_tenant_of(key: &[u8]) -> Option<&[u8]> {
+    key.get(..key.len().checked_sub(24)?)
+}
+
 /// The ready-at time in a ready-queue key.
 pub(crate) fn ready_at_of(key: &[u8]) -> Option<Timestamp> {
-    let bytes: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    let end = key.len().checked_sub(16)?;
+    let bytes: [u8; 8] = key.get(end.checked_sub(8)?..end)?.try_into().ok()?;
     Some(Timestamp::from_millis(u64::from_be_bytes(bytes)))
 }
 
-/// The last ready-queue key of `rank` that is ready at `now`.
-pub(crate) fn ready_upto(rank: u8, now: Timestamp) -> Vec<u8> {
-    ready(rank, now, u64::MAX, TaskId::from_bytes([0xff; 16]))
+/// The last key of a tenant's ready queue (`prefix` from [`ready_tenant`]) ready at `now`.
+pub(crate) fn ready_upto(prefix: &[u8], now: Timestamp) -> Vec<u8> {
+    let mut buf = prefix.to_vec();
+    buf.extend_from_slice(&now.as_millis().to_be_bytes());
+    buf.extend_from_slice(&[0xff; 16]);
+    buf
 }
 
 /// Lease-expiry key: (expires-at, task id).
@@ -205,12 +222,16 @@ mod tests {
     #[test]
     fn numeric_keys_sort_by_time() {
         let id = TaskId::generate();
-        assert!(ready(0, Timestamp(5), 9, id) < ready(0, Timestamp(6), 1, id));
-        assert!(ready(0, Timestamp(9), 9, id) < ready(1, Timestamp(1), 1, id));
+        assert!(ready(0, "t", Timestamp(5), id) < ready(0, "t", Timestamp(6), id));
+        assert!(ready(0, "u", Timestamp(9), id) < ready(1, "t", Timestamp(1), id));
+        assert!(ready(0, "t", Timestamp(9), id) < ready(0, "tu", Timestamp(1), id));
+        let key = ready(2, "t", Timestamp(7), id);
+        assert_eq!(ready_tenant_of(&key), Some(&ready_tenant(2, "t")[..]));
+        assert!(key <= ready_upto(&ready_tenant(2, "t"), Timestamp(7)));
         assert!(lease(Timestamp(255), id) < lease(Timestamp(256), id));
         assert_eq!(trailing_id(&lease(Timestamp(1), id)), Some(id));
         assert_eq!(
-            ready_at_of(&ready(2, Timestamp(77), 3, id)),
+            ready_at_of(&ready(2, "tenant", Timestamp(77), id)),
             Some(Timestamp(77))
         );
         assert_eq!(

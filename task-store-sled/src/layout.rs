@@ -9,6 +9,7 @@ use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
 use sled::IVec;
+use task_core::fair::Turns;
 use task_core::time::Timestamp;
 
 use crate::deferred::Deferred;
@@ -23,13 +24,13 @@ pub(crate) mod tree {
     pub const DATA: &str = "data";
     /// Task records by id, each with its history.
     pub const TASKS: &str = "tasks";
-    /// Ready queue (in memory): (priority rank, ready-at, sequence, id) -> product.
+    /// Ready queue (in memory): (priority rank, tenant, ready-at, id) -> product.
     pub const READY: &str = "ready";
     /// Active tasks by natural key -> id.
     pub const ACTIVE: &str = "active";
     /// Most recent task by natural key -> id.
     pub const LATEST: &str = "latest";
-    /// Leases (in memory) by (expires-at, id).
+    /// Leases (in memory) by (expires-at, id) -> product.
     pub const LEASES: &str = "leases";
     /// Per-tenant listing: (tenant, id).
     pub const BY_TENANT: &str = "by_tenant";
@@ -232,6 +233,9 @@ pub(crate) struct Queues {
     pub ready: BTreeMap<Vec<u8>, IVec>,
     /// [`Tk::Leases`].
     pub leases: BTreeMap<Vec<u8>, IVec>,
+    /// When each tenant (by its ready-queue prefix) was last served by a claim. Not
+    /// persisted: after a restart every tenant starts even.
+    pub turns: Turns<Vec<u8>>,
 }
 
 impl Queues {
@@ -253,12 +257,18 @@ impl Queues {
 
     /// The earliest ready time of a pending task or expiry of a lease.
     pub fn earliest(&self) -> Option<Timestamp> {
-        let ready = (0..3u8).filter_map(|rank| {
-            self.ready
-                .range(vec![rank]..vec![rank + 1])
-                .next()
-                .and_then(|(key, _)| keys::ready_at_of(key))
-        });
+        // Each tenant's queue is ordered by ready time: the earliest is the first entry of a
+        // tenant's queue.
+        let mut ready = Vec::new();
+        let mut from = Bound::Included(Vec::new());
+        while let Some((key, _)) = self.ready.range((from, Bound::Unbounded)).next() {
+            ready.extend(keys::ready_at_of(key));
+            match keys::ready_tenant_of(key).and_then(keys::after_prefix) {
+                Some(next) => from = Bound::Included(next),
+                None => break,
+            }
+        }
+        let ready = ready.into_iter();
         let lease = self
             .leases
             .keys()

@@ -57,8 +57,9 @@
 //! one key), `A` active tasks by natural key (dedup), `L` latest task by natural key, `N` and
 //! `I` per-tenant and per-item listings, `C` catalog items, `R` results, `K` the step cache,
 //! `F` finished tasks by finish time (for [`SledOptions::with_retention`]).
-//! The ready queue (priority, ready-at, sequence) and the lease-expiry index are kept in
-//! memory: they are functions of the active tasks' records, rebuilt on open from the `A`
+//! The ready queue (priority, tenant, ready-at, id: claims let tenants take turns, see
+//! `task_core::fair`) and the lease-expiry index (expiry, id -> product: the running count
+//! of each limited product) are kept in memory: they are functions of the active tasks' records, rebuilt on open from the `A`
 //! index, so no operation scans all tasks and no transition pays for them on disk. The tree
 //! `meta` holds the format marker; formats 1 and 2 (a tree per keyspace) are upgraded on open,
 //! and format 3 (this layout without the journal) is marked 4, so that a build that would

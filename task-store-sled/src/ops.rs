@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::ops::Bound;
 
+use task_core::fair::{ProductRoom, ReadyEntry, TenantQueue, take_turns};
 use task_core::ids::{TaskId, TenantId};
 use task_core::machine::{Authority, TaskEvent, created, transition_all};
 use task_core::store::{ClaimRequest, CreateOutcome, NewTask, StoreError};
@@ -31,12 +32,13 @@ impl Stage<'_> {
     ) -> Result<(), StoreError> {
         let id = task.id;
         let rank = task.priority.rank();
+        let tenant = task.key.tenant.as_str();
         if let Some(old) = old
-            && let (Some(seq), Some(at)) = (old.ready_seq, old.task.ready_at())
+            && let (Some(_), Some(at)) = (old.ready_seq, old.task.ready_at())
         {
             self.del(
                 Tk::Ready,
-                keys::ready(old.task.priority.rank(), at, seq, id),
+                keys::ready(old.task.priority.rank(), tenant, at, id),
             );
         }
         let ready_seq = match task.ready_at() {
@@ -48,7 +50,7 @@ impl Stage<'_> {
                     .map_err(|e| self.ctx.backend("numbering the ready queue", e))?;
                 self.put(
                     Tk::Ready,
-                    keys::ready(rank, at, seq, id),
+                    keys::ready(rank, tenant, at, id),
                     task.key.product.as_str().as_bytes(),
                 );
                 Some(seq)
@@ -62,7 +64,12 @@ impl Stage<'_> {
                 self.del(Tk::Leases, keys::lease(at, id));
             }
             if let Some(at) = new_lease {
-                self.put(Tk::Leases, keys::lease(at, id), &[] as &[u8]);
+                // The product, to count each product's running tasks.
+                self.put(
+                    Tk::Leases,
+                    keys::lease(at, id),
+                    task.key.product.as_str().as_bytes(),
+                );
             }
         }
         let was_active = old.is_some_and(|o| o.task.status().is_active());
@@ -198,39 +205,92 @@ impl Stage<'_> {
         Ok(moved)
     }
 
-    /// Up to `request.max` ready ids claimable at `now`, in the requested order.
+    /// How many tasks of each product hold an unexpired lease at `now`.
+    fn running(&self, now: Timestamp) -> Result<HashMap<Vec<u8>, usize>, StoreError> {
+        let from = keys::lease(now, TaskId::from_bytes([0xff; 16]));
+        let mut running: HashMap<Vec<u8>, usize> = HashMap::new();
+        for entry in self.range(Tk::Leases, (Bound::Excluded(from), Bound::Unbounded)) {
+            let (_, product) = entry?;
+            *running.entry(product.to_vec()).or_default() += 1;
+        }
+        Ok(running)
+    }
+
+    /// The (rank, tenant) prefixes of the tenants with pending tasks of `rank`.
+    fn ready_tenants(&self, rank: u8) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut tenants = Vec::new();
+        let mut from = Bound::Included(vec![rank]);
+        let end = Bound::Excluded(vec![rank + 1]);
+        while let Some(entry) = self.range(Tk::Ready, (from, end.clone())).next() {
+            let (key, _) = entry?;
+            let prefix = keys::ready_tenant_of(&key)
+                .ok_or_else(|| {
+                    self.ctx
+                        .corrupt(Tk::Ready.name(), &key, "malformed ready key")
+                })?
+                .to_vec();
+            let Some(next) = keys::after_prefix(&prefix) else {
+                tenants.push(prefix);
+                break;
+            };
+            tenants.push(prefix);
+            from = Bound::Included(next);
+        }
+        Ok(tenants)
+    }
+
+    /// Up to `request.max` ready ids claimable at `now`: priority by priority in the
+    /// requested order, tenants taking turns within each, products within their room (see
+    /// `task_core::fair`). Returns each with its tenant's queue prefix.
     fn candidates(
         &self,
         request: &ClaimRequest,
         now: Timestamp,
-    ) -> Result<Vec<TaskId>, StoreError> {
-        let mut picked: Vec<TaskId> = Vec::with_capacity(request.max.min(1024));
+    ) -> Result<Vec<(Vec<u8>, TaskId)>, StoreError> {
+        let running = self.running(now)?;
+        let mut room = ProductRoom::new(request, |product| {
+            running
+                .get(product.as_str().as_bytes())
+                .copied()
+                .unwrap_or(0)
+        });
+        let mut picked = Vec::new();
         for priority in request.priority_order {
-            let rank = priority.rank();
-            let range = (
-                Bound::Included(vec![rank]),
-                Bound::Included(keys::ready_upto(rank, now)),
-            );
-            for entry in self.range(Tk::Ready, range) {
-                if picked.len() == request.max {
-                    return Ok(picked);
-                }
-                let (key, product) = entry?;
-                if request
-                    .exclude_products
-                    .iter()
-                    .any(|p| p.as_str().as_bytes() == product.as_ref())
-                {
-                    continue;
-                }
-                let id = keys::trailing_id(&key).ok_or_else(|| {
-                    self.ctx
-                        .corrupt(Tk::Ready.name(), &key, "malformed ready key")
-                })?;
-                if !picked.contains(&id) {
-                    picked.push(id);
-                }
+            let left = request.max.saturating_sub(picked.len());
+            if left == 0 {
+                break;
             }
+            let mut queues = Vec::new();
+            for prefix in self.ready_tenants(priority.rank())? {
+                let range = (
+                    Bound::Included(prefix.clone()),
+                    Bound::Included(keys::ready_upto(&prefix, now)),
+                );
+                let entries = self.range(Tk::Ready, range).map(|entry| {
+                    let (key, product) = entry?;
+                    let (Some(ready_at), Some(id)) =
+                        (keys::ready_at_of(&key), keys::trailing_id(&key))
+                    else {
+                        return Err(self.ctx.corrupt(
+                            Tk::Ready.name(),
+                            &key,
+                            "malformed ready key",
+                        ));
+                    };
+                    let product = String::from_utf8_lossy(&product).into_owned();
+                    Ok(ReadyEntry {
+                        ready_at,
+                        id,
+                        product,
+                    })
+                });
+                queues.push(TenantQueue {
+                    served: self.turns().served(&prefix),
+                    tenant: prefix,
+                    entries,
+                });
+            }
+            picked.extend(take_turns(queues, left, &mut room)?);
         }
         Ok(picked)
     }
@@ -244,7 +304,10 @@ impl Stage<'_> {
     ) -> Result<(Vec<Task>, Vec<Task>), StoreError> {
         let mut requeued = self.requeue_expired(now)?;
         let mut claimed = Vec::new();
-        for id in self.candidates(request, now)? {
+        let picked = self.candidates(request, now)?;
+        self.turns_mut()
+            .record(picked.iter().map(|(tenant, _)| tenant));
+        for (_, id) in picked {
             match self.claim_task(id, request, now) {
                 Ok(task) if task.status() == Status::Processing => claimed.push(task),
                 // Given up (no attempt left): written and announced, not handed to the worker.

@@ -106,8 +106,8 @@ fn add_run(ctx: &Ctx, trees: &Trees, run: KeyRange, queues: &mut Queues) -> Resu
         let stored = decode_head(ctx, &record_key, &bytes)?;
         let task = &stored.task;
         match (task.ready_at(), stored.ready_seq) {
-            (Some(at), Some(seq)) => {
-                let ready = keys::ready(task.priority.rank(), at, seq, id);
+            (Some(at), Some(_)) => {
+                let ready = keys::ready(task.priority.rank(), task.key.tenant.as_str(), at, id);
                 let product = task.key.product.as_str().as_bytes();
                 queues.ready.insert(ready, product.into());
             }
@@ -121,9 +121,10 @@ fn add_run(ctx: &Ctx, trees: &Trees, run: KeyRange, queues: &mut Queues) -> Resu
             (None, _) => {}
         }
         if let Some(lease) = task.lease() {
-            queues
-                .leases
-                .insert(keys::lease(lease.expires_at, id), IVec::default());
+            queues.leases.insert(
+                keys::lease(lease.expires_at, id),
+                task.key.product.as_str().as_bytes().into(),
+            );
         }
     }
     Ok(())

@@ -227,6 +227,16 @@ impl<'a> Stage<'a> {
         self.del(Tk::Tasks, id.to_bytes().to_vec());
     }
 
+    /// When each tenant was last served by a claim.
+    pub fn turns(&self) -> &task_core::fair::Turns<Vec<u8>> {
+        &self.queues.turns
+    }
+
+    /// The turns, to record a claim.
+    pub fn turns_mut(&mut self) -> &mut task_core::fair::Turns<Vec<u8>> {
+        &mut self.queues.turns
+    }
+
     /// The entries of `tk` in `range`, as the group sees them, in key order.
     pub fn range(&self, tk: Tk, range: (Bound<Vec<u8>>, Bound<Vec<u8>>)) -> Merged<'_> {
         let empty = match (&range.0, &range.1) {
@@ -478,7 +488,7 @@ mod tests {
         let mut stage = Stage::new(&inner.ctx, &inner.trees, &mut cache);
         stage.put(
             Tk::Ready,
-            crate::keys::ready(1, Timestamp(50), 1, id),
+            crate::keys::ready(1, "t", Timestamp(50), id),
             &b"p"[..],
         );
         let point = stage.savepoint();

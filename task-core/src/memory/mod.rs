@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use crate::catalog::CatalogItem;
+use crate::fair::{ProductRoom, ReadyEntry, TenantQueue, Turns, take_turns};
 use crate::ids::{InventoryId, ProductName, TaskId, TenantId, Version};
 use crate::machine::{Authority, TaskEvent, created, transition_all};
 use crate::results::AnalysisResult;
@@ -20,14 +21,20 @@ use crate::time::{SharedClock, SystemClock, Timestamp};
 
 mod catalog;
 
-type ReadyKey = (u8, Timestamp, u64, TaskId);
+/// Where a pending task waits: its priority rank, tenant and ready time.
+type ReadyPos = (u8, TenantId, Timestamp);
+
+/// One priority's ready queue: each tenant's tasks by (ready time, id).
+type TenantQueues = BTreeMap<TenantId, BTreeSet<(Timestamp, TaskId)>>;
 
 #[derive(Default)]
 struct Inner {
     tasks: HashMap<TaskId, Task>,
     by_tenant: BTreeSet<(TenantId, TaskId)>,
-    ready: BTreeSet<ReadyKey>,
-    ready_pos: HashMap<TaskId, ReadyKey>,
+    /// Pending tasks by priority rank, tenant, ready time and id (ids sort in creation order).
+    ready: [TenantQueues; 3],
+    ready_pos: HashMap<TaskId, ReadyPos>,
+    turns: Turns<TenantId>,
     leases: BTreeSet<(Timestamp, TaskId)>,
     active: HashMap<TaskKey, TaskId>,
     latest: HashMap<TaskKey, TaskId>,
@@ -35,25 +42,32 @@ struct Inner {
     items: BTreeMap<(TenantId, InventoryId), CatalogItem>,
     results: BTreeMap<(TenantId, ProductName, InventoryId, Version), AnalysisResult>,
     cache: HashMap<String, serde_json::Value>,
-    seq: u64,
 }
 
 impl Inner {
     /// Stores `task` (replacing its previous version) and keeps every index in step.
     fn put(&mut self, task: Task, entry: HistoryEntry) {
         if let Some(old) = self.tasks.get(&task.id) {
-            if let Some(key) = self.ready_pos.remove(&old.id) {
-                self.ready.remove(&key);
+            if let Some((rank, tenant, at)) = self.ready_pos.remove(&old.id)
+                && let Some(queue) = self.ready[usize::from(rank)].get_mut(&tenant)
+            {
+                queue.remove(&(at, old.id));
+                if queue.is_empty() {
+                    self.ready[usize::from(rank)].remove(&tenant);
+                }
             }
             if let Some(lease) = old.lease() {
                 self.leases.remove(&(lease.expires_at, old.id));
             }
         }
         if let Some(ready_at) = task.ready_at() {
-            self.seq += 1;
-            let key = (task.priority.rank(), ready_at, self.seq, task.id);
-            self.ready.insert(key);
-            self.ready_pos.insert(task.id, key);
+            let rank = task.priority.rank();
+            let tenant = task.key.tenant.clone();
+            self.ready[usize::from(rank)]
+                .entry(tenant.clone())
+                .or_default()
+                .insert((ready_at, task.id));
+            self.ready_pos.insert(task.id, (rank, tenant, ready_at));
         }
         if let Some(lease) = task.lease() {
             self.leases.insert((lease.expires_at, task.id));
@@ -117,18 +131,64 @@ impl Inner {
     }
 
     fn next_wakeup(&self) -> Option<Timestamp> {
-        // The queue is ordered by rank first: the earliest of each rank is its first entry.
-        let ready = (0..3u8)
-            .filter_map(|rank| {
-                self.ready
-                    .range((rank, Timestamp(0), 0, TaskId::from_bytes([0; 16]))..)
-                    .next()
-                    .filter(|(r, _, _, _)| *r == rank)
-                    .map(|(_, at, _, _)| *at)
-            })
+        // Each tenant's queue is ordered by ready time: the earliest is a first entry.
+        let ready = self
+            .ready
+            .iter()
+            .flat_map(|tenants| tenants.values())
+            .filter_map(|queue| queue.first().map(|(at, _)| *at))
             .min();
         let lease = self.leases.first().map(|(at, _)| *at);
         ready.into_iter().chain(lease).min()
+    }
+
+    /// How many tasks of `product` hold an unexpired lease at `now`.
+    fn running(&self, product: &ProductName, now: Timestamp) -> usize {
+        self.leases
+            .range((
+                Bound::Excluded((now, TaskId::from_bytes([0xff; 16]))),
+                Bound::Unbounded,
+            ))
+            .filter(|(_, id)| {
+                self.tasks
+                    .get(id)
+                    .is_some_and(|t| t.key.product == *product)
+            })
+            .count()
+    }
+
+    /// Up to `request.max` ready tasks at `now`: priority by priority in the request's order,
+    /// tenants taking turns within each ([`take_turns`]), products within their room.
+    fn pick(&self, request: &ClaimRequest, now: Timestamp) -> Vec<(TenantId, TaskId)> {
+        let mut room = ProductRoom::new(request, |product| self.running(product, now));
+        let mut picked = Vec::new();
+        for priority in request.priority_order {
+            let left = request.max.saturating_sub(picked.len());
+            if left == 0 {
+                break;
+            }
+            let queues = self.ready[usize::from(priority.rank())]
+                .iter()
+                .map(|(tenant, queue)| TenantQueue {
+                    tenant: tenant.clone(),
+                    served: self.turns.served(tenant),
+                    entries: queue.range(..=(now, TaskId::from_bytes([0xff; 16]))).map(
+                        |(at, id)| {
+                            Ok::<_, std::convert::Infallible>(ReadyEntry {
+                                ready_at: *at,
+                                id: *id,
+                                product: self.tasks.get(id).map_or("", |t| t.key.product.as_str()),
+                            })
+                        },
+                    ),
+                })
+                .collect();
+            match take_turns(queues, left, &mut room) {
+                Ok(more) => picked.extend(more),
+                Err(never) => match never {},
+            }
+        }
+        picked
     }
 }
 
@@ -295,26 +355,10 @@ impl TaskStore for MemoryStore {
         let now = self.clock.now();
         let mut inner = self.lock();
         let mut changed = inner.requeue_expired(now);
-        let mut picked = Vec::new();
-        for priority in request.priority_order {
-            let rank = priority.rank();
-            let low = (rank, Timestamp(0), 0, TaskId::from_bytes([0; 16]));
-            let high = (rank, now, u64::MAX, TaskId::from_bytes([0xff; 16]));
-            for (_, _, _, id) in inner.ready.range(low..=high) {
-                if picked.len() == request.max {
-                    break;
-                }
-                let Some(task) = inner.tasks.get(id) else {
-                    continue;
-                };
-                if request.exclude_products.contains(&task.key.product) {
-                    continue;
-                }
-                picked.push(*id);
-            }
-        }
+        let picked = inner.pick(request, now);
+        inner.turns.record(picked.iter().map(|(tenant, _)| tenant));
         let mut claimed = Vec::with_capacity(picked.len());
-        for id in picked {
+        for (_, id) in picked {
             let task = inner.claim_one(id, request, now)?;
             if task.status() == Status::Processing {
                 claimed.push(task);
@@ -413,7 +457,7 @@ mod tests {
             .unwrap();
         {
             let inner = store.lock();
-            assert_eq!(inner.ready.len(), 1);
+            assert_eq!(inner.ready_pos.len(), 1);
             assert!(inner.leases.is_empty());
         }
         let worker = crate::ids::WorkerId::new("w").unwrap();
@@ -427,7 +471,8 @@ mod tests {
         assert_eq!(claimed[0].id, made.task.id);
         assert_eq!(claimed[0].status(), Status::Processing);
         let inner = store.lock();
-        assert!(inner.ready.is_empty());
+        assert!(inner.ready_pos.is_empty());
+        assert!(inner.ready.iter().all(BTreeMap::is_empty));
         assert_eq!(inner.leases.len(), 1);
         assert!(matches!(
             inner.tasks[&made.task.id].state,

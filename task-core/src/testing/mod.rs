@@ -16,12 +16,14 @@
 mod batches;
 mod catalog_results;
 mod claims;
+mod fairness;
 mod recording;
 mod tasks;
 
 pub use batches::*;
 pub use catalog_results::*;
 pub use claims::*;
+pub use fairness::*;
 pub use recording::{RecordingStore, StoreCalls};
 pub use tasks::*;
 
@@ -49,6 +51,10 @@ macro_rules! conformance_suite {
             expired_lease_is_reclaimed_and_old_holder_fenced,
             expired_leases_count_against_the_attempt_limit,
             released_lease_is_claimable_at_once,
+            tenants_take_turns_despite_a_backlog,
+            equal_backlogs_alternate,
+            product_limit_counts_processing_tasks,
+            requeued_task_keeps_its_queue_position,
             cancel_pending_processing_and_finished,
             retry_waits_for_its_time_and_keeps_checkpoints,
             history_holds_every_transition_in_order,
