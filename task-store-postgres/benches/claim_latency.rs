@@ -1,8 +1,8 @@
 //! Claim latency with one tenant's backlog of 100,000 ready tasks, and another tenant's single
-//! task taken by the next claim. Slow to set up (100,000 creates), so ignored by default:
+//! task taken by the next claim. A bench (not run by `cargo test`: 100,000 creates to set up):
 //!
 //! ```sh
-//! scripts/postgres.sh cargo test -p task-store-postgres --test claim_latency -- --ignored --nocapture
+//! scripts/postgres.sh cargo bench -p task-store-postgres --bench claim_latency
 //! ```
 //!
 //! Prints the p50/p99 of: the claim statement of schema version 1 (one index scan in
@@ -10,8 +10,9 @@
 //! version 2 (`sql/fair_ready.sql`), each run in a transaction rolled back; and whole claims
 //! of 16 and of 1 through the store (requeue check, product locks, the statement, the write
 //! and the commit).
-#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+#![allow(clippy::unwrap_used)] // a bench: a failed unwrap stops the measurement
 
+#[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -47,9 +48,8 @@ fn percentiles(mut samples: Vec<Duration>) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "slow set-up (100,000 creates); run with --ignored --nocapture"]
-async fn claim_latency_with_a_100k_backlog_of_one_tenant() {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
     let clock = ManualClock::default();
     let (store, _schema) = support::open(clock.clone());
     let started = Instant::now();
