@@ -6,9 +6,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsString;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use support::encode;
@@ -17,53 +17,30 @@ use support::pg::Backend;
 const KEY: &str = "daemon-test-key";
 const BIN: &str = env!("CARGO_BIN_EXE_taskd");
 
+/// `taskd serve` on the test's directory, with its base URL and the client subcommands.
 struct Daemon {
-    child: Child,
+    node: support::Daemon,
     url: String,
 }
 
 impl Daemon {
     fn start(dir: &Path, backend: &Backend) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .arg("--config")
-            .arg(dir.join("taskd.toml"))
-            .args(backend.args(dir))
-            .arg("--media-root")
-            .arg(dir.join("media"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("taskd listening on ")
-            .unwrap_or_else(|| panic!("{line:?}"))
-            .to_owned();
-        Self { child, url }
+        let mut args: Vec<OsString> = ["serve", "--listen", "127.0.0.1:0", "--config"]
+            .map(OsString::from)
+            .to_vec();
+        args.push(dir.join("taskd.toml").into());
+        args.extend(backend.args(dir));
+        args.extend(["--media-root".into(), dir.join("media").into()]);
+        let node = support::Daemon::launch(args);
+        let url = format!("http://{}", node.addr);
+        Self { node, url }
     }
 
-    /// SIGTERM, then the exit status and the rest of stdout.
-    fn terminate(mut self) -> (bool, String) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let output = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
-            .wait_with_output()
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-        )
+    /// SIGTERM, then whether it exited cleanly and the rest of stdout.
+    fn terminate(self) -> (bool, String) {
+        self.node.sigterm();
+        let (status, stdout) = self.node.wait();
+        (status.success(), stdout)
     }
 
     fn cli(&self, args: &[&str]) -> (i32, String) {
@@ -76,13 +53,6 @@ impl Daemon {
             output.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&output.stdout).into_owned(),
         )
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -81,14 +81,7 @@ async fn a_terminated_worker_releases_its_leases_and_the_next_one_finishes() {
         assert!(started.elapsed() < Duration::from_secs(60), "{counts:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let pid = first.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    first.sigterm();
     let output = first.into_output();
     assert!(output.contains("taskd stopped cleanly"), "{output}");
     let counts = cluster.schema().status_counts(&mut conn).await;

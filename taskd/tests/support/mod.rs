@@ -89,13 +89,18 @@ impl Daemon {
 
     /// Waits for the daemon to exit (after a signal the test sent): its exit status and the
     /// rest of its stdout, as one text.
-    pub fn into_output(mut self) -> String {
+    pub fn into_output(self) -> String {
+        let (status, stdout) = self.wait();
+        format!("{status}\n{stdout}")
+    }
+
+    /// Waits for the daemon to exit: its exit status and the rest of its stdout.
+    pub fn wait(mut self) -> (std::process::ExitStatus, String) {
         let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
         let output = child.wait_with_output().unwrap();
-        format!(
-            "{}\n{}",
+        (
             output.status,
-            String::from_utf8_lossy(&output.stdout)
+            String::from_utf8_lossy(&output.stdout).into_owned(),
         )
     }
 
