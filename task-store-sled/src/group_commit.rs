@@ -340,15 +340,18 @@ impl Drop for GroupCommit {
 /// Marks flush `number` complete (or the store failed with `failure`) and sends the answers
 /// it covers.
 pub(crate) fn complete(shared: &Shared, number: u64, failure: Option<Failure>) {
-    let mut first_failure = None;
     let (due, failure) = {
         let mut state = shared.lock();
         match failure {
             None => state.completed = state.completed.max(number),
             Some(failure) if state.failure.is_none() => {
-                let failure = Arc::new(failure);
-                state.failure = Some(failure.clone());
-                first_failure = Some(failure);
+                // Told under the state lock (the hook's only lock comes after it in every
+                // path): no caller can see the failure before the outage is recorded.
+                let hook = shared.on_failure.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(hook) = hook.as_ref() {
+                    hook(&failure);
+                }
+                state.failure = Some(Arc::new(failure));
             }
             // The first failure is the one to report; later ones follow from it.
             Some(_) => {}
@@ -367,12 +370,6 @@ pub(crate) fn complete(shared: &Shared, number: u64, failure: Option<Failure>) {
     };
     for answers in due {
         answers(failure.clone());
-    }
-    if let Some(failure) = first_failure {
-        let hook = shared.on_failure.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(hook) = hook.as_ref() {
-            hook(&failure);
-        }
     }
 }
 

@@ -246,6 +246,13 @@ impl SledStore {
         self.shell.handles.checkpoints.subscribe()
     }
 
+    /// Why the store refuses writes (a full disk it is recovering from), updated as that
+    /// changes: None while it takes writes. Wait on it instead of polling
+    /// [`TaskStore::outage`](task_core::store::TaskStore::outage).
+    pub fn outages(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.shell.outages()
+    }
+
     /// The database directory.
     pub fn path(&self) -> &str {
         &self.shell.ctx.path

@@ -67,7 +67,7 @@ impl Default for Handles {
 #[derive(Default)]
 struct Outage {
     /// The path-free reason callers and `/readyz` get; None while the store is healthy.
-    reason: Option<String>,
+    reason: watch::Sender<Option<String>>,
     /// A recovery thread is running.
     recovering: bool,
 }
@@ -125,7 +125,12 @@ impl Shell {
 
     /// Why writes are refused now, if they are.
     pub(crate) fn outage_reason(&self) -> Option<String> {
-        self.lock_outage().reason.clone()
+        self.lock_outage().reason.borrow().clone()
+    }
+
+    /// The outage reason as it changes.
+    pub(crate) fn outages(&self) -> watch::Receiver<Option<String>> {
+        self.lock_outage().reason.subscribe()
     }
 
     /// Takes the instance out for a close; None if recovery holds it.
@@ -188,7 +193,7 @@ impl Shell {
         .map_err(|e| e.to_string())?;
         self.install(inner);
         let mut outage = self.lock_outage();
-        outage.reason = None;
+        outage.reason.send_replace(None);
         outage.recovering = false;
         Ok(())
     }
@@ -201,7 +206,7 @@ fn lock(outage: &Mutex<Outage>) -> std::sync::MutexGuard<'_, Outage> {
 /// Records the outage and starts the recovery thread (once).
 fn failed(outage: &Mutex<Outage>, shell: &Weak<Shell>, path: &str, failure: &Failure) {
     let mut state = lock(outage);
-    state.reason = Some(failure.reason.clone());
+    state.reason.send_replace(Some(failure.reason.clone()));
     if state.recovering {
         return;
     }
