@@ -20,18 +20,27 @@ use support::*;
 /// How long a probe may take before the test calls it hung.
 const HUNG: Duration = Duration::from_secs(30);
 
-/// A faststart copy of the small H.264 + AAC fixture.
+/// A faststart copy of the small H.264 + AAC fixture, made once per run: the tests of this
+/// file run in parallel, and one must never read the copy another is still writing.
 fn faststart() -> Vec<u8> {
-    let out = codec_fixtures().join("avc1-faststart.mp4");
-    if !out.exists() {
-        let mut command = std::process::Command::new("ffmpeg");
-        command.args(["-v", "error", "-y", "-i"]);
-        command.arg(codec_fixtures().join("avc1.mp4"));
-        command.args(["-c", "copy", "-movflags", "+faststart"]);
-        command.arg(&out);
-        assert!(command.status().unwrap().success());
-    }
-    std::fs::read(out).unwrap()
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BYTES
+        .get_or_init(|| {
+            let out = codec_fixtures().join("avc1-faststart.mp4");
+            if !out.exists() {
+                // Written aside, then renamed: the copy appears whole or not at all.
+                let partial = out.with_extension(format!("{}.part.mp4", std::process::id()));
+                let mut command = std::process::Command::new("ffmpeg");
+                command.args(["-v", "error", "-y", "-i"]);
+                command.arg(codec_fixtures().join("avc1.mp4"));
+                command.args(["-c", "copy", "-movflags", "+faststart"]);
+                command.arg(&partial);
+                assert!(command.status().unwrap().success());
+                std::fs::rename(&partial, &out).unwrap();
+            }
+            std::fs::read(out).unwrap()
+        })
+        .clone()
 }
 
 /// The offsets of the top-level boxes and of `moov`'s children.
