@@ -19,3 +19,4 @@
 pub mod bodies;
 pub mod errors;
 pub mod views;
+pub mod webhooks;

@@ -46,6 +46,7 @@ pub mod task;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
+pub mod webhooks;
 
 /// The types most users need, in one import.
 pub mod prelude {
@@ -65,4 +66,8 @@ pub mod prelude {
         Checkpoint, HistoryEntry, Lease, Status, Step, Task, TaskKey, TaskState,
     };
     pub use crate::time::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
+    pub use crate::webhooks::{
+        AttemptOutcome, Delivery, DeliveryId, DeliveryState, Webhook, WebhookEvent, WebhookId,
+        WebhookStore,
+    };
 }

@@ -13,6 +13,7 @@ use crate::machine::{Authority, TaskEvent, TransitionError, transition};
 use crate::results::AnalysisResult;
 use crate::task::{HistoryEntry, Status, Step, Task, TaskKey};
 use crate::time::Timestamp;
+use crate::webhooks::WebhookStore;
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -483,10 +484,10 @@ pub trait ResultStore: Send + Sync + 'static {
     async fn cache_put(&self, key: &str, value: serde_json::Value) -> Result<(), StoreError>;
 }
 
-/// Everything a backend provides; implemented for every type that implements the three traits.
-pub trait Store: TaskStore + CatalogStore + ResultStore {}
+/// Everything a backend provides; implemented for every type that implements the four traits.
+pub trait Store: TaskStore + CatalogStore + ResultStore + WebhookStore {}
 
-impl<T: TaskStore + CatalogStore + ResultStore> Store for T {}
+impl<T: TaskStore + CatalogStore + ResultStore + WebhookStore> Store for T {}
 
 /// Conveniences over [`TaskStore`] for every store.
 #[async_trait]
@@ -549,6 +550,7 @@ mod tests {
     #[test]
     fn traits_stay_object_safe() {
         fn _takes(_: &dyn TaskStore, _: &dyn CatalogStore, _: &dyn ResultStore) {}
+        fn _takes_webhooks(_: &dyn WebhookStore) {}
         fn _takes_store(_: std::sync::Arc<dyn Store>) {}
     }
 }

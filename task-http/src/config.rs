@@ -89,6 +89,8 @@ pub struct ServiceConfig {
     /// How long a client has to send a whole request body once it starts the request
     /// (a stalled body then gets 408). Default 30 s.
     pub body_read_timeout: Duration,
+    /// Which webhook receivers `POST /webhooks` accepts. Default: public addresses only.
+    pub webhook_policy: task_webhooks::UrlPolicy,
 }
 
 impl fmt::Debug for ServiceConfig {
@@ -102,6 +104,7 @@ impl fmt::Debug for ServiceConfig {
             .field("max_wait", &self.max_wait)
             .field("max_batch", &self.max_batch)
             .field("base_path", &self.base_path)
+            .field("webhook_policy", &self.webhook_policy)
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +122,7 @@ impl Default for ServiceConfig {
             base_path: String::new(),
             keep_alive: Duration::from_secs(15),
             body_read_timeout: Duration::from_secs(30),
+            webhook_policy: task_webhooks::UrlPolicy::default(),
         }
     }
 }

@@ -146,7 +146,7 @@ impl PostgresStore {
                 now,
             )?;
             writes.push(&step.task, current.seq)?;
-            history.push(step.task.id, [&step.entry])?;
+            history.push(&step.task, [&step.entry])?;
             cancelled.push(step.task);
         }
         update_tasks(shared, conn, writes, history).await?;

@@ -73,7 +73,7 @@ async fn requeue_in(
         match transition(&task, &TaskEvent::LeaseExpired, Authority::System, now) {
             Ok(step) => {
                 writes.push(&step.task, seq)?;
-                history.push(step.task.id, [&step.entry])?;
+                history.push(&step.task, [&step.entry])?;
                 moved.push(step.task);
             }
             Err(err) => {
@@ -269,7 +269,7 @@ async fn claim_in(
         // task-core decides: claimed (and maybe started), or given up at its attempt limit.
         let (task, entries) = request.transition(&task, now)?;
         writes.push(&task, seq)?;
-        history.push(task.id, &entries)?;
+        history.push(&task, &entries)?;
         if task.status() == Status::Processing {
             claimed.push(task);
         } else {

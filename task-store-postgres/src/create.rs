@@ -74,7 +74,7 @@ async fn create_in(
             let new = firsts[slot];
             let fresh = created(TaskId::generate(), new.key.clone(), new.priority, now);
             rows.push(&fresh.task, 0)?;
-            history.push(fresh.task.id, [&fresh.entry])?;
+            history.push(&fresh.task, [&fresh.entry])?;
             made.insert(uuid(fresh.task.id), (slot, fresh.task));
         }
         for id in insert_tasks(shared, conn, rows, history).await? {

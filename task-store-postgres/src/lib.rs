@@ -224,6 +224,7 @@ mod options;
 mod prune;
 mod rows;
 mod tasks;
+mod webhooks;
 mod write;
 
 pub use error::OpenError;

@@ -31,10 +31,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "fair claims across tenants, per-product limits across processes",
         sql: include_str!("../migrations/0002_fair_claims.sql"),
     },
+    Migration {
+        version: 3,
+        description: "webhook subscriptions and their outbox of deliveries",
+        sql: include_str!("../migrations/0003_webhooks.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Brings `schema` to [`SCHEMA_VERSION`] through `pool` (whose `search_path` is `schema`).
 pub(crate) async fn migrate(ctx: &Ctx, pool: &PgPool) -> Result<(), StoreError> {

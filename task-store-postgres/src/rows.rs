@@ -103,25 +103,40 @@ impl TaskRows {
     }
 }
 
-/// History entries to insert, in order.
+/// History entries to insert, in order, and the status changes among them (each makes the
+/// deliveries its tenant's webhooks want, in the same statement).
 #[derive(Debug, Default)]
 pub(crate) struct HistoryRows {
     pub task: Vec<Uuid>,
     pub entry: Vec<String>,
+    /// Per status change: a fresh UUIDv7, the first 12 bytes of each delivery's id (so ids
+    /// keep the order of the changes; the last 4 come from the webhook's id).
+    pub change_id: Vec<Uuid>,
+    pub change_tenant: Vec<String>,
+    pub change_task: Vec<Uuid>,
+    pub change_status: Vec<String>,
+    pub change_at: Vec<i64>,
 }
 
 impl HistoryRows {
-    /// Adds the entries of task `id`, in order.
+    /// Adds the entries of `task`, in order.
     pub fn push<'a>(
         &mut self,
-        id: TaskId,
+        task: &Task,
         entries: impl IntoIterator<Item = &'a HistoryEntry>,
     ) -> Result<(), StoreError> {
         for entry in entries {
             let text =
                 serde_json::to_string(entry).map_err(|e| encode_error("a history entry", e))?;
-            self.task.push(uuid(id));
+            self.task.push(uuid(task.id));
             self.entry.push(text);
+            if entry.from != Some(entry.to) {
+                self.change_id.push(Uuid::now_v7());
+                self.change_tenant.push(task.key.tenant.to_string());
+                self.change_task.push(uuid(task.id));
+                self.change_status.push(entry.to.as_str().to_owned());
+                self.change_at.push(millis(entry.at));
+            }
         }
         Ok(())
     }

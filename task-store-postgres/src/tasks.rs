@@ -92,7 +92,7 @@ async fn apply_in(
         let authority = Authority::Lease(request.epoch);
         match transition_all(&current.task, &request.events, authority, now) {
             Ok((task, entries)) => {
-                history.push(task.id, &entries)?;
+                history.push(&task, &entries)?;
                 if !entries.is_empty() {
                     written.insert(uuid(task.id));
                 }
@@ -140,7 +140,7 @@ async fn cancel_in(
     let mut rows = TaskRows::default();
     rows.push(&step.task, seq)?;
     let mut history = HistoryRows::default();
-    history.push(id, [&step.entry])?;
+    history.push(&step.task, [&step.entry])?;
     update_tasks(shared, conn, rows, history).await?;
     Ok((step.task, true))
 }

@@ -1,12 +1,15 @@
 //! The two writes every task change goes through, each one statement inside the caller's
 //! transaction: new versions of locked tasks ([`update_tasks`]) and new tasks
-//! ([`insert_tasks`]), with their history entries.
+//! ([`insert_tasks`]), with their history entries and the webhook deliveries their status
+//! changes cause (the outbox is written by the same statement as the change).
 //!
 //! Both statements also bump the one-row `change_counter` by the number of rows written
 //! (taking its row lock until commit, so change positions commit in order: the change feed
 //! can resume from a position without missing a commit) and queue one `pg_notify` carrying
 //! this store instance's id. PostgreSQL folds identical notifications of one transaction into
 //! one, so a commit sends at most one, whatever it wrote.
+
+use std::sync::LazyLock;
 
 use sqlx::PgConnection;
 use task_core::store::StoreError;
@@ -15,9 +18,38 @@ use uuid::Uuid;
 use crate::Shared;
 use crate::rows::{HistoryRows, TaskRows};
 
+/// The CTE that inserts the deliveries of the status changes bound from parameter `first` on
+/// (change ids, tenants, task ids, statuses, times): one per change and webhook of the tenant
+/// that wants it (the rule of `Webhook::event_for`). A delivery's id is the change's UUIDv7
+/// with its last 4 bytes from the webhook's id, so ids keep the order of the changes.
+fn deliveries(first: usize, filter: &str) -> String {
+    let (a, b, c, d, e) = (first, first + 1, first + 2, first + 3, first + 4);
+    format!(
+        "d AS (
+    INSERT INTO webhook_deliveries (webhook_id, id, tenant, task_id, event, status, occurred_at,
+                                    next_attempt_at, retry_since)
+    SELECT w.id,
+           encode(overlay(uuid_send(c.id) PLACING substring(uuid_send(w.id) FROM 13 FOR 4)
+                          FROM 13 FOR 4), 'hex')::uuid,
+           w.tenant, c.task_id, e.event, c.status, c.at, c.at, c.at
+    FROM unnest(${a}::uuid[], ${b}::text[], ${c}::uuid[], ${d}::text[], ${e}::bigint[])
+            AS c(id, tenant, task_id, status, at)
+    JOIN webhooks w ON w.tenant = c.tenant
+    CROSS JOIN LATERAL (SELECT CASE
+        WHEN c.status IN ('done', 'failed', 'cancelled') AND 'task.' || c.status = ANY (w.events)
+            THEN 'task.' || c.status
+        WHEN 'task.status_changed' = ANY (w.events) THEN 'task.status_changed'
+    END AS event) e
+    WHERE e.event IS NOT NULL{filter}
+)"
+    )
+}
+
 /// Writes new versions of tasks the transaction holds locked, compare-and-swapped on the
 /// change position each was read at.
-const UPDATE: &str = "
+static UPDATE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
 WITH c AS (UPDATE change_counter SET seq = seq + $1 RETURNING seq),
 n AS (SELECT pg_notify($2, $3)),
 v AS (
@@ -41,12 +73,18 @@ h AS (
     SELECT h.task_id, h.entry::jsonb
     FROM unnest($15::uuid[], $16::text[]) WITH ORDINALITY AS h(task_id, entry, ord)
     ORDER BY h.ord
-)
-SELECT (SELECT count(*) FROM u) FROM n";
+),
+{deliveries}
+SELECT (SELECT count(*) FROM u) FROM n",
+        deliveries = deliveries(17, "")
+    )
+});
 
 /// Inserts new tasks unless their natural key already has an active task, with the history
 /// of those inserted; returns the ids inserted.
-const INSERT: &str = "
+static INSERT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
 WITH c AS (UPDATE change_counter SET seq = seq + $1 RETURNING seq),
 n AS (SELECT pg_notify($2, $3)),
 ins AS (
@@ -74,8 +112,12 @@ h AS (
     FROM unnest($20::uuid[], $21::text[]) WITH ORDINALITY AS h(task_id, entry, ord)
     WHERE h.task_id IN (SELECT id FROM ins)
     ORDER BY h.ord
-)
-SELECT ins.id FROM ins, n";
+),
+{deliveries}
+SELECT ins.id FROM ins, n",
+        deliveries = deliveries(22, "\n      AND c.task_id IN (SELECT id FROM ins)")
+    )
+});
 
 /// Writes `rows` (tasks locked by this transaction, each read at `prev_seq`) and `history`.
 /// Fails, so that the caller rolls back, if any row changed since it was read.
@@ -90,7 +132,7 @@ pub(crate) async fn update_tasks(
     }
     let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
     let first = rows.id[0];
-    let written: i64 = sqlx::query_scalar(UPDATE)
+    let written: i64 = sqlx::query_scalar(UPDATE.as_str())
         .bind(count)
         .bind(&shared.channel)
         .bind(shared.instance.to_string())
@@ -107,6 +149,11 @@ pub(crate) async fn update_tasks(
         .bind(shared.instance)
         .bind(&history.task)
         .bind(&history.entry)
+        .bind(&history.change_id)
+        .bind(&history.change_tenant)
+        .bind(&history.change_task)
+        .bind(&history.change_status)
+        .bind(&history.change_at)
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| {
@@ -139,7 +186,7 @@ pub(crate) async fn insert_tasks(
     }
     let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
     let first = rows.id[0];
-    sqlx::query_scalar(INSERT)
+    sqlx::query_scalar(INSERT.as_str())
         .bind(count)
         .bind(&shared.channel)
         .bind(shared.instance.to_string())
@@ -161,6 +208,11 @@ pub(crate) async fn insert_tasks(
         .bind(&rows.doc)
         .bind(&history.task)
         .bind(&history.entry)
+        .bind(&history.change_id)
+        .bind(&history.change_tenant)
+        .bind(&history.change_task)
+        .bind(&history.change_status)
+        .bind(&history.change_at)
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| {

@@ -21,6 +21,7 @@ use task_core::results::AnalysisResult;
 use task_core::store::{ApplyRequest, ClaimRequest, CreateOutcome, NewTask, StoreError};
 use task_core::task::Task;
 use task_core::time::{SharedClock, Timestamp};
+use task_core::webhooks::{AttemptOutcome, Delivery, DeliveryId, Webhook, WebhookId};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::{BACKEND, Ctx};
@@ -64,6 +65,32 @@ pub(crate) enum Op {
     CachePut(String, serde_json::Value),
     /// Delete up to a round of tasks that finished before this time.
     Prune(Timestamp),
+    /// Store a webhook subscription.
+    PutWebhook(Webhook),
+    /// Delete a tenant's subscription and its deliveries.
+    DeleteWebhook(TenantId, WebhookId),
+    /// Take due deliveries.
+    TakeDue {
+        /// How many at most.
+        limit: usize,
+        /// The lease of each attempt.
+        lease: Duration,
+        /// Subscriptions to leave for later.
+        skip: Vec<WebhookId>,
+    },
+    /// Record how an attempt ended.
+    RecordAttempt {
+        /// The subscription.
+        webhook: WebhookId,
+        /// The delivery.
+        id: DeliveryId,
+        /// The attempt's number.
+        attempt: u32,
+        /// How it ended.
+        outcome: AttemptOutcome,
+    },
+    /// Re-send a tenant's delivery.
+    Resend(TenantId, WebhookId, DeliveryId),
 }
 
 /// What an operation produced.
@@ -89,6 +116,12 @@ pub(crate) enum Done {
     Stored,
     /// How many finished tasks were deleted.
     Pruned(usize),
+    /// Whether a subscription was deleted.
+    WebhookDeleted(bool),
+    /// Deliveries taken.
+    Deliveries(Vec<Delivery>),
+    /// A delivery after the write.
+    Delivery(Delivery),
 }
 
 impl Done {
@@ -104,6 +137,8 @@ impl Done {
         match self {
             Done::Claimed(requeued, claimed) if requeued.is_empty() && claimed.is_empty() => 0,
             Done::AppliedMany(outcomes) => outcomes.iter().filter(|o| o.is_ok()).count() as u64,
+            Done::Deliveries(taken) if taken.is_empty() => 0,
+            Done::WebhookDeleted(false) => 0,
             _ => 1,
         }
     }
@@ -266,6 +301,21 @@ pub(crate) fn execute(
             Done::Stored
         }
         Op::Prune(before) => Done::Pruned(stage.prune_finished(before, PRUNE_ROUND)?.len()),
+        Op::PutWebhook(webhook) => {
+            stage.put_webhook(&webhook)?;
+            Done::Stored
+        }
+        Op::DeleteWebhook(tenant, id) => Done::WebhookDeleted(stage.delete_webhook(&tenant, id)?),
+        Op::TakeDue { limit, lease, skip } => {
+            Done::Deliveries(stage.take_due(now, limit, lease, &skip)?)
+        }
+        Op::RecordAttempt {
+            webhook,
+            id,
+            attempt,
+            outcome,
+        } => Done::Delivery(stage.record_attempt(webhook, id, attempt, outcome, now)?),
+        Op::Resend(tenant, webhook, id) => Done::Delivery(stage.resend(&tenant, webhook, id, now)?),
     })
 }
 

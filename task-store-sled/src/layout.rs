@@ -44,6 +44,12 @@ pub(crate) mod tree {
     pub const CACHE: &str = "cache";
     /// Finished tasks by (finished-at, id), for retention.
     pub const FINISHED: &str = "finished";
+    /// Webhook subscriptions: (tenant, webhook id) -> subscription.
+    pub const WEBHOOKS: &str = "webhooks";
+    /// Webhook deliveries: (webhook id, delivery id) -> delivery.
+    pub const DELIVERIES: &str = "deliveries";
+    /// Pending deliveries by (due time, webhook id, delivery id).
+    pub const OUTBOX: &str = "outbox";
     /// History, one value per call (formats 1 and 2 only; format 3 keeps it in the record).
     pub const HISTORY: &str = "history";
     /// The sled trees of formats 1 and 2, one per keyspace.
@@ -77,22 +83,31 @@ pub(crate) enum Tk {
     Cache,
     /// [`tree::FINISHED`].
     Finished,
+    /// [`tree::WEBHOOKS`].
+    Webhooks,
+    /// [`tree::DELIVERIES`].
+    Deliveries,
+    /// [`tree::OUTBOX`].
+    Outbox,
 }
 
 impl Tk {
     /// How many there are.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 14;
     /// The keyspaces stored in sled, in prefix order.
-    pub const PERSISTENT: [Tk; 9] = [
+    pub const PERSISTENT: [Tk; 12] = [
         Tk::Active,
         Tk::Items,
+        Tk::Deliveries,
         Tk::Finished,
         Tk::ByItem,
         Tk::Cache,
         Tk::Latest,
         Tk::ByTenant,
+        Tk::Outbox,
         Tk::Results,
         Tk::Tasks,
+        Tk::Webhooks,
     ];
 
     /// The keyspace's name.
@@ -109,6 +124,9 @@ impl Tk {
             Tk::Results => tree::RESULTS,
             Tk::Cache => tree::CACHE,
             Tk::Finished => tree::FINISHED,
+            Tk::Webhooks => tree::WEBHOOKS,
+            Tk::Deliveries => tree::DELIVERIES,
+            Tk::Outbox => tree::OUTBOX,
         }
     }
 
@@ -124,6 +142,9 @@ impl Tk {
             Tk::ByTenant => b'N',
             Tk::Results => b'R',
             Tk::Tasks => b'T',
+            Tk::Webhooks => b'W',
+            Tk::Deliveries => b'D',
+            Tk::Outbox => b'O',
             Tk::Ready | Tk::Leases => return None,
         })
     }

@@ -158,6 +158,7 @@ mod record;
 mod recovery;
 mod stage;
 mod tasks;
+mod webhooks;
 
 use std::path::Path;
 use std::sync::Arc;

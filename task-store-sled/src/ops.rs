@@ -93,6 +93,7 @@ impl Stage<'_> {
                 self.put(Tk::ByItem, keys::with_id(item, id), &[] as &[u8]);
             }
         }
+        self.record_deliveries(&task, entries)?;
         self.store(StoredTask { task, ready_seq }, entries);
         Ok(())
     }

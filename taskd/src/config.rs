@@ -60,6 +60,9 @@ pub struct FileConfig {
     /// Whether `memory://` asset URLs are accepted (default false: they name nothing real and
     /// exist for tests and examples).
     pub allow_memory_urls: Option<bool>,
+    /// Webhook delivery and static subscriptions.
+    #[serde(default)]
+    pub webhooks: crate::webhooks::WebhooksEntry,
 }
 
 /// One API key.
@@ -243,6 +246,8 @@ pub struct Settings {
     pub http: HttpEntry,
     /// S3 settings.
     pub s3: S3Entry,
+    /// Webhook settings.
+    pub webhooks: crate::webhooks::WebhooksEntry,
 }
 
 fn setting(field: &str, reason: impl ToString) -> TaskdError {
@@ -423,6 +428,7 @@ impl FileConfig {
             shutdown_grace: Duration::from_secs(self.runner.shutdown_grace_secs.unwrap_or(10)),
             http: self.http,
             s3: self.s3,
+            webhooks: self.webhooks,
         })
     }
 }

@@ -22,6 +22,7 @@ mod scopes;
 mod serve;
 mod store;
 mod submit;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

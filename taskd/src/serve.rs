@@ -48,6 +48,7 @@ fn service_config(settings: &Settings) -> ServiceConfig {
     for (key, tenant) in &settings.api_keys {
         config = config.with_api_key(key.clone(), tenant.clone());
     }
+    config.webhook_policy = settings.webhooks.policy();
     for product in &settings.products {
         config = match &product.versions {
             Some(versions) => config.with_product_versions(product.name.clone(), versions.clone()),
@@ -278,6 +279,7 @@ pub async fn node<S: Store>(
     } else {
         None
     };
+    let dispatcher = crate::webhooks::start(store.clone(), &settings.webhooks).await?;
     let (router, drain): (axum::Router, Box<dyn FnOnce() + Send>) = if role.serves_api() {
         let api = TaskApi::new(store.clone(), service_config(settings));
         (api.router(), Box::new(move || api.drain()))
@@ -309,6 +311,12 @@ pub async fn node<S: Store>(
         drain();
     })
     .await;
+    if let Some((stop, handle)) = dispatcher {
+        stop.cancel();
+        if handle.await.is_err() {
+            tracing::error!("the webhook dispatcher panicked");
+        }
+    }
     if let Some(runner) = runner {
         tracing::info!("requests finished; stopping the runner");
         let metrics = runner.shutdown(settings.shutdown_grace).await?;

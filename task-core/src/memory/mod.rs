@@ -20,6 +20,7 @@ use crate::task::{HistoryEntry, Status, Task, TaskKey};
 use crate::time::{SharedClock, SystemClock, Timestamp};
 
 mod catalog;
+mod webhooks;
 
 /// Where a pending task waits: its priority rank, tenant and ready time.
 type ReadyPos = (u8, TenantId, Timestamp);
@@ -42,6 +43,7 @@ struct Inner {
     items: BTreeMap<(TenantId, InventoryId), CatalogItem>,
     results: BTreeMap<(TenantId, ProductName, InventoryId, Version), AnalysisResult>,
     cache: HashMap<String, serde_json::Value>,
+    outbox: webhooks::Outbox,
 }
 
 impl Inner {
@@ -79,6 +81,7 @@ impl Inner {
         }
         self.latest.insert(task.key.clone(), task.id);
         self.by_tenant.insert((task.key.tenant.clone(), task.id));
+        self.outbox.record_change(&task, &entry);
         self.history.entry(task.id).or_default().push(entry);
         self.tasks.insert(task.id, task);
     }

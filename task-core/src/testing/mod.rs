@@ -19,6 +19,7 @@ mod claims;
 mod fairness;
 mod recording;
 mod tasks;
+mod webhooks;
 
 pub use batches::*;
 pub use catalog_results::*;
@@ -26,6 +27,7 @@ pub use claims::*;
 pub use fairness::*;
 pub use recording::{RecordingStore, StoreCalls};
 pub use tasks::*;
+pub use webhooks::*;
 
 use std::time::Duration;
 
@@ -68,7 +70,11 @@ macro_rules! conformance_suite {
             catalog_upsert_get_list_delete,
             delete_item_cancels_its_active_tasks,
             results_are_idempotent_and_versioned,
-            cache_round_trips
+            cache_round_trips,
+            status_changes_write_deliveries,
+            deliveries_are_leased_and_fenced,
+            failed_deliveries_can_be_resent,
+            outbox_skips_pages_and_deletes
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

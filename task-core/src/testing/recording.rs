@@ -16,6 +16,9 @@ use crate::store::{
 };
 use crate::task::{HistoryEntry, Task, TaskKey};
 use crate::time::Timestamp;
+use crate::webhooks::{
+    AttemptOutcome, Delivery, DeliveryId, DeliveryState, Webhook, WebhookId, WebhookStore,
+};
 
 /// The writes a [`RecordingStore`] was asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -210,5 +213,66 @@ impl<S: Store> ResultStore for RecordingStore<S> {
     }
     async fn cache_put(&self, key: &str, value: serde_json::Value) -> Result<(), StoreError> {
         self.inner.cache_put(key, value).await
+    }
+}
+
+#[async_trait]
+impl<S: Store> WebhookStore for RecordingStore<S> {
+    async fn put_webhook(&self, webhook: Webhook) -> Result<(), StoreError> {
+        self.inner.put_webhook(webhook).await
+    }
+    async fn get_webhook(
+        &self,
+        tenant: &TenantId,
+        id: WebhookId,
+    ) -> Result<Option<Webhook>, StoreError> {
+        self.inner.get_webhook(tenant, id).await
+    }
+    async fn list_webhooks(&self, tenant: &TenantId) -> Result<Vec<Webhook>, StoreError> {
+        self.inner.list_webhooks(tenant).await
+    }
+    async fn delete_webhook(&self, tenant: &TenantId, id: WebhookId) -> Result<bool, StoreError> {
+        self.inner.delete_webhook(tenant, id).await
+    }
+    async fn list_deliveries(
+        &self,
+        tenant: &TenantId,
+        webhook: WebhookId,
+        state: Option<DeliveryState>,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError> {
+        self.inner
+            .list_deliveries(tenant, webhook, state, page)
+            .await
+    }
+    async fn take_due_deliveries(
+        &self,
+        limit: usize,
+        lease: std::time::Duration,
+        skip: &[WebhookId],
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.inner.take_due_deliveries(limit, lease, skip).await
+    }
+    async fn record_attempt(
+        &self,
+        webhook: WebhookId,
+        id: DeliveryId,
+        attempt: u32,
+        outcome: AttemptOutcome,
+    ) -> Result<Delivery, StoreError> {
+        self.inner
+            .record_attempt(webhook, id, attempt, outcome)
+            .await
+    }
+    async fn resend_delivery(
+        &self,
+        tenant: &TenantId,
+        webhook: WebhookId,
+        id: DeliveryId,
+    ) -> Result<Delivery, StoreError> {
+        self.inner.resend_delivery(tenant, webhook, id).await
+    }
+    async fn outbox_times(&self) -> Result<(Option<Timestamp>, Option<Timestamp>), StoreError> {
+        self.inner.outbox_times().await
     }
 }

@@ -6,3 +6,4 @@ pub(crate) mod health;
 pub(crate) mod natural;
 pub(crate) mod results;
 pub(crate) mod tasks;
+pub(crate) mod webhooks;

@@ -26,7 +26,7 @@ pub struct Cluster {
 
 impl Cluster {
     /// A fresh schema, a config with `[runner]` concurrency `concurrency` and a lease of
-    /// `lease_secs`, product `adbreaks` limited to `product_limit` tasks at once per worker,
+    /// `lease_secs`, product `adbreaks` limited to `product_limit` tasks at once across all workers,
     /// and one 1-second video, `media/clip.mp4`.
     pub fn new(concurrency: usize, product_limit: usize, lease_secs: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
