@@ -1,15 +1,20 @@
 //! Claim latency with one tenant's backlog of 100,000 ready tasks, and another tenant's single
-//! task taken by the next claim. A bench (not run by `cargo test`: 100,000 creates to set up):
+//! task taken by the next claim; first with no finished task in the table, then with
+//! 1,000,000 finished (done) tasks beside the backlog. A bench (not run by `cargo test`:
+//! 100,000 creates and a bulk insert to set up):
 //!
 //! ```sh
-//! scripts/postgres.sh cargo bench -p task-store-postgres --bench claim_latency
+//! scripts/postgres.sh cargo bench -p task-store-postgres --bench claim_latency [-- FINISHED]
 //! ```
 //!
 //! Prints the p50/p99 of: the claim statement of schema version 1 (one index scan in
 //! (priority, ready-at, seq) order, no fairness, no product limits) and the fair statement of
 //! version 2 (`sql/fair_ready.sql`), each run in a transaction rolled back; and whole claims
 //! of 16 and of 1 through the store (requeue check, product locks, the statement, the write
-//! and the commit).
+//! and the commit). Each once with 0 finished tasks and once with FINISHED (default
+//! 1,000,000): copies of a task the store ran to done, with its history, inserted in one
+//! statement (`benches/finished.sql`). `VACUUM ANALYZE` runs before each round, as autovacuum
+//! would (the local server may have it off).
 #![allow(clippy::unwrap_used)] // a bench: a failed unwrap stops the measurement
 
 #[path = "../tests/support/mod.rs"]
@@ -19,8 +24,10 @@ use std::time::{Duration, Instant};
 
 use task_core::ids::{Priority, ProductName};
 use task_core::store::{ClaimRequest, NewTask, TaskStore};
-use task_core::testing::{key, worker};
+use task_core::task::{Status, Task};
+use task_core::testing::{claim_one, key, run_to_done, worker};
 use task_core::time::{Clock, ManualClock};
+use task_store_postgres::PostgresStore;
 
 const BACKLOG: usize = 100_000;
 const RUNS: usize = 200;
@@ -48,53 +55,63 @@ fn percentiles(mut samples: Vec<Duration>) -> String {
     )
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let clock = ManualClock::default();
-    let (store, _schema) = support::open(clock.clone());
-    let started = Instant::now();
-    let batch: Vec<NewTask> = (0..BACKLOG)
-        .map(|i| NewTask {
-            key: key("busy", &format!("item-{i}"), "adbreaks", "1"),
-            priority: Priority::Medium,
-        })
-        .collect();
-    for chunk in batch.chunks(5_000) {
-        store.create_tasks(chunk.to_vec()).await.unwrap();
+/// Keeps the template task (run to done) aside and deletes it, so the first round has no
+/// finished task; `finished_ids(n)` gives the ids and inventory ids of the copies.
+const KEEP_TEMPLATE: &str = "
+CREATE TABLE finished_template AS SELECT * FROM tasks WHERE status = 'done';
+CREATE TABLE finished_history AS
+    SELECT h.id, h.entry FROM task_history h JOIN finished_template t ON h.task_id = t.id;
+DELETE FROM tasks WHERE status = 'done';
+CREATE FUNCTION finished_ids(n bigint) RETURNS TABLE (i bigint, id uuid, inventory_id text)
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT i, (lpad(to_hex(1700000000000 + i), 12, '0') || '7' || substr(md5(i::text), 1, 3)
+               || '8' || substr(md5(i::text), 4, 15))::uuid, 'finished-' || i
+    FROM generate_series(1, n) AS i
+$$;";
+
+const FINISHED_SQL: &str = include_str!("finished.sql");
+
+fn product() -> ProductName {
+    ProductName::new("adbreaks").unwrap()
+}
+
+fn request(max: usize) -> ClaimRequest {
+    ClaimRequest {
+        max,
+        ..ClaimRequest::one(worker("w"), Duration::from_secs(3600))
+            .with_product_limit(product(), 1_000_000)
     }
-    clock.advance(Duration::from_millis(1));
-    let single = store
-        .create_task(NewTask {
-            key: key("quiet", "one", "adbreaks", "1"),
-            priority: Priority::Medium,
-        })
+}
+
+/// A medium task of `tenant` for `item`.
+async fn create(store: &PostgresStore, tenant: &str, item: &str) -> Task {
+    let task = NewTask {
+        key: key(tenant, item, "adbreaks", "1"),
+        priority: Priority::Medium,
+    };
+    store.create_task(task).await.unwrap().task
+}
+
+async fn count(store: &PostgresStore, status: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM tasks WHERE status = $1")
+        .bind(status)
+        .fetch_one(store.pool())
         .await
         .unwrap()
-        .task;
-    sqlx::query("ANALYZE tasks")
+}
+
+/// One round of every measurement: (row name, percentiles).
+async fn round(store: &PostgresStore, clock: &ManualClock) -> Vec<(String, String)> {
+    sqlx::raw_sql("VACUUM ANALYZE tasks")
         .execute(store.pool())
         .await
         .unwrap();
-    println!("created {BACKLOG} + 1 tasks in {:?}", started.elapsed());
-
-    let product = ProductName::new("adbreaks").unwrap();
-    let request = |max| ClaimRequest {
-        max,
-        ..ClaimRequest::one(worker("w"), Duration::from_secs(3600))
-            .with_product_limit(product.clone(), 1_000_000)
-    };
-    // The quiet tenant's task is in the first claim of 2.
-    let first = store.claim(&request(2)).await.unwrap();
-    assert!(
-        first.iter().any(|t| t.id == single.id),
-        "the next claim takes the quiet tenant's task"
-    );
-
     let now = clock.now().as_millis() as i64;
     let none: Vec<String> = Vec::new();
+    let mut rows = Vec::new();
     for (name, sql) in [
-        ("before (v1 statement)", BEFORE),
-        ("after (fair statement)", FAIR),
+        ("claim statement of 16, schema 1 (no fairness)", BEFORE),
+        ("claim statement of 16, fair (schema 2)", FAIR),
     ] {
         let mut samples = Vec::with_capacity(RUNS);
         for _ in 0..RUNS {
@@ -115,12 +132,12 @@ async fn main() {
             } else {
                 query
             };
-            let rows = query.fetch_all(&mut *tx).await.unwrap();
+            let got = query.fetch_all(&mut *tx).await.unwrap();
             samples.push(started.elapsed());
-            assert_eq!(rows.len(), 16);
+            assert_eq!(got.len(), 16);
             tx.rollback().await.unwrap();
         }
-        println!("claim statement of 16, {name}: {}", percentiles(samples));
+        rows.push((name.to_owned(), percentiles(samples)));
     }
     for max in [16, 1] {
         let mut samples = Vec::with_capacity(RUNS);
@@ -130,9 +147,74 @@ async fn main() {
             samples.push(started.elapsed());
             assert_eq!(claimed.len(), max);
         }
-        println!(
-            "whole claim of {max} (fair, product limit), {BACKLOG} ready: {}",
-            percentiles(samples)
-        );
+        rows.push((
+            format!("whole claim of {max} (fair, product limit)"),
+            percentiles(samples),
+        ));
+    }
+    rows
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let finished: i64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let clock = ManualClock::default();
+    let (store, _schema) = support::open(clock.clone());
+    let started = Instant::now();
+    // The template of the finished tasks: a task the store runs to done.
+    let template = create(&store, "busy", "template").await;
+    let claimed = claim_one(&store, "w").await;
+    assert_eq!(claimed.id, template.id);
+    assert_eq!(run_to_done(&store, &claimed).await.status(), Status::Done);
+    sqlx::raw_sql(KEEP_TEMPLATE)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    clock.advance(Duration::from_millis(1));
+    let batch: Vec<NewTask> = (0..BACKLOG)
+        .map(|i| NewTask {
+            key: key("busy", &format!("item-{i}"), "adbreaks", "1"),
+            priority: Priority::Medium,
+        })
+        .collect();
+    for chunk in batch.chunks(5_000) {
+        store.create_tasks(chunk.to_vec()).await.unwrap();
+    }
+    clock.advance(Duration::from_millis(1));
+    let single = create(&store, "quiet", "one").await;
+    println!("created {BACKLOG} + 1 tasks in {:?}", started.elapsed());
+
+    // The quiet tenant's task is in the first claim of 2.
+    let first = store.claim(&request(2)).await.unwrap();
+    assert!(
+        first.iter().any(|t| t.id == single.id),
+        "the next claim takes the quiet tenant's task"
+    );
+
+    assert_eq!(count(&store, "done").await, 0);
+    let empty = round(&store, &clock).await;
+
+    let started = Instant::now();
+    let sql = FINISHED_SQL.replace("FINISHED_COUNT", &finished.to_string());
+    sqlx::raw_sql(&sql).execute(store.pool()).await.unwrap();
+    let done = count(&store, "done").await;
+    assert!(done >= finished);
+    let history: i64 = sqlx::query_scalar("SELECT count(*) FROM task_history")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    println!(
+        "inserted {finished} finished tasks ({done} done, {history} history rows) in {:?}",
+        started.elapsed()
+    );
+    let full = round(&store, &clock).await;
+    let ready = count(&store, "pending").await;
+    println!("| | 0 finished | {done} finished ({ready} still ready) |");
+    println!("| --- | --- | --- |");
+    for ((name, a), (_, b)) in empty.iter().zip(&full) {
+        println!("| {name} | {a} | {b} |");
     }
 }

@@ -14,58 +14,19 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use sqlx::Connection;
 use task_core::prelude::*;
 use task_http::{ServiceConfig, TaskApi};
-use task_runner::step::{ProductSettings, StepContext, StepOutput, TaskStep};
-use task_runner::{Pipeline, Runner, RunnerConfig};
+use task_runner::Runner;
 use task_store_postgres::{PostgresOptions, PostgresStore};
 use task_store_sled::SledStore;
 
-const SLOTS: usize = 64;
+#[path = "support/noop.rs"]
+mod noop;
+
+use noop::{SLOTS, ingest, percentile, pipeline, product, runner_config, tenant};
+
 const KEY: &str = "bench-key-0123";
-
-/// A step that does nothing.
-struct Noop(Step);
-
-#[async_trait]
-impl TaskStep for Noop {
-    fn step(&self) -> Step {
-        self.0
-    }
-    async fn run(&self, _ctx: &StepContext) -> Result<StepOutput, TaskError> {
-        StepOutput::new(&serde_json::json!({}))
-    }
-}
-
-fn product() -> ProductName {
-    ProductName::new("adbreaks").unwrap()
-}
-
-fn tenant() -> TenantId {
-    TenantId::new("bench").unwrap()
-}
-
-fn pipeline() -> Pipeline {
-    Pipeline::new(
-        Arc::new(Noop(Step::S3Check)),
-        Arc::new(Noop(Step::Probe)),
-        Arc::new(Noop(Step::LengthGate)),
-    )
-    .and_then(|p| p.with_analyzer(product(), Arc::new(Noop(Step::Analyze))))
-    .unwrap()
-}
-
-fn runner_config(name: &str) -> RunnerConfig {
-    let mut settings = ProductSettings::new(product());
-    settings.concurrency = SLOTS;
-    let mut config = RunnerConfig::new(WorkerId::new(name).unwrap()).with_product(settings);
-    config.concurrency = SLOTS;
-    config.claim_batch = SLOTS;
-    config.lease = Duration::from_secs(30);
-    config
-}
 
 fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -95,38 +56,6 @@ async fn worker(schema: String) {
         .unwrap()
         .unwrap();
     runner.shutdown(Duration::from_secs(5)).await.unwrap();
-}
-
-/// `count` items and the tasks to create for them.
-async fn ingest<S: Store + ?Sized>(store: &S, count: usize) -> Vec<NewTask> {
-    let mut tasks = Vec::with_capacity(count);
-    for i in 0..count {
-        let inventory_id = InventoryId::new(format!("asset-{i:07}")).unwrap();
-        store
-            .upsert_item(ItemUpsert {
-                tenant: tenant(),
-                inventory_id: inventory_id.clone(),
-                item_type: ItemType::Standalone,
-                title: format!("asset {i}"),
-                asset_url: format!("memory:///asset-{i}.mp4"),
-                tags: vec![],
-                extra: Default::default(),
-            })
-            .await
-            .unwrap();
-        let version = Version::new("1").unwrap();
-        let key = TaskKey {
-            tenant: tenant(),
-            inventory_id,
-            product: product(),
-            version,
-        };
-        tasks.push(NewTask {
-            key,
-            priority: Priority::ALL[i % 3],
-        });
-    }
-    tasks
 }
 
 /// Creates `batch` in chunks of 64, waits until `done()` counts them all; tasks per second and
@@ -161,11 +90,6 @@ where
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99)
     )
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 /// `n` worker processes on `schema`, each ready.
