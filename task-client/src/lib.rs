@@ -23,6 +23,7 @@
 
 mod error;
 mod events;
+mod webhooks;
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,7 @@ pub use error::{ClientError, Detail};
 pub use events::TaskEvents;
 /// The wire types, re-exported.
 pub use task_api as api;
+pub use webhooks::DeliveryQuery;
 
 /// How many times an idempotent call is retried after a connection error.
 const RETRIES: u32 = 3;

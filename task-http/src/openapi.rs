@@ -28,6 +28,7 @@ fields as given; task creation bodies refuse them. Unknown query parameters are 
         (name = "tasks", description = "Tasks by id, batches, history, events and long-poll"),
         (name = "tasks by key", description = "Tasks by (inventory id, product, version)"),
         (name = "results", description = "Analysis results"),
+        (name = "webhooks", description = "Subscriptions to task events, their deliveries, re-sending"),
         (name = "health", description = "Liveness, readiness and this document (no key needed)"),
     )
 )]

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod pg;
+pub mod receiver;
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
