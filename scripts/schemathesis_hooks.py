@@ -10,3 +10,10 @@ schemathesis.openapi.format(
     "asset-url",
     st.from_regex(rf"\As3://[a-z0-9]{{3,20}}/{_SEGMENT}(/{_SEGMENT}){{0,4}}\Z"),
 )
+
+# `webhook-url`: loopback URLs on the discard port, which the test deployment allows
+# (allow_private_addresses) and never calls (dispatch = false).
+schemathesis.openapi.format(
+    "webhook-url",
+    st.from_regex(rf"\Ahttp://127\.0\.0\.1:9/{_SEGMENT}(/{_SEGMENT}){{0,2}}\Z"),
+)

@@ -19,6 +19,13 @@ fn inventory_id() -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": 256, "pattern": pattern})
 }
 
+/// An id the API hands out: a version-7 UUID.
+fn v7_id(what: &str) -> Value {
+    json!({"type": "string", "format": "uuid",
+        "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        "description": format!("{what}: a version-7 UUID as the API returns it")})
+}
+
 fn version() -> Value {
     json!({"type": "string", "pattern": "^[0-9A-Za-z._-]{1,64}$"})
 }
@@ -92,9 +99,13 @@ fn tighten_operation(
         for param in params {
             let name = param["name"].as_str().unwrap_or_default().to_owned();
             let schema = match name.as_str() {
-                "task_id" => Some(json!({"type": "string", "format": "uuid",
-                    "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-                    "description": "A task id: a version-7 UUID as the API returns it"})),
+                "task_id" => Some(v7_id("A task id")),
+                "webhook_id" => Some(v7_id("A webhook id")),
+                "delivery_id" => Some(v7_id("A delivery id")),
+                "cursor" => Some(v7_id("The next_cursor of the previous page")),
+                "limit" => Some(json!({"type": "integer", "minimum": 1, "maximum": 500})),
+                "state" => Some(json!({"type": "string",
+                    "enum": ["pending", "delivered", "failed"]})),
                 "type" => Some(json!({"type": "string",
                     "enum": ["standalone", "series", "season", "episode"]})),
                 "inventory_id" => Some(inventory_id()),
@@ -219,6 +230,23 @@ fn tighten_bodies(schemas: &mut Map<String, Value>, config: &ServiceConfig) {
                 one that is not valid gets its own 422 result"},
         });
         batch["additionalProperties"] = json!(false);
+    }
+    if let Some(webhook) = schemas.get_mut("NewWebhookBody") {
+        webhook["properties"]["url"] = json!({
+            "type": "string",
+            "format": "webhook-url",
+            "description": "An http or https URL without credentials whose host resolves to \
+                public addresses only (unless the deployment allows private ones: \
+                webhooks.allow_private_addresses). A refused URL gets a 422 that names the \
+                reason or the address.",
+        });
+        webhook["properties"]["events"] = json!({
+            "type": ["array", "null"],
+            "minItems": 1,
+            "items": {"type": "string", "enum":
+                ["task.done", "task.failed", "task.cancelled", "task.status_changed"]},
+        });
+        webhook["additionalProperties"] = json!(false);
     }
     if let Some(item) = schemas.get_mut("ItemBody") {
         item["properties"]["id"] = inventory_id();

@@ -129,18 +129,25 @@ impl Dispatcher {
         let mut last_take = Instant::now() - MIN_TAKE_GAP;
         let mut last_warning: Option<Instant> = None;
         loop {
-            let free = config.max_in_flight.saturating_sub(in_flight.len());
+            let cap = config.max_in_flight_per_webhook;
+            let skip: Vec<WebhookId> = per_webhook
+                .iter()
+                .filter(|(_, n)| **n >= cap)
+                .map(|(id, _)| *id)
+                .collect();
+            // One take may return a single subscription's deliveries only: never more than
+            // the room the busiest subscription not skipped has left.
+            let busiest = per_webhook.values().filter(|n| **n < cap).max().copied();
+            let limit = config
+                .max_in_flight
+                .saturating_sub(in_flight.len())
+                .min(cap - busiest.unwrap_or(0));
             let mut full = false;
-            if free > 0 {
-                let skip: Vec<WebhookId> = per_webhook
-                    .iter()
-                    .filter(|(_, n)| **n >= config.max_in_flight_per_webhook)
-                    .map(|(id, _)| *id)
-                    .collect();
+            if limit > 0 {
                 last_take = Instant::now();
-                match shared.store.take_due_deliveries(free, lease, &skip).await {
+                match shared.store.take_due_deliveries(limit, lease, &skip).await {
                     Ok(taken) => {
-                        full = taken.len() == free;
+                        full = taken.len() == limit;
                         for delivery in taken {
                             *per_webhook.entry(delivery.webhook_id).or_default() += 1;
                             let shared = shared.clone();

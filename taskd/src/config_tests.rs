@@ -196,3 +196,22 @@ fn a_worker_needs_no_api_key_on_an_open_address() {
     };
     assert!(FileConfig::default().resolve(worker).is_ok());
 }
+
+#[test]
+fn the_readme_configuration_parses_and_its_webhook_settings_hold() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("### Configuration")
+        .nth(1)
+        .expect("the README has a Configuration section");
+    let block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("with a TOML block");
+    let file = FileConfig::parse(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+    let webhooks = file.webhooks.dispatcher_config().unwrap();
+    assert_eq!(webhooks.max_in_flight_per_webhook, 4);
+    assert_eq!(webhooks.retry_for, Duration::from_secs(24 * 3600));
+    assert_eq!(file.webhooks.subscriptions.len(), 1);
+}
