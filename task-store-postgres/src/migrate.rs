@@ -36,10 +36,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "webhook subscriptions and their outbox of deliveries",
         sql: include_str!("../migrations/0003_webhooks.sql"),
     },
+    Migration {
+        version: 4,
+        description: "autovacuum of tasks after a bounded number of dead rows",
+        sql: include_str!("../migrations/0004_autovacuum.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Brings `schema` to [`SCHEMA_VERSION`] through `pool` (whose `search_path` is `schema`).
 pub(crate) async fn migrate(ctx: &Ctx, pool: &PgPool) -> Result<(), StoreError> {

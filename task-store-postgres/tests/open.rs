@@ -42,6 +42,20 @@ async fn reopening_keeps_the_data_and_applies_each_migration_once() {
             .await
             .expect("schema_version");
     assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    // Schema version 4: `tasks` is vacuumed after a bounded number of dead rows.
+    let mut storage: Vec<String> =
+        sqlx::query_scalar("SELECT unnest(reloptions) FROM pg_class WHERE oid = 'tasks'::regclass")
+            .fetch_all(again.pool())
+            .await
+            .expect("the storage parameters of tasks");
+    storage.sort();
+    assert_eq!(
+        storage,
+        [
+            "autovacuum_vacuum_scale_factor=0.01",
+            "autovacuum_vacuum_threshold=1000"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
