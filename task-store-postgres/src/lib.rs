@@ -43,7 +43,10 @@
 //! columns (`status`, `priority_rank`, `ready_at`, `seq`, `lease_epoch`, `lease_expires_at`,
 //! `cancel_requested`, the natural key, times) plus its full serialized
 //! [`Task`](task_core::task::Task) as JSONB (`doc`); history entries, catalog items, results
-//! and the step cache have their own tables. Times are task-core milliseconds from the
+//! and the step cache have their own tables, and so do webhook subscriptions and their
+//! deliveries (`webhooks`, `webhook_deliveries`: the statement that writes a task change also
+//! inserts the deliveries it causes, and dispatchers take due ones `FOR UPDATE SKIP LOCKED`).
+//! Times are task-core milliseconds from the
 //! store's clock (never the server's `now()`), so tests drive time with a manual clock.
 //! The migrations are embedded and versioned (`schema_version`), applied on open under
 //! `pg_advisory_xact_lock`; a schema written by a newer build is refused
