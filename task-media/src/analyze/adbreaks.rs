@@ -97,7 +97,7 @@ pub struct AdbreaksWork {
 #[serde(rename_all = "snake_case")]
 pub enum AdbreaksMode {
     /// Silence from the audio alone, then the video only in windows around each silent
-    /// interval. The default: its cost grows with the number of silent intervals, about 0.12x a
+    /// interval. The default: its cost grows with the number of silent intervals, about 0.105x a
     /// bare decode's CPU with 1.4 a minute (1080p, 30 minutes, BENCHMARKS.md).
     #[default]
     AudioFirst,
