@@ -239,8 +239,9 @@ fn bench(runtime: &tokio::runtime::Runtime, path: &Path, gaps: usize, first_only
         first.candidates.len()
     );
     println!(
-        "audio first: {} silent intervals, {} windows, {} video ffmpeg runs, {:.1} s of video decoded",
-        work.silences, work.windows, work.video_runs, work.video_secs
+        "audio first: {} silent intervals, {} windows, {} video ffmpeg runs, {:.1} s of video decoded, \
+         {} disposable lead pictures dropped",
+        work.silences, work.windows, work.video_runs, work.video_secs, work.frames_dropped
     );
     if let Some(((full, _), full_cpu, _)) = &full {
         println!("audio first / full: {:.3}x CPU", first_cpu / full_cpu);

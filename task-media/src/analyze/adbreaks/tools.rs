@@ -90,6 +90,10 @@ pub(super) struct Streams {
     /// The container's start time, seconds: ffmpeg's filters count from it, ffprobe's packet
     /// times do not.
     pub start_time: f64,
+    /// The codec of that video stream, as ffprobe names it (`h264`).
+    pub video_codec: Option<String>,
+    /// The container, as ffprobe names it (`mov,mp4,m4a,3gp,3g2,mj2`).
+    pub container: String,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +106,7 @@ struct Report {
 #[derive(Deserialize)]
 struct ReportStream {
     codec_type: Option<String>,
+    codec_name: Option<String>,
     #[serde(default)]
     disposition: Disposition,
 }
@@ -115,6 +120,7 @@ struct Disposition {
 #[derive(Deserialize)]
 struct ReportFormat {
     start_time: Option<String>,
+    format_name: Option<String>,
 }
 
 /// Lists the streams of `path` with ffprobe.
@@ -123,7 +129,7 @@ pub(super) async fn streams(ffprobe: &str, path: &Path) -> Result<Streams, TaskE
         "-v",
         "error",
         "-show_entries",
-        "format=start_time:stream=codec_type:stream_disposition=attached_pic",
+        "format=start_time,format_name:stream=codec_type,codec_name:stream_disposition=attached_pic",
         "-of",
         "json",
         "-i",
@@ -141,17 +147,23 @@ fn parse_streams(json: &str) -> Result<Streams, TaskError> {
         message: format!("unreadable ffprobe stream listing: {e}"),
     })?;
     let kind = |s: &ReportStream, k: &str| s.codec_type.as_deref() == Some(k);
+    let video = report
+        .streams
+        .iter()
+        .find(|s| kind(s, "video") && s.disposition.attached_pic == 0);
+    let format = report.format.unwrap_or(ReportFormat {
+        start_time: None,
+        format_name: None,
+    });
     Ok(Streams {
-        video: report
-            .streams
-            .iter()
-            .any(|s| kind(s, "video") && s.disposition.attached_pic == 0),
+        video: video.is_some(),
         audio_tracks: report.streams.iter().filter(|s| kind(s, "audio")).count(),
-        start_time: report
-            .format
-            .and_then(|f| f.start_time)
+        start_time: format
+            .start_time
             .and_then(|t| t.parse().ok())
             .unwrap_or(0.0),
+        video_codec: video.and_then(|v| v.codec_name.clone()),
+        container: format.format_name.unwrap_or_default(),
     })
 }
 
@@ -165,6 +177,21 @@ pub(super) struct VideoIndex {
     pub end: f64,
     /// The longest packet duration seen (about one frame), seconds.
     pub frame: f64,
+    /// Every packet, in decode order.
+    pub packets: Vec<Packet>,
+    /// The index in [`Self::packets`] of each of [`Self::keyframes`].
+    pub keyframe_packets: Vec<usize>,
+}
+
+/// One video packet of the index.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Packet {
+    /// Its presentation time as in the file (start time included), seconds.
+    pub pts: f64,
+    /// Where its bytes are in the file, when the demuxer says.
+    pub pos: Option<u64>,
+    /// How many bytes it has.
+    pub size: u64,
 }
 
 /// Reads the packet index of the first video stream of `path`.
@@ -179,7 +206,7 @@ pub(super) async fn video_index(
         "-select_streams",
         "V:0",
         "-show_entries",
-        "packet=pts_time,duration_time,flags",
+        "packet=pts_time,duration_time,size,pos,flags",
         "-of",
         "csv=p=0",
         "-i",
@@ -197,26 +224,32 @@ fn parse_packets(csv: &str, start_time: f64) -> VideoIndex {
         keyframes: Vec::new(),
         end: 0.0,
         frame: 0.0,
+        packets: Vec::new(),
+        keyframe_packets: Vec::new(),
     };
+    let mut keyframes = Vec::new();
     for line in csv.lines() {
-        let mut fields = line.split(',');
-        let (Some(pts), duration, flags) = (
-            fields.next().and_then(|v| v.trim().parse::<f64>().ok()),
-            fields.next().and_then(|v| v.trim().parse::<f64>().ok()),
-            fields.next().unwrap_or(""),
-        ) else {
+        // pts_time, duration_time, size, pos, flags (ffprobe's order, whatever the request's).
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let number = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+        let Some(pts) = number(0) else {
             continue;
         };
-        let pts = pts - start_time;
-        let duration = duration.unwrap_or(0.0);
-        if flags.starts_with('K') {
-            index.keyframes.push(pts);
+        let duration = number(1).unwrap_or(0.0);
+        if fields.get(4).is_some_and(|f| f.starts_with('K')) {
+            keyframes.push((pts - start_time, index.packets.len()));
         }
-        index.end = index.end.max(pts + duration);
+        index.end = index.end.max(pts - start_time + duration);
         index.frame = index.frame.max(duration);
+        index.packets.push(Packet {
+            pts,
+            pos: fields.get(3).and_then(|v| v.parse().ok()),
+            size: fields.get(2).and_then(|v| v.parse().ok()).unwrap_or(0),
+        });
     }
-    index.keyframes.sort_by(f64::total_cmp);
-    index.keyframes.dedup();
+    keyframes.sort_by(|a, b| a.0.total_cmp(&b.0));
+    keyframes.dedup_by(|b, a| a.0 == b.0);
+    (index.keyframes, index.keyframe_packets) = keyframes.into_iter().unzip();
     index
 }
 
@@ -270,17 +303,29 @@ mod tests {
             Streams {
                 video: false,
                 audio_tracks: 2,
-                start_time: 1.4
+                start_time: 1.4,
+                video_codec: None,
+                container: String::new(),
             }
         );
     }
 
     #[test]
     fn packets_give_keyframes_and_the_end_on_the_filter_time_line() {
-        let csv = "1.000000,0.040000,K_\n1.040000,0.040000,__\nN/A,N/A,__\n\
-            11.000000,0.040000,K_\n10.960000,0.040000,__\n";
+        let csv = "1.000000,0.040000,900,48,K_\n1.040000,0.040000,30,948,__\nN/A,N/A,9,N/A,__\n\
+            11.000000,0.040000,800,978,K_\n10.960000,0.040000,20,1778,__\n";
         let index = parse_packets(csv, 1.0);
         assert_eq!(index.keyframes, vec![0.0, 10.0]);
+        assert_eq!(index.keyframe_packets, vec![0, 2]);
+        assert_eq!(index.packets.len(), 4);
+        assert_eq!(
+            index.packets[1],
+            Packet {
+                pts: 1.04,
+                pos: Some(948),
+                size: 30
+            }
+        );
         assert!((index.end - 10.04).abs() < 1e-9, "{index:?}");
         assert!((index.frame - 0.04).abs() < 1e-9);
     }

@@ -12,6 +12,8 @@
 //!
 //! The windows are decoded several to an ffmpeg process (an input each, seeked to its keyframe,
 //! with file timestamps so each black run says which window it is in), one thread per decoder.
+//! Where it can, a window is decoded from a copy of its packets without the pictures of its lead
+//! that nothing refers to ([`super::lead`]).
 //!
 //! [`AdbreaksMode::Full`]: super::AdbreaksMode::Full
 //! [`AdbreaksMode::AudioFirst`]: super::AdbreaksMode::AudioFirst
@@ -22,6 +24,7 @@ use task_core::error::TaskError;
 
 use futures::{StreamExt, TryStreamExt};
 
+use super::lead;
 use super::tools::{VideoIndex, ffmpeg_args, intervals, progress_end, run};
 
 /// The `blackdetect` settings shared by every video pass (besides the minimum duration).
@@ -135,48 +138,71 @@ const WINDOW_DECODER: [&str; 4] = ["-threads", "1", "-skip_loop_filter", "all"];
 /// ffmpeg processes decoding windows at once (each decodes with one thread).
 const RUNS_AT_ONCE: usize = 2;
 
+/// The video being analysed, as every window pass needs it.
+pub(super) struct Source<'a> {
+    /// The ffmpeg executable.
+    pub program: &'a str,
+    /// The asset.
+    pub path: &'a Path,
+    /// Its video's packet index.
+    pub index: &'a VideoIndex,
+    /// The container's start time, seconds.
+    pub start_time: f64,
+    /// Whether the leads' disposable pictures may be dropped ([`super::lead`]).
+    pub drop_leads: bool,
+}
+
+/// Where to seek for `window`: between its keyframe and the next one, so decoding starts at that
+/// keyframe (some demuxers, such as Matroska's, need the target well past it); 0 for the first.
+pub(super) fn seek_target(index: &VideoIndex, window: &Window) -> f64 {
+    if window.keyframe == 0 {
+        return 0.0;
+    }
+    let from = index.keyframes.get(window.keyframe).copied().unwrap_or(0.0);
+    let next = index
+        .keyframes
+        .get(window.keyframe + 1)
+        .copied()
+        .unwrap_or(from + 2.0);
+    from + (next - from) / 2.0
+}
+
+/// Black runs per window of a batch.
+type WindowRuns = Vec<Vec<(f64, f64)>>;
+
 /// Black runs (of any length) inside each of `windows` (ascending, disjoint), on the file's
-/// time line, decoded by one ffmpeg process.
+/// time line, decoded by one ffmpeg process, and how many lead packets were dropped.
 async fn black_in_windows(
-    program: &str,
-    path: &Path,
-    index: &VideoIndex,
-    start_time: f64,
+    source: &Source<'_>,
     windows: &[Window],
-) -> Result<Vec<Vec<(f64, f64)>>, TaskError> {
+) -> Result<(WindowRuns, usize), TaskError> {
+    let copies = lead::copies(source, windows).await;
     // Timestamps as in the file (-copyts), so every run says by its time which window it is in.
     let mut args = ffmpeg_args(["-copyts"]);
     let mut chains = Vec::with_capacity(windows.len());
     for (i, window) in windows.iter().enumerate() {
-        let from = index.keyframes.get(window.keyframe).copied().unwrap_or(0.0);
-        // Seek between the window's keyframe and the next one: decoding starts at that keyframe
-        // (some demuxers, such as Matroska's, need the target well past it).
-        let target = if window.keyframe == 0 {
-            0.0
-        } else {
-            let next = index
-                .keyframes
-                .get(window.keyframe + 1)
-                .copied()
-                .unwrap_or(from + 2.0);
-            from + (next - from) / 2.0
-        };
         args.extend(WINDOW_DECODER.map(Into::into));
-        if target > 0.0 {
-            args.extend([
-                "-noaccurate_seek".into(),
-                "-ss".into(),
-                format!("{target:.6}").into(),
-            ]);
-        }
+        let target = seek_target(source.index, window);
+        let input = match copies.file(i) {
+            Some(copy) => copy.as_os_str().to_owned(),
+            None if target > 0.0 => {
+                args.extend([
+                    "-noaccurate_seek".into(),
+                    "-ss".into(),
+                    format!("{target:.6}").into(),
+                ]);
+                source.path.as_os_str().to_owned()
+            }
+            None => source.path.as_os_str().to_owned(),
+        };
         args.extend(["-an", "-sn", "-dn", "-i"].map(Into::into));
-        args.push(path.as_os_str().to_owned());
+        args.push(input);
         // `trim` counts in the file's time (start time included, which may be negative); a
         // millisecond of slack keeps a first frame exactly at the start.
         chains.push(format!(
             "[{i}:V:0]trim=start={:.6}:end={:.6},blackdetect=d=0:{BLACK}[w{i}]",
-            window.start + start_time - 0.001,
-            window.end + start_time,
+            window.start + source.start_time - 0.001,
+            window.end + source.start_time,
         ));
     }
     args.extend(["-filter_complex".into(), chains.join(";").into()]);
@@ -198,13 +224,13 @@ async fn black_in_windows(
         ),
         _ => "the video pass".to_owned(),
     };
-    let printed = run("ffmpeg", program, args, path, &what).await?;
+    let printed = run("ffmpeg", source.program, args, source.path, &what).await?;
     let runs = black_runs(&printed.stderr)
         .into_iter()
-        .map(|(a, b)| (a - start_time, b - start_time))
+        .map(|(a, b)| (a - source.start_time, b - source.start_time))
         .collect::<Vec<_>>();
     let starts: Vec<f64> = windows.iter().map(|w| w.start - 0.002).collect();
-    Ok(attribute(runs, &starts))
+    Ok((attribute(runs, &starts), copies.dropped))
 }
 
 /// Black runs in a log of one or more `blackdetect` filters: each run is one line with its
@@ -280,10 +306,7 @@ fn batches(windows: Vec<Window>) -> Vec<Vec<Window>> {
 /// have been cut by it) and returns, per window, its silences and its black runs at least
 /// `min_secs` long.
 pub(super) async fn windows_pass(
-    program: &str,
-    path: &Path,
-    index: &VideoIndex,
-    start_time: f64,
+    source: &Source<'_>,
     windows: Vec<Window>,
     min_secs: f64,
     work: &mut super::AdbreaksWork,
@@ -296,13 +319,15 @@ pub(super) async fn windows_pass(
         work.video_runs += groups.len();
         let runs: Vec<_> = groups
             .iter()
-            .map(|group| black_in_windows(program, path, index, start_time, group))
+            .map(|group| black_in_windows(source, group))
             .collect();
-        let found: Vec<Vec<Vec<(f64, f64)>>> = futures::stream::iter(runs)
+        let found: Vec<(WindowRuns, usize)> = futures::stream::iter(runs)
             .buffered(RUNS_AT_ONCE)
             .try_collect()
             .await?;
-        for (group, black) in groups.into_iter().zip(found) {
+        let index = source.index;
+        for (group, (black, dropped)) in groups.into_iter().zip(found) {
+            work.frames_dropped += dropped;
             for (mut window, black) in group.into_iter().zip(black) {
                 let from = index.keyframes.get(window.keyframe).copied().unwrap_or(0.0);
                 work.video_secs += window.end - from;
@@ -337,6 +362,8 @@ mod tests {
             keyframes: vec![0.0, 10.0, 20.0, 21.0, 30.0],
             end: 40.0,
             frame: 0.04,
+            packets: Vec::new(),
+            keyframe_packets: Vec::new(),
         }
     }
 
