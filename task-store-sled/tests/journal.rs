@@ -123,7 +123,12 @@ async fn a_journal_that_cannot_be_written_refuses_writes_then_recovers_by_itself
         matches!(err, StoreError::Unavailable { .. }) && err.is_retryable(),
         "{text}"
     );
-    assert!(text.contains("writing the journal"), "{text}");
+    // Whichever touches the missing directory first: the next segment's creation, or the
+    // checkpoint that removes the segments it made redundant.
+    assert!(
+        text.contains("writing the journal") || text.contains("a checkpoint failed"),
+        "{text}"
+    );
     assert!(
         !text.contains(&dir.path().display().to_string()),
         "no path in the error (the log has it): {text}"
