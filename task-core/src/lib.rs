@@ -7,6 +7,7 @@
 //! - [`error`]: [`TaskError`](error::TaskError), the failures users see, with stable codes.
 //! - [`store`]: the [`TaskStore`](store::TaskStore), [`CatalogStore`](store::CatalogStore) and
 //!   [`ResultStore`](store::ResultStore) traits.
+//! - [`stats`]: the status counts and per-minute activity every store keeps with its writes.
 //! - [`fair`]: the claim order across tenants and per-product limits, shared by the stores.
 //! - [`memory`]: the in-memory reference store.
 //! - `testing` (feature `testing`): the conformance suite every backend runs.
@@ -41,6 +42,7 @@ pub mod ids;
 pub mod machine;
 pub mod memory;
 pub mod results;
+pub mod stats;
 pub mod store;
 pub mod task;
 #[cfg(feature = "testing")]

@@ -304,6 +304,7 @@ pub fn transition(
                     epoch: next.epoch,
                     expires_at: now.plus(Duration::from_millis(*lease_ms)),
                     queued_at: Some(*ready_at),
+                    step_started_at: None,
                 },
                 step: None,
                 cancel_requested: false,
@@ -354,7 +355,10 @@ pub fn transition(
                     }
                     step = Some(*wanted);
                     next.state = TaskState::Processing {
-                        lease: lease.clone(),
+                        lease: Lease {
+                            step_started_at: Some(now),
+                            ..lease.clone()
+                        },
                         step,
                         cancel_requested,
                     };
@@ -367,6 +371,7 @@ pub fn transition(
                         step: current,
                         output: output.clone(),
                         finished_at: now,
+                        started_at: lease.step_started_at,
                         attempt: task.attempt,
                         reused: *reused,
                     });

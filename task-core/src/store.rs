@@ -11,6 +11,7 @@ use crate::error::TaskError;
 use crate::ids::{InventoryId, Priority, ProductName, TaskId, TenantId, Version, WorkerId};
 use crate::machine::{Authority, TaskEvent, TransitionError, transition};
 use crate::results::AnalysisResult;
+use crate::stats::{ActivityBucket, StatusCount};
 use crate::task::{HistoryEntry, Status, Step, Task, TaskKey};
 use crate::time::Timestamp;
 use crate::webhooks::WebhookStore;
@@ -125,6 +126,15 @@ pub struct TaskFilter {
     pub version: Option<Version>,
     /// Only this status.
     pub status: Option<Status>,
+    /// Only this priority.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    /// Only tasks created at or after this time.
+    #[serde(default)]
+    pub created_from: Option<Timestamp>,
+    /// Only tasks created before this time.
+    #[serde(default)]
+    pub created_before: Option<Timestamp>,
 }
 
 impl TaskFilter {
@@ -136,6 +146,9 @@ impl TaskFilter {
             && self.product.as_ref().is_none_or(|p| *p == task.key.product)
             && self.version.as_ref().is_none_or(|v| *v == task.key.version)
             && self.status.is_none_or(|s| s == task.status())
+            && self.priority.is_none_or(|p| p == task.priority)
+            && self.created_from.is_none_or(|t| task.created_at >= t)
+            && self.created_before.is_none_or(|t| task.created_at < t)
     }
 }
 
@@ -430,6 +443,24 @@ pub trait TaskStore: Send + Sync + 'static {
     fn outage(&self) -> Option<String> {
         None
     }
+
+    /// Tasks by tenant, product and status, from counters kept in the same write as each
+    /// change (never a scan of the tasks): `tenant` alone, or every tenant. Zero counts may be
+    /// left out. Deleting finished tasks (retention) takes them out of the counts.
+    async fn status_counts(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<StatusCount>, StoreError>;
+
+    /// Per-minute activity of `tenant` (or every tenant) by product, for the minutes from the
+    /// one holding `since`, oldest first. Kept at least [`ACTIVITY_KEPT_MS`] with each write.
+    ///
+    /// [`ACTIVITY_KEPT_MS`]: crate::stats::ACTIVITY_KEPT_MS
+    async fn activity(
+        &self,
+        tenant: Option<&TenantId>,
+        since: Timestamp,
+    ) -> Result<Vec<ActivityBucket>, StoreError>;
 }
 
 /// The catalog of a tenant's items.

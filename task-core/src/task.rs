@@ -158,6 +158,9 @@ pub struct Lease {
     /// (None for leases written before it was recorded: those go back at the time of requeue.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued_at: Option<Timestamp>,
+    /// When the running step started under this lease (None before the first step starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<Timestamp>,
 }
 
 /// The detailed state of a task; each variant carries the data that only exists in it.
@@ -211,6 +214,9 @@ pub struct Checkpoint {
     pub output: serde_json::Value,
     /// When it finished.
     pub finished_at: Timestamp,
+    /// When it started (None in records written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
     /// The attempt that produced it.
     pub attempt: u32,
     /// The output was reused from an earlier run over the unchanged asset.

@@ -17,7 +17,9 @@ use task_core::store::{
 use task_core::task::{HistoryEntry, Status, Task, TaskKey};
 use task_core::time::Timestamp;
 
-use crate::rows::{HistoryRows, TaskRows, decode_entry, decode_task, task_id, timestamp, uuid};
+use crate::rows::{
+    HistoryRows, TaskRows, decode_entry, decode_task, millis, task_id, timestamp, uuid,
+};
 use crate::write::update_tasks;
 use crate::{PostgresStore, Shared};
 
@@ -250,6 +252,9 @@ impl TaskStore for PostgresStore {
                AND ($4::text IS NULL OR product = $4)
                AND ($5::text IS NULL OR version = $5)
                AND ($6::text IS NULL OR status = $6)
+               AND ($8::smallint IS NULL OR priority_rank = $8)
+               AND ($9::bigint IS NULL OR created_at >= $9)
+               AND ($10::bigint IS NULL OR created_at < $10)
              ORDER BY id LIMIT $7",
         )
         .bind(tenant.as_str())
@@ -258,7 +263,10 @@ impl TaskStore for PostgresStore {
         .bind(filter.product.as_ref().map(|v| v.as_str()))
         .bind(filter.version.as_ref().map(|v| v.as_str()))
         .bind(filter.status.map(Status::as_str))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1);
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1)
+        .bind(filter.priority.map(|p| i16::from(p.rank())))
+        .bind(filter.created_from.map(millis))
+        .bind(filter.created_before.map(millis));
         let mut items = self
             .fetch_tasks("listing tasks", format!("tenant {tenant}"), query)
             .await?;
@@ -354,6 +362,31 @@ impl TaskStore for PostgresStore {
 
     fn subscribe(&self) -> broadcast::Receiver<TaskChange> {
         self.shared.changes.subscribe()
+    }
+
+    async fn status_counts(
+        &self,
+        _tenant: Option<&TenantId>,
+    ) -> Result<Vec<task_core::stats::StatusCount>, StoreError> {
+        Err(StoreError::Backend {
+            backend: "postgres",
+            operation: "counting tasks by status",
+            message: "status counters are not kept by this store yet".into(),
+            retryable: false,
+        })
+    }
+
+    async fn activity(
+        &self,
+        _tenant: Option<&TenantId>,
+        _since: Timestamp,
+    ) -> Result<Vec<task_core::stats::ActivityBucket>, StoreError> {
+        Err(StoreError::Backend {
+            backend: "postgres",
+            operation: "reading activity",
+            message: "activity is not kept by this store yet".into(),
+            retryable: false,
+        })
     }
 }
 

@@ -243,4 +243,29 @@ impl TaskStore for SledStore {
     fn outage(&self) -> Option<String> {
         self.shell.outage_reason()
     }
+
+    async fn status_counts(
+        &self,
+        _tenant: Option<&TenantId>,
+    ) -> Result<Vec<task_core::stats::StatusCount>, StoreError> {
+        Err(StoreError::Backend {
+            backend: "sled",
+            operation: "counting tasks by status",
+            message: "status counters are not kept by this store yet".into(),
+            retryable: false,
+        })
+    }
+
+    async fn activity(
+        &self,
+        _tenant: Option<&TenantId>,
+        _since: Timestamp,
+    ) -> Result<Vec<task_core::stats::ActivityBucket>, StoreError> {
+        Err(StoreError::Backend {
+            backend: "sled",
+            operation: "reading activity",
+            message: "activity is not kept by this store yet".into(),
+            retryable: false,
+        })
+    }
 }

@@ -12,6 +12,7 @@ use crate::fair::{ProductRoom, ReadyEntry, TenantQueue, Turns, take_turns};
 use crate::ids::{InventoryId, ProductName, TaskId, TenantId, Version};
 use crate::machine::{Authority, TaskEvent, created, transition_all};
 use crate::results::AnalysisResult;
+use crate::stats::{ActivityBucket, StatsDelta, StatusCount};
 use crate::store::{
     ApplyRequest, ClaimRequest, CreateOutcome, NewTask, Page, PageRequest, StoreError, TaskChange,
     TaskFilter, TaskStore,
@@ -20,6 +21,7 @@ use crate::task::{HistoryEntry, Status, Task, TaskKey};
 use crate::time::{SharedClock, SystemClock, Timestamp};
 
 mod catalog;
+mod stats;
 mod webhooks;
 
 /// Where a pending task waits: its priority rank, tenant and ready time.
@@ -44,11 +46,14 @@ struct Inner {
     results: BTreeMap<(TenantId, ProductName, InventoryId, Version), AnalysisResult>,
     cache: HashMap<String, serde_json::Value>,
     outbox: webhooks::Outbox,
+    stats: stats::Stats,
 }
 
 impl Inner {
     /// Stores `task` (replacing its previous version) and keeps every index in step.
     fn put(&mut self, task: Task, entry: HistoryEntry) {
+        let delta = StatsDelta::of_write(self.tasks.get(&task.id), &task);
+        self.stats.apply(&task.key, delta);
         if let Some(old) = self.tasks.get(&task.id) {
             if let Some((rank, tenant, at)) = self.ready_pos.remove(&old.id)
                 && let Some(queue) = self.ready[usize::from(rank)].get_mut(&tenant)
@@ -433,6 +438,21 @@ impl TaskStore for MemoryStore {
 
     fn subscribe(&self) -> broadcast::Receiver<TaskChange> {
         self.changes.subscribe()
+    }
+
+    async fn status_counts(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<StatusCount>, StoreError> {
+        Ok(self.lock().stats.counts(tenant))
+    }
+
+    async fn activity(
+        &self,
+        tenant: Option<&TenantId>,
+        since: Timestamp,
+    ) -> Result<Vec<ActivityBucket>, StoreError> {
+        Ok(self.lock().stats.activity(tenant, since))
     }
 }
 

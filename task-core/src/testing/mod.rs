@@ -18,6 +18,7 @@ mod catalog_results;
 mod claims;
 mod fairness;
 mod recording;
+mod stats;
 mod tasks;
 mod webhooks;
 
@@ -26,6 +27,7 @@ pub use catalog_results::*;
 pub use claims::*;
 pub use fairness::*;
 pub use recording::{RecordingStore, StoreCalls};
+pub use stats::*;
 pub use tasks::*;
 pub use webhooks::*;
 
@@ -74,7 +76,10 @@ macro_rules! conformance_suite {
             status_changes_write_deliveries,
             deliveries_are_leased_and_fenced,
             failed_deliveries_can_be_resent,
-            outbox_skips_pages_and_deletes
+            outbox_skips_pages_and_deletes,
+            status_counts_follow_every_change,
+            activity_is_kept_per_minute,
+            tasks_filter_by_priority_and_creation_time
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

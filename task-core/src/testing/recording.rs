@@ -10,6 +10,7 @@ use crate::catalog::{CatalogItem, DeletedItem, ItemUpsert};
 use crate::ids::{InventoryId, ProductName, TaskId, TenantId, Version};
 use crate::machine::TaskEvent;
 use crate::results::AnalysisResult;
+use crate::stats::{ActivityBucket, StatusCount};
 use crate::store::{
     ApplyRequest, CatalogStore, ClaimRequest, CreateOutcome, NewTask, Page, PageRequest,
     ResultStore, Store, StoreError, TaskChange, TaskFilter, TaskStore,
@@ -159,6 +160,19 @@ impl<S: Store> TaskStore for RecordingStore<S> {
 
     fn outage(&self) -> Option<String> {
         self.inner.outage()
+    }
+    async fn status_counts(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<StatusCount>, StoreError> {
+        self.inner.status_counts(tenant).await
+    }
+    async fn activity(
+        &self,
+        tenant: Option<&TenantId>,
+        since: Timestamp,
+    ) -> Result<Vec<ActivityBucket>, StoreError> {
+        self.inner.activity(tenant, since).await
     }
 }
 

@@ -208,6 +208,7 @@ pub fn context(
             step,
             output,
             finished_at: Timestamp(0),
+            started_at: None,
             attempt: 1,
             reused: false,
         });
