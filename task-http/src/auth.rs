@@ -49,9 +49,10 @@ fn presented_key(req: &Request) -> Result<Option<String>, &'static str> {
     }
 }
 
-/// The tenant of `candidate`. Every configured key is compared, in constant time per key, so the
-/// time taken does not tell which key (or which prefix) matched.
-fn find_tenant<'a>(keys: &'a [ApiKey], candidate: &str) -> Option<&'a ApiKey> {
+/// The configured key equal to `candidate`, with its tenant. Every configured key is compared,
+/// in constant time per key, so the time taken does not tell which key (or which prefix)
+/// matched.
+pub fn find_key<'a>(keys: &'a [ApiKey], candidate: &str) -> Option<&'a ApiKey> {
     let mut found: Option<&ApiKey> = None;
     for key in keys {
         let equal: Choice = key.key.as_bytes().ct_eq(candidate.as_bytes());
@@ -78,7 +79,7 @@ pub(crate) async fn authenticate(
         )
         .into_response();
     };
-    let Some(key) = find_tenant(&keys, &candidate) else {
+    let Some(key) = find_key(&keys, &candidate) else {
         return ApiError::Unauthorized("Invalid API key").into_response();
     };
     tracing::Span::current().record("tenant", key.tenant.as_str());
@@ -103,12 +104,9 @@ mod tests {
                 tenant: TenantId::new("b").unwrap(),
             },
         ];
-        assert_eq!(
-            find_tenant(&keys, "beta-secret").unwrap().tenant.as_str(),
-            "b"
-        );
-        assert!(find_tenant(&keys, "beta-secre").is_none());
-        assert!(find_tenant(&keys, "beta-secret2").is_none());
-        assert!(find_tenant(&keys, "").is_none());
+        assert_eq!(find_key(&keys, "beta-secret").unwrap().tenant.as_str(), "b");
+        assert!(find_key(&keys, "beta-secre").is_none());
+        assert!(find_key(&keys, "beta-secret2").is_none());
+        assert!(find_key(&keys, "").is_none());
     }
 }

@@ -50,6 +50,7 @@ mod body;
 pub mod config;
 mod contract;
 pub mod error;
+pub mod follow;
 mod openapi;
 mod routes;
 mod sse;
@@ -69,7 +70,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::API_KEY_HEADER;
+pub use auth::{API_KEY_HEADER, find_key};
 pub use config::{
     ApiKey, AssetUrlValidator, ProductConfig, QueryParams, ResultPresenter, ServiceConfig,
 };
