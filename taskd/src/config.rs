@@ -63,6 +63,9 @@ pub struct FileConfig {
     /// Webhook delivery and static subscriptions.
     #[serde(default)]
     pub webhooks: crate::webhooks::WebhooksEntry,
+    /// The web console at `/ui`.
+    #[serde(default)]
+    pub console: crate::console::ConsoleEntry,
 }
 
 /// One API key.
@@ -248,6 +251,8 @@ pub struct Settings {
     pub s3: S3Entry,
     /// Webhook settings.
     pub webhooks: crate::webhooks::WebhooksEntry,
+    /// Console settings.
+    pub console: crate::console::ConsoleEntry,
 }
 
 fn setting(field: &str, reason: impl ToString) -> TaskdError {
@@ -429,6 +434,7 @@ impl FileConfig {
             http: self.http,
             s3: self.s3,
             webhooks: self.webhooks,
+            console: self.console,
         })
     }
 }

@@ -14,6 +14,7 @@
 
 mod commands;
 mod config;
+mod console;
 mod error;
 mod health;
 mod http_server;

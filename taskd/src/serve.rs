@@ -282,7 +282,19 @@ pub async fn node<S: Store>(
     let dispatcher = crate::webhooks::start(store.clone(), &settings.webhooks).await?;
     let (router, drain): (axum::Router, Box<dyn FnOnce() + Send>) = if role.serves_api() {
         let api = TaskApi::new(store.clone(), service_config(settings));
-        (api.router(), Box::new(move || api.drain()))
+        let shared: Arc<dyn Store> = store.clone();
+        let console = settings.console.build(shared, service_config(settings))?;
+        let mut router = api.router();
+        if let Some(console) = &console {
+            router = router.merge(console.router());
+        }
+        let drain = move || {
+            api.drain();
+            if let Some(console) = console {
+                console.drain();
+            }
+        };
+        (router, Box::new(drain))
     } else {
         let health = Health::new(store.clone());
         (health.router(), Box::new(move || health.drain()))
@@ -304,6 +316,9 @@ pub async fn node<S: Store>(
     tracing::info!(%addr, store = %settings.store.describe(), role = role.name(), products = ?products, "taskd serving");
     // The line scripts and tests wait for.
     println!("taskd listening on http://{addr}");
+    if role.serves_api() && settings.console.enabled.unwrap_or(true) {
+        tracing::info!("console at http://{addr}{}", crate::console::CONSOLE_PATH);
+    }
     limits.shutdown_grace = settings.shutdown_grace.max(Duration::from_secs(1));
     crate::http_server::serve(listener, router, limits, async move {
         shutdown_signal().await;
