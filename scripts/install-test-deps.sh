@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests need when it is missing: ffmpeg/ffprobe (Debian package) and a local
-# S3-compatible server (moto, from PyPI, in a venv under target/test-deps). Idempotent and quiet
+# Installs what the tests need when it is missing: ffmpeg/ffprobe, Chromium and its WebDriver
+# (Debian packages: the console's browser tests) and a local S3-compatible server (moto, from
+# PyPI, in a venv under target/test-deps). Idempotent and quiet
 # when everything is there. Needs only the package registries (apt, PyPI).
 # `install-test-deps.sh ffmpeg` installs ffmpeg only (what the quickstart needs).
 set -euo pipefail
@@ -19,6 +20,12 @@ fi
 
 if [ "${1:-}" = "ffmpeg" ]; then
   exit 0
+fi
+
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "installing chromium and chromium-driver (apt)..." >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 if [ ! -x "$deps_dir/moto/bin/moto_server" ]; then

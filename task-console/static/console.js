@@ -12,7 +12,9 @@
 
   function setField(name, value) {
     document.querySelectorAll('[data-field="' + name + '"]').forEach((el) => {
-      el.textContent = value === null || value === undefined || value === "" ? "–" : String(value);
+      let text = value === null || value === undefined || value === "" ? "–" : String(value);
+      if (name.endsWith("_at")) { text = text.replace("T", " "); }
+      el.textContent = text;
       if (name === "status") { el.dataset.status = value; }
     });
   }

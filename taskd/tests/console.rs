@@ -108,6 +108,42 @@ impl Api {
     }
 }
 
+/// A tiny video of `seconds` with black, silent gaps at `gaps` (seconds): adbreak candidates.
+fn encode_with_gaps(out: &Path, seconds: u32, gaps: &[(u32, u32)]) {
+    let enable = gaps
+        .iter()
+        .map(|(a, b)| format!("between(t,{a},{b})"))
+        .collect::<Vec<_>>()
+        .join("+");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=size=64x36:rate=2:duration={seconds}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=330:sample_rate=16000:duration={seconds}"
+        ))
+        .arg("-vf")
+        .arg(format!(
+            "drawbox=x=0:y=0:w=iw:h=ih:color=black:t=fill:enable='{enable}'"
+        ))
+        .arg("-af")
+        .arg(format!("volume=enable='{enable}':volume=0"))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            "-ac",
+            "1",
+        ])
+        .arg(out)
+        .status()
+        .expect("ffmpeg is needed (scripts/install-test-deps.sh installs it)");
+    assert!(status.success(), "ffmpeg could not make {}", out.display());
+}
+
 fn fifo(path: &Path) {
     let made = std::process::Command::new("mkfifo")
         .arg(path)
@@ -133,7 +169,13 @@ async fn sign_in(browser: &Browser, daemon: &Daemon, key: &str) {
         .unwrap();
     field.send_keys("not-a-key").await.unwrap();
     browser.click("form button[type=submit]").await;
-    assert!(browser.text("#sign-in-error").await.contains("not valid"));
+    browser
+        .wait_text(
+            "#sign-in-error",
+            "That key is not valid. Check it and try again.",
+            10,
+        )
+        .await;
     let field = browser
         .client
         .find(fantoccini::Locator::Css("#key"))
@@ -161,7 +203,7 @@ async fn no_key_shown(browser: &Browser, key: &str) {
 async fn a_tenant_watches_cancels_and_bulk_cancels_tasks_live() {
     let daemon = Daemon::start(&config());
     let media = daemon.root().join("media");
-    support::encode(&media.join("good.mp4"), 6);
+    encode_with_gaps(&media.join("good.mp4"), 20, &[(5, 8), (13, 16)]);
     fifo(&media.join("hang.mp4"));
     let api = Api::new(&daemon, KEY_A);
     // The hanging task holds the product's only slot; everything after it waits.
@@ -450,5 +492,15 @@ async fn another_tenant_sees_nothing_and_forged_posts_are_refused() {
     let accepted = post(&[("origin", &daemon.url(""))]).await.unwrap();
     assert_eq!(accepted.status(), 303);
     bravo.wait_status(&own, "cancelled", 10).await;
+
+    // Signing out ends the session: the console sends the browser back to the sign-in page.
+    browser.goto(&daemon.url("/ui/tasks")).await;
+    browser.click("header form button").await;
+    browser.wait_text("h1", "Sign in", 10).await;
+    browser.goto(&daemon.url("/ui/tasks")).await;
+    assert_eq!(
+        browser.client.current_url().await.unwrap().path(),
+        "/ui/sign-in"
+    );
     browser.client.clone().close().await.unwrap();
 }

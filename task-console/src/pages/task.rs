@@ -15,7 +15,7 @@ use task_core::store::StoreError;
 use task_core::task::Task;
 
 use crate::error::ConsoleError;
-use crate::pages::layout::{Nav, page, status_badge, time, token_field};
+use crate::pages::layout::{Nav, page, status_badge, token_field};
 use crate::pages::tasks::asset_href;
 use crate::session::Session;
 use crate::state::{ConsoleState, Posted, WithToken};
@@ -59,13 +59,18 @@ fn fact(label: &str, field: &str, value: Option<String>) -> Markup {
     }
 }
 
+/// A time of the task's view (RFC 3339), as the page shows it (the script does the same).
+fn shown(at: &str) -> String {
+    at.replace('T', " ")
+}
+
 /// The timeline's entries (the script builds the same markup from the stream).
 fn timeline(history: &[HistoryEntryView]) -> Markup {
     html! {
         ol.timeline id="timeline" {
             @for entry in history {
                 li data-to=(entry.to) {
-                    time datetime=(entry.at) { (entry.at.replace('T', " ")) }
+                    time datetime=(entry.at) { (shown(&entry.at)) }
                     " "
                     strong.event { (entry.event) }
                     " "
@@ -114,10 +119,10 @@ pub(crate) async fn show(
                         (fact("Current step", "step", view.step.clone()))
                         (fact("Attempt", "attempt", Some(view.attempt.to_string())))
                         (fact("Cancel requested", "cancel_requested", Some(if view.cancel_requested { "yes" } else { "no" }.to_owned())))
-                        dt { "Created" } dd { (time(task.created_at)) }
-                        (fact("Started", "started_at", view.started_at.clone()))
-                        (fact("Finished", "finished_at", view.finished_at.clone()))
-                        (fact("Updated", "updated_at", Some(view.updated_at.clone())))
+                        (fact("Created", "created_at", Some(shown(&view.created_at))))
+                        (fact("Started", "started_at", view.started_at.as_deref().map(shown)))
+                        (fact("Finished", "finished_at", view.finished_at.as_deref().map(shown)))
+                        (fact("Updated", "updated_at", Some(shown(&view.updated_at))))
                     }
                     form.cancel id="cancel" method="post" action=(state.at(&format!("/tasks/{}/cancel", task.id))) hidden[!active] {
                         (token_field(&state, &session))

@@ -168,7 +168,7 @@ impl Browser {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
         std::fs::create_dir_all(&dir).unwrap();
         for (suffix, width, height) in [("desktop", 1280, 800), ("phone", 390, 844)] {
-            self.client.set_window_size(width, height).await.unwrap();
+            self.set_viewport(width, height).await;
             let overflow = self
                 .eval("return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
                 .await;
@@ -179,6 +179,20 @@ impl Browser {
             let png = self.client.screenshot().await.unwrap();
             std::fs::write(dir.join(format!("{name}-{suffix}.png")), png).unwrap();
         }
-        self.client.set_window_size(1280, 800).await.unwrap();
+        self.set_viewport(1280, 800).await;
+    }
+
+    /// Sizes the window so that the page's viewport is `width` x `height`.
+    async fn set_viewport(&self, width: u32, height: u32) {
+        self.client.set_window_size(width, height).await.unwrap();
+        let inner = self
+            .eval("return [window.innerWidth, window.innerHeight];")
+            .await;
+        let inner = |i: usize| u32::try_from(inner[i].as_u64().unwrap()).unwrap();
+        let (w, h) = (
+            width + width.saturating_sub(inner(0)),
+            height + height.saturating_sub(inner(1)),
+        );
+        self.client.set_window_size(w, h).await.unwrap();
     }
 }
