@@ -69,3 +69,37 @@ impl IntoResponse for ConsoleError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_answer_503_when_retrying_may_help_else_500() {
+        let unavailable = StoreError::Unavailable {
+            backend: "sled",
+            reason: "disk full".into(),
+        };
+        assert_eq!(
+            ConsoleError::from(unavailable).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let broken = StoreError::Backend {
+            backend: "sled",
+            operation: "counting tasks by status",
+            message: "not kept".into(),
+            retryable: false,
+        };
+        assert_eq!(
+            ConsoleError::from(broken).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let response = ConsoleError::NotFound("Task x".into()).into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let page = response
+            .extensions()
+            .get::<ErrorPage>()
+            .map(|p| p.0.clone());
+        assert_eq!(page.as_deref(), Some("Task x not found"));
+    }
+}
