@@ -47,6 +47,7 @@ use task_core::ids::ProductName;
 use task_runner::{Pipeline, RunnerError};
 
 use crate::analyze::adbreaks::AdbreaksAnalyzer;
+use crate::analyze::fingerprint::FingerprintAnalyzer;
 use crate::analyze::scenes::ScenesAnalyzer;
 use crate::analyze::{AnalyzeStep, Analyzer};
 use crate::asset_url::AssetLocator;
@@ -80,12 +81,13 @@ pub fn pipeline(
 }
 
 /// The products this crate has an analyzer for, as [`builtin_analyzer`] knows them.
-pub const BUILTIN_PRODUCTS: [&str; 2] = ["adbreaks", "scenes"];
+pub const BUILTIN_PRODUCTS: [&str; 3] = ["adbreaks", "fingerprint", "scenes"];
 
 /// The analyzers this crate ships, by product name (one of [`BUILTIN_PRODUCTS`]).
 pub fn builtin_analyzer(product: &ProductName) -> Option<Arc<dyn Analyzer>> {
     match product.as_str() {
         "adbreaks" => Some(Arc::new(AdbreaksAnalyzer::default())),
+        "fingerprint" => Some(Arc::new(FingerprintAnalyzer::default())),
         "scenes" => Some(Arc::new(ScenesAnalyzer::default())),
         _ => None,
     }

@@ -1,6 +1,7 @@
 //! The `analyze` step: one [`Analyzer`] per product, results written idempotently.
 
 pub mod adbreaks;
+pub mod fingerprint;
 pub mod scenes;
 mod tools;
 

@@ -29,6 +29,21 @@ pub(super) async fn run(
     path: &Path,
     what: &str,
 ) -> Result<Printed, TaskError> {
+    let (stdout, stderr) = run_raw(tool, program, args, path, what).await?;
+    Ok(Printed {
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr,
+    })
+}
+
+/// [`run`], with standard output as the bytes the child wrote (a binary format).
+pub(super) async fn run_raw(
+    tool: &'static str,
+    program: &str,
+    args: Vec<OsString>,
+    path: &Path,
+    what: &str,
+) -> Result<(Vec<u8>, String), TaskError> {
     let output = tokio::process::Command::new(program)
         .args(&args)
         .stdin(Stdio::null())
@@ -54,10 +69,7 @@ pub(super) async fn run(
             message: format!("{tool} failed in {what}: {last}"),
         });
     }
-    Ok(Printed {
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr,
-    })
+    Ok((output.stdout, stderr))
 }
 
 /// ffmpeg prefixes some messages with the input path; the path of a temporary download means
