@@ -76,10 +76,10 @@ async fn finished(http: &reqwest::Client, daemon: &Daemon, id: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenes_runs_to_done_with_its_own_length_gate_and_results() {
+async fn scenes_and_fingerprint_run_to_done_with_their_own_length_gates_and_results() {
     let config = format!(
         "[[api_keys]]\nkey = \"{KEY}\"\ntenant = \"acme\"\n\
-         [products.scenes]\nmin_duration_secs = 5\n\
+         [products.scenes]\nmin_duration_secs = 5\n[products.fingerprint]\n\
          [products.adbreaks]\nmin_duration_secs = 600\n"
     );
     let daemon = Daemon::start(&config);
