@@ -50,6 +50,10 @@ pub(crate) mod tree {
     pub const DELIVERIES: &str = "deliveries";
     /// Pending deliveries by (due time, webhook id, delivery id).
     pub const OUTBOX: &str = "outbox";
+    /// Status counts: (tenant, product, status) -> how many tasks (u64, big-endian).
+    pub const COUNTS: &str = "counts";
+    /// Per-minute activity: (minute, tenant, product) -> what happened in it.
+    pub const ACTIVITY: &str = "activity";
     /// History, one value per call (formats 1 and 2 only; format 3 keeps it in the record).
     pub const HISTORY: &str = "history";
     /// The sled trees of formats 1 and 2, one per keyspace.
@@ -89,13 +93,17 @@ pub(crate) enum Tk {
     Deliveries,
     /// [`tree::OUTBOX`].
     Outbox,
+    /// [`tree::COUNTS`].
+    Counts,
+    /// [`tree::ACTIVITY`].
+    Activity,
 }
 
 impl Tk {
     /// How many there are.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 16;
     /// The keyspaces stored in sled, in prefix order.
-    pub const PERSISTENT: [Tk; 12] = [
+    pub const PERSISTENT: [Tk; 14] = [
         Tk::Active,
         Tk::Items,
         Tk::Deliveries,
@@ -103,10 +111,12 @@ impl Tk {
         Tk::ByItem,
         Tk::Cache,
         Tk::Latest,
+        Tk::Activity,
         Tk::ByTenant,
         Tk::Outbox,
         Tk::Results,
         Tk::Tasks,
+        Tk::Counts,
         Tk::Webhooks,
     ];
 
@@ -127,6 +137,8 @@ impl Tk {
             Tk::Webhooks => tree::WEBHOOKS,
             Tk::Deliveries => tree::DELIVERIES,
             Tk::Outbox => tree::OUTBOX,
+            Tk::Counts => tree::COUNTS,
+            Tk::Activity => tree::ACTIVITY,
         }
     }
 
@@ -145,6 +157,8 @@ impl Tk {
             Tk::Webhooks => b'W',
             Tk::Deliveries => b'D',
             Tk::Outbox => b'O',
+            Tk::Counts => b'U',
+            Tk::Activity => b'M',
             Tk::Ready | Tk::Leases => return None,
         })
     }
