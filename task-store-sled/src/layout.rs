@@ -163,6 +163,13 @@ impl Tk {
         })
     }
 
+    /// Whether the flusher holds this keyspace's durable writes back from sled until the next
+    /// checkpoint (see `deferred`): the task records, and the status counts and activity
+    /// buckets, all rewritten by most groups.
+    pub fn held_back(self) -> bool {
+        matches!(self, Tk::Tasks | Tk::Counts | Tk::Activity)
+    }
+
     /// The keyspace stored under `prefix`.
     pub fn of_prefix(prefix: u8) -> Option<Tk> {
         Tk::PERSISTENT
@@ -352,7 +359,7 @@ impl Trees {
             data: &self.data,
             // Only the stage asks for the queues, and it never asks for a view of them.
             prefix: tk.prefix().unwrap_or(0),
-            deferred: (tk == Tk::Tasks).then_some(&self.deferred),
+            deferred: tk.held_back().then_some(&self.deferred),
             pending: pending.then_some(&self.overlay),
         }
     }
