@@ -218,10 +218,12 @@ async fn a_tenant_watches_cancels_and_bulk_cancels_tasks_live() {
     let browser = Browser::start().await;
     sign_in(&browser, &daemon, KEY_A).await;
     browser.screenshots("overview").await;
-    /*STATS assert_eq!(
-        browser.eval("return document.querySelector('#counts').dataset.total;").await,
+    assert_eq!(
+        browser
+            .eval("return document.querySelector('#counts').dataset.total;")
+            .await,
         json!("5")
-    );STATS*/
+    );
 
     // The good task's page, pending behind the hanging one; a marker shows it is never reloaded.
     browser
@@ -378,11 +380,13 @@ async fn another_tenant_sees_nothing_and_forged_posts_are_refused() {
 
     let browser = Browser::start().await;
     sign_in(&browser, &daemon, KEY_B).await;
-    /*STATS assert_eq!(
-        browser.eval("return document.querySelector('#counts').dataset.total;").await,
+    assert_eq!(
+        browser
+            .eval("return document.querySelector('#counts').dataset.total;")
+            .await,
         json!("1"),
         "tenant B's counts hold its own task only"
-    );STATS*/
+    );
     browser.goto(&daemon.url("/ui/tasks")).await;
     let source = browser.client.source().await.unwrap();
     assert!(source.contains(&own));
