@@ -94,8 +94,13 @@ fn minutes(buckets: &[ActivityBucket], now: Timestamp) -> (Vec<String>, Vec<Acti
     (labels, merged)
 }
 
+/// A count, or an axis mark between counts (2.5).
 fn count(n: f64) -> String {
-    format!("{n:.0}")
+    if n.fract() == 0.0 {
+        format!("{n:.0}")
+    } else {
+        format!("{n:.1}")
+    }
 }
 
 fn millis(ms: f64) -> String {
