@@ -57,3 +57,29 @@ impl ConsoleEntry {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::FileConfig;
+
+    fn build(toml: &str) -> Result<Option<Console>, TaskdError> {
+        let file = FileConfig::parse(toml).unwrap();
+        let store: Arc<dyn Store> = Arc::new(task_core::memory::MemoryStore::default());
+        file.console.build(store, ServiceConfig::new())
+    }
+
+    #[test]
+    fn the_console_is_on_by_default_and_its_settings_are_checked() {
+        assert!(build("").unwrap().is_some());
+        assert!(build("[console]\nenabled = false").unwrap().is_none());
+        let secret = format!("[console]\nsession_secret = \"{}\"", "s".repeat(32));
+        assert!(build(&secret).unwrap().is_some());
+        let short = build("[console]\nsession_secret = \"too-short\"").unwrap_err();
+        assert!(short.to_string().contains("at least 32"), "{short}");
+        let zero = build("[console]\nsession_hours = 0").unwrap_err();
+        assert!(zero.to_string().contains("session_hours"), "{zero}");
+        assert!(FileConfig::parse("[console]\nsecret = \"x\"").is_err());
+    }
+}
