@@ -297,9 +297,11 @@ impl Shared {
     ) -> Result<T, StoreError> {
         match result {
             Ok(value) => {
+                let began = std::time::Instant::now();
                 tx.commit()
                     .await
                     .map_err(|e| self.ctx.db(operation, input, e))?;
+                task_core::telemetry::store_commit(began.elapsed());
                 Ok(value)
             }
             Err(err) => {

@@ -63,6 +63,9 @@ pub struct FileConfig {
     /// Webhook delivery and static subscriptions.
     #[serde(default)]
     pub webhooks: crate::webhooks::WebhooksEntry,
+    /// Where `/metrics` is served (default: nowhere, and nothing is recorded).
+    #[serde(default)]
+    pub metrics: crate::exporter::MetricsEntry,
 }
 
 /// One API key.
@@ -248,6 +251,8 @@ pub struct Settings {
     pub s3: S3Entry,
     /// Webhook settings.
     pub webhooks: crate::webhooks::WebhooksEntry,
+    /// Metrics settings.
+    pub metrics: crate::exporter::MetricsSettings,
 }
 
 fn setting(field: &str, reason: impl ToString) -> TaskdError {
@@ -408,7 +413,9 @@ impl FileConfig {
             (self.store, self.data_dir),
             &self.postgres,
         )?;
+        let metrics = self.metrics.resolve(&api_keys)?;
         Ok(Settings {
+            metrics,
             listen,
             store,
             retention: match self.retention_days {

@@ -15,6 +15,7 @@
 mod commands;
 mod config;
 mod error;
+mod exporter;
 mod health;
 mod http_server;
 mod presenter;
