@@ -334,6 +334,73 @@ mod tests {
         assert_eq!(get("legacy", Status::Done), Some(0));
     }
 
+    /// The memory store keeps status counts: the gauge sums its tenants at each scrape.
+    #[tokio::test]
+    async fn a_keyed_scrape_reads_the_task_gauge_from_the_store() {
+        use axum::body::Body;
+        use axum::http::Request;
+        use std::time::Duration;
+        use task_core::prelude::*;
+        use tower::ServiceExt;
+
+        let store = Arc::new(MemoryStore::default());
+        let product = ProductName::new("adbreaks").unwrap();
+        for (tenant, item) in [("a", "m1"), ("a", "m2"), ("b", "m1")] {
+            let key = TaskKey {
+                tenant: TenantId::new(tenant).unwrap(),
+                inventory_id: InventoryId::new(item).unwrap(),
+                product: product.clone(),
+                version: Version::new("1.0").unwrap(),
+            };
+            let new = NewTask {
+                key,
+                priority: Priority::Low,
+            };
+            assert!(store.create_task(new).await.unwrap().created);
+        }
+        let worker = WorkerId::new("w").unwrap();
+        let claimed = store
+            .claim_one(worker, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(claimed.is_some());
+        let key = "scrape-key-0123456789";
+        let settings = MetricsSettings {
+            listen: None,
+            scrape_key: Some(key.to_owned()),
+        };
+        let served = start(&store, &settings, vec![product])
+            .await
+            .unwrap()
+            .unwrap();
+        let routes = served.keyed_routes.clone().unwrap();
+        let scrape = |bearer: &str| {
+            let request = Request::get("/metrics")
+                .header(header::AUTHORIZATION, format!("Bearer {bearer}"))
+                .body(Body::empty())
+                .unwrap();
+            routes.clone().oneshot(request)
+        };
+        let refused = scrape("wrong-key-0123456789").await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        let response = scrape(key).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        for (status, count) in [
+            ("pending", 2),
+            ("processing", 1),
+            ("done", 0),
+            ("failed", 0),
+        ] {
+            let line = format!("taskd_tasks{{product=\"adbreaks\",status=\"{status}\"}} {count}\n");
+            assert!(text.contains(&line), "{line}in\n{text}");
+        }
+        served.stop().await;
+    }
+
     #[test]
     fn a_scrape_key_must_be_long_and_no_tenants_key() {
         let tenant = TenantId::new("acme").unwrap();
