@@ -178,9 +178,14 @@ pub const ALL: &[Metric] = &[
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
-/// Starts recording (call it once a recorder is installed). It cannot be undone.
+/// Starts recording (call it once a recorder is installed).
 pub fn enable() {
     ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// Stops recording: the recording functions go back to one relaxed load each.
+pub fn disable() {
+    ENABLED.store(false, Ordering::Relaxed);
 }
 
 /// Whether [`enable`] was called.
