@@ -18,5 +18,6 @@
 
 pub mod bodies;
 pub mod errors;
+pub mod fingerprint;
 pub mod views;
 pub mod webhooks;

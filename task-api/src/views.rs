@@ -282,7 +282,9 @@ pub struct ResultView {
     /// The product.
     #[serde(rename = "type")]
     pub product: String,
-    /// The product's data (for `adbreaks`: `{"adbreak": [{"rank", "candidates"}]}`, filtered).
+    /// The product's data (for `adbreaks`: `{"adbreak": [{"rank", "candidates"}]}`, filtered;
+    /// for `scenes`: `{"duration_secs", "threshold", "shots": [[start, end]], "cuts": [{"time",
+    /// "score"}]}`).
     #[schema(value_type = Object)]
     pub data: Value,
 }

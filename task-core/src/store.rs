@@ -195,9 +195,12 @@ impl PageRequest {
 /// One page of results and the cursor of the next one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
-    /// The items, in a stable order.
+    /// The items, in a stable order. A page may hold fewer than the requested `limit` items,
+    /// even none, while [`Page::next`] is set: a store may end a page once it has looked at a
+    /// bounded number of entries (see [`TaskStore::list_tasks`]).
     pub items: Vec<T>,
-    /// Cursor for the next page; None when this is the last.
+    /// Cursor for the next page; None when this is the last. Callers keep paging while it is
+    /// set, whatever the number of items of this page.
     pub next: Option<String>,
 }
 
@@ -382,6 +385,11 @@ pub trait TaskStore: Send + Sync + 'static {
     async fn latest_task(&self, key: &TaskKey) -> Result<Option<Task>, StoreError>;
 
     /// A tenant's tasks matching `filter`, oldest first, one page at a time.
+    ///
+    /// A store may bound the work of one page: with a filter that few tasks match, the page
+    /// ends once a scan budget is spent (the sled store looks at 5,000 index entries, or
+    /// `limit` if more), holding the matches found so far, possibly none, with `next` set after
+    /// the last task looked at. Paging on until `next` is None still reaches every match.
     async fn list_tasks(
         &self,
         tenant: &TenantId,

@@ -108,7 +108,7 @@ fn tighten_operation(
                     "enum": ["pending", "delivered", "failed"]})),
                 "type" => Some(json!({"type": "string",
                     "enum": ["standalone", "series", "season", "episode"]})),
-                "inventory_id" => Some(inventory_id()),
+                "inventory_id" | "against" => Some(inventory_id()),
                 "product" => Some(products(config)),
                 "version" => Some(version()),
                 "page_num" => Some(json!({"type": "integer", "minimum": 1, "maximum": 1_000_000})),

@@ -77,7 +77,7 @@ pub use error::{ApiError, FieldError, LocItem};
 
 use crate::body::{BodyLimit, BodyReadTimeout};
 use crate::error::ApiError as Error;
-use crate::routes::{batch, catalog, health, natural, results, tasks, webhooks};
+use crate::routes::{batch, catalog, fingerprint, health, natural, results, tasks, webhooks};
 use crate::state::ApiState;
 
 /// The service: its router, its OpenAPI document and its drain switch.
@@ -154,6 +154,7 @@ impl TaskApi {
             .routes(routes!(natural::item_tasks))
             .routes(routes!(batch::post_batch))
             .routes(routes!(results::get_result))
+            .routes(routes!(fingerprint::match_fingerprints))
             .routes(routes!(webhooks::post_webhook, webhooks::list_webhooks))
             .routes(routes!(webhooks::get_webhook, webhooks::delete_webhook))
             .routes(routes!(webhooks::list_deliveries))

@@ -47,6 +47,8 @@ use task_core::ids::ProductName;
 use task_runner::{Pipeline, RunnerError};
 
 use crate::analyze::adbreaks::AdbreaksAnalyzer;
+use crate::analyze::fingerprint::FingerprintAnalyzer;
+use crate::analyze::scenes::ScenesAnalyzer;
 use crate::analyze::{AnalyzeStep, Analyzer};
 use crate::asset_url::AssetLocator;
 use crate::length_gate::LengthGate;
@@ -78,10 +80,15 @@ pub fn pipeline(
     Ok(pipeline)
 }
 
-/// The analyzers this crate ships, by product name (`adbreaks`).
+/// The products this crate has an analyzer for, as [`builtin_analyzer`] knows them.
+pub const BUILTIN_PRODUCTS: [&str; 3] = ["adbreaks", "fingerprint", "scenes"];
+
+/// The analyzers this crate ships, by product name (one of [`BUILTIN_PRODUCTS`]).
 pub fn builtin_analyzer(product: &ProductName) -> Option<Arc<dyn Analyzer>> {
     match product.as_str() {
         "adbreaks" => Some(Arc::new(AdbreaksAnalyzer::default())),
+        "fingerprint" => Some(Arc::new(FingerprintAnalyzer::default())),
+        "scenes" => Some(Arc::new(ScenesAnalyzer::default())),
         _ => None,
     }
 }

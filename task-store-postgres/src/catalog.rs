@@ -145,7 +145,7 @@ impl PostgresStore {
                 Authority::System,
                 now,
             )?;
-            writes.push(&step.task, current.seq)?;
+            writes.push(Some(&current.task), &step.task, current.seq)?;
             history.push(&step.task, [&step.entry])?;
             cancelled.push(step.task);
         }

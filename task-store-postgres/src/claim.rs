@@ -72,7 +72,7 @@ async fn requeue_in(
         };
         match transition(&task, &TaskEvent::LeaseExpired, Authority::System, now) {
             Ok(step) => {
-                writes.push(&step.task, seq)?;
+                writes.push(Some(&task), &step.task, seq)?;
                 history.push(&step.task, [&step.entry])?;
                 moved.push(step.task);
             }
@@ -267,8 +267,9 @@ async fn claim_in(
             continue;
         };
         // task-core decides: claimed (and maybe started), or given up at its attempt limit.
-        let (task, entries) = request.transition(&task, now)?;
-        writes.push(&task, seq)?;
+        let (claimed_task, entries) = request.transition(&task, now)?;
+        writes.push(Some(&task), &claimed_task, seq)?;
+        let task = claimed_task;
         history.push(&task, &entries)?;
         if task.status() == Status::Processing {
             claimed.push(task);

@@ -73,7 +73,7 @@ async fn create_in(
         for &slot in &todo {
             let new = firsts[slot];
             let fresh = created(TaskId::generate(), new.key.clone(), new.priority, now);
-            rows.push(&fresh.task, 0)?;
+            rows.push(None, &fresh.task, 0)?;
             history.push(&fresh.task, [&fresh.entry])?;
             made.insert(uuid(fresh.task.id), (slot, fresh.task));
         }

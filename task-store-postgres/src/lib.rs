@@ -243,6 +243,7 @@ mod migrate;
 mod options;
 mod prune;
 mod rows;
+mod stats;
 mod tasks;
 mod webhooks;
 mod write;
@@ -398,6 +399,7 @@ impl PostgresStore {
             stopped.clone(),
         );
         let store = Self { shared };
+        stats::spawn(&store, stopped.clone());
         if let Some(age) = options.retention {
             prune::spawn(store.clone(), age, stopped);
         }

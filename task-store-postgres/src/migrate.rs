@@ -41,10 +41,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "autovacuum of tasks after a bounded number of dead rows",
         sql: include_str!("../migrations/0004_autovacuum.sql"),
     },
+    Migration {
+        version: 5,
+        description: "status counts and per-minute activity, kept with every task write",
+        sql: include_str!("../migrations/0005_stats.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Brings `schema` to [`SCHEMA_VERSION`] through `pool` (whose `search_path` is `schema`).
 pub(crate) async fn migrate(ctx: &Ctx, pool: &PgPool) -> Result<(), StoreError> {

@@ -16,14 +16,22 @@ use crate::rows::millis;
 pub(crate) const PRUNE_BATCH: i64 = 1000;
 
 const PRUNE: &str = "
-DELETE FROM tasks WHERE id IN (
-    SELECT id FROM tasks
-    WHERE finished_at < $1 AND status IN ('done', 'failed', 'cancelled')
-    ORDER BY finished_at
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
+WITH del AS (
+    DELETE FROM tasks WHERE id IN (
+        SELECT id FROM tasks
+        WHERE finished_at < $1 AND status IN ('done', 'failed', 'cancelled')
+        ORDER BY finished_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id, tenant, product, status
+),
+-- The deleted tasks leave the status counts in the same statement (StatsDelta::of_removal).
+sc AS (
+    INSERT INTO task_count_changes (tenant, product, status, delta)
+    SELECT tenant, product, status, -count(*) FROM del GROUP BY tenant, product, status
 )
-RETURNING id";
+SELECT id FROM del";
 
 impl PostgresStore {
     /// Deletes every task that finished (done, failed or cancelled) before `before`, with its

@@ -8,6 +8,7 @@ use task_core::time::Timestamp;
 use uuid::Uuid;
 
 use crate::error::{Ctx, encode_error};
+use crate::stats::StatsRows;
 
 /// A timestamp as a bigint column; the far future (past `i64::MAX` ms) is clamped, which
 /// keeps the order. The JSONB document keeps the exact value.
@@ -65,11 +66,20 @@ pub(crate) struct TaskRows {
     pub updated_at: Vec<i64>,
     pub finished_at: Vec<Option<i64>>,
     pub doc: Vec<String>,
+    /// What the writes change in the status counts and activity.
+    pub stats: StatsRows,
 }
 
 impl TaskRows {
-    /// Adds `task`, read at change position `prev_seq` (0 for a new task).
-    pub fn push(&mut self, task: &Task, prev_seq: i64) -> Result<(), StoreError> {
+    /// Adds `task`, written over `before` (None for a new task) read at change position
+    /// `prev_seq` (0 for a new task).
+    pub fn push(
+        &mut self,
+        before: Option<&Task>,
+        task: &Task,
+        prev_seq: i64,
+    ) -> Result<(), StoreError> {
+        self.stats.push(before, task)?;
         let doc = serde_json::to_string(task).map_err(|e| encode_error("a task", e))?;
         self.id.push(uuid(task.id));
         self.prev_seq.push(prev_seq);

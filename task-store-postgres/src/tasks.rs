@@ -24,6 +24,7 @@ use crate::write::update_tasks;
 use crate::{PostgresStore, Shared};
 
 /// A task read under its row lock, with the change position it was read at.
+#[derive(Clone)]
 pub(crate) struct Locked {
     pub task: Task,
     pub seq: i64,
@@ -81,7 +82,8 @@ async fn apply_in(
     ids.sort_unstable();
     ids.dedup();
     let mut locked = lock_tasks(shared, conn, &ids).await?;
-    let read_at: HashMap<Uuid, i64> = locked.iter().map(|(id, l)| (*id, l.seq)).collect();
+    // As read: what the statistics changes are counted from.
+    let read: HashMap<Uuid, Locked> = locked.clone();
     let mut history = HistoryRows::default();
     let mut written = HashSet::new();
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -106,8 +108,8 @@ async fn apply_in(
     }
     let mut rows = TaskRows::default();
     for id in ids.iter().filter(|id| written.contains(*id)) {
-        if let Some(current) = locked.get(id) {
-            rows.push(&current.task, read_at[id])?;
+        if let (Some(current), Some(before)) = (locked.get(id), read.get(id)) {
+            rows.push(Some(&before.task), &current.task, before.seq)?;
         }
     }
     update_tasks(shared, conn, rows, history).await?;
@@ -140,7 +142,7 @@ async fn cancel_in(
     }
     let step = transition(&task, &TaskEvent::CancelRequested, Authority::System, now)?;
     let mut rows = TaskRows::default();
-    rows.push(&step.task, seq)?;
+    rows.push(Some(&task), &step.task, seq)?;
     let mut history = HistoryRows::default();
     history.push(&step.task, [&step.entry])?;
     update_tasks(shared, conn, rows, history).await?;
@@ -366,27 +368,17 @@ impl TaskStore for PostgresStore {
 
     async fn status_counts(
         &self,
-        _tenant: Option<&TenantId>,
+        tenant: Option<&TenantId>,
     ) -> Result<Vec<task_core::stats::StatusCount>, StoreError> {
-        Err(StoreError::Backend {
-            backend: "postgres",
-            operation: "counting tasks by status",
-            message: "status counters are not kept by this store yet".into(),
-            retryable: false,
-        })
+        self.read_counts(tenant).await
     }
 
     async fn activity(
         &self,
-        _tenant: Option<&TenantId>,
-        _since: Timestamp,
+        tenant: Option<&TenantId>,
+        since: Timestamp,
     ) -> Result<Vec<task_core::stats::ActivityBucket>, StoreError> {
-        Err(StoreError::Backend {
-            backend: "postgres",
-            operation: "reading activity",
-            message: "activity is not kept by this store yet".into(),
-            retryable: false,
-        })
+        self.read_activity(tenant, since).await
     }
 }
 

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::Shared;
 use crate::rows::{HistoryRows, TaskRows};
+use crate::stats::insert_changes;
 
 /// The CTE that inserts the deliveries of the status changes bound from parameter `first` on
 /// (change ids, tenants, task ids, statuses, times): one per change and webhook of the tenant
@@ -74,9 +75,11 @@ h AS (
     FROM unnest($15::uuid[], $16::text[]) WITH ORDINALITY AS h(task_id, entry, ord)
     ORDER BY h.ord
 ),
-{deliveries}
+{deliveries},
+{stats}
 SELECT (SELECT count(*) FROM u) FROM n",
-        deliveries = deliveries(17, "")
+        deliveries = deliveries(17, ""),
+        stats = insert_changes(22, 23, "true")
     )
 });
 
@@ -113,9 +116,11 @@ h AS (
     WHERE h.task_id IN (SELECT id FROM ins)
     ORDER BY h.ord
 ),
-{deliveries}
+{deliveries},
+{stats}
 SELECT ins.id FROM ins, n",
-        deliveries = deliveries(22, "\n      AND c.task_id IN (SELECT id FROM ins)")
+        deliveries = deliveries(22, "\n      AND c.task_id IN (SELECT id FROM ins)"),
+        stats = insert_changes(27, 28, "x.task IN (SELECT id FROM ins)")
     )
 });
 
@@ -154,6 +159,8 @@ pub(crate) async fn update_tasks(
         .bind(&history.change_task)
         .bind(&history.change_status)
         .bind(&history.change_at)
+        .bind(rows.stats.counts_json()?)
+        .bind(rows.stats.activity_json()?)
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| {
@@ -213,6 +220,8 @@ pub(crate) async fn insert_tasks(
         .bind(&history.change_task)
         .bind(&history.change_status)
         .bind(&history.change_at)
+        .bind(rows.stats.counts_json()?)
+        .bind(rows.stats.activity_json()?)
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| {

@@ -142,7 +142,8 @@ impl SledStore {
         Ok(out)
     }
 
-    /// Checks that every index (persistent or in memory) agrees with the task records and
+    /// Checks that every index (persistent or in memory) and the status counts agree with
+    /// the task records and
     /// that no task is in an impossible state. Returns the problems found (empty when
     /// consistent). Reads everything: meant for tests, recovery checks and support, not for
     /// hot paths. Run it while no call is in flight: it reads what sled holds, and a group
@@ -153,6 +154,11 @@ impl SledStore {
         let mut problems = Vec::new();
         let mut expected: Expected = BTreeMap::new();
         let mut latest: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let counts = crate::stats::count_records(ctx, &inner.trees)?
+            .into_iter()
+            .map(|(key, count)| (key, count.to_be_bytes().to_vec()))
+            .collect();
+        expected.insert(tree::COUNTS, counts);
         for entry in inner.trees.view(Tk::Tasks).iter() {
             let (key, value) = entry.map_err(|e| ctx.backend("checking", e))?;
             let (stored, history) = decode_record(ctx, &key, &value)?;
@@ -232,6 +238,7 @@ impl SledStore {
             Tk::Latest,
             Tk::ByTenant,
             Tk::ByItem,
+            Tk::Counts,
         ] {
             let entries = inner
                 .trees

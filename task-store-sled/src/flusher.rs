@@ -242,12 +242,16 @@ impl Flusher {
         Ok(())
     }
 
-    /// Applies a durable group's writes to sled key by key, holding its task records back
-    /// until the next checkpoint (see `deferred`), and takes them out of the overlay.
+    /// Applies a durable group's writes to sled key by key, holding its task records and
+    /// statistics back until the next checkpoint (see `deferred`), and takes them out of the
+    /// overlay.
     fn apply(&mut self, group: &Committed) -> Result<(), Failure> {
         let data = &self.trees.data;
         for (key, value) in &group.writes {
-            if key.first() == Tk::Tasks.prefix().as_ref() {
+            if key
+                .first()
+                .is_some_and(|prefix| Tk::of_prefix(*prefix).is_some_and(Tk::held_back))
+            {
                 self.trees.deferred.hold(key, value.clone());
                 continue;
             }

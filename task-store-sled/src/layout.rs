@@ -50,6 +50,10 @@ pub(crate) mod tree {
     pub const DELIVERIES: &str = "deliveries";
     /// Pending deliveries by (due time, webhook id, delivery id).
     pub const OUTBOX: &str = "outbox";
+    /// Status counts: (tenant, product, status) -> how many tasks (u64, big-endian).
+    pub const COUNTS: &str = "counts";
+    /// Per-minute activity: (minute, tenant, product) -> what happened in it.
+    pub const ACTIVITY: &str = "activity";
     /// History, one value per call (formats 1 and 2 only; format 3 keeps it in the record).
     pub const HISTORY: &str = "history";
     /// The sled trees of formats 1 and 2, one per keyspace.
@@ -89,13 +93,17 @@ pub(crate) enum Tk {
     Deliveries,
     /// [`tree::OUTBOX`].
     Outbox,
+    /// [`tree::COUNTS`].
+    Counts,
+    /// [`tree::ACTIVITY`].
+    Activity,
 }
 
 impl Tk {
     /// How many there are.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 16;
     /// The keyspaces stored in sled, in prefix order.
-    pub const PERSISTENT: [Tk; 12] = [
+    pub const PERSISTENT: [Tk; 14] = [
         Tk::Active,
         Tk::Items,
         Tk::Deliveries,
@@ -103,10 +111,12 @@ impl Tk {
         Tk::ByItem,
         Tk::Cache,
         Tk::Latest,
+        Tk::Activity,
         Tk::ByTenant,
         Tk::Outbox,
         Tk::Results,
         Tk::Tasks,
+        Tk::Counts,
         Tk::Webhooks,
     ];
 
@@ -127,6 +137,8 @@ impl Tk {
             Tk::Webhooks => tree::WEBHOOKS,
             Tk::Deliveries => tree::DELIVERIES,
             Tk::Outbox => tree::OUTBOX,
+            Tk::Counts => tree::COUNTS,
+            Tk::Activity => tree::ACTIVITY,
         }
     }
 
@@ -145,8 +157,17 @@ impl Tk {
             Tk::Webhooks => b'W',
             Tk::Deliveries => b'D',
             Tk::Outbox => b'O',
+            Tk::Counts => b'U',
+            Tk::Activity => b'M',
             Tk::Ready | Tk::Leases => return None,
         })
+    }
+
+    /// Whether the flusher holds this keyspace's durable writes back from sled until the next
+    /// checkpoint (see `deferred`): the task records, and the status counts and activity
+    /// buckets, all rewritten by most groups.
+    pub fn held_back(self) -> bool {
+        matches!(self, Tk::Tasks | Tk::Counts | Tk::Activity)
     }
 
     /// The keyspace stored under `prefix`.
@@ -338,7 +359,7 @@ impl Trees {
             data: &self.data,
             // Only the stage asks for the queues, and it never asks for a view of them.
             prefix: tk.prefix().unwrap_or(0),
-            deferred: (tk == Tk::Tasks).then_some(&self.deferred),
+            deferred: tk.held_back().then_some(&self.deferred),
             pending: pending.then_some(&self.overlay),
         }
     }

@@ -160,6 +160,7 @@ mod rebuild;
 mod record;
 mod recovery;
 mod stage;
+mod stats;
 mod tasks;
 mod webhooks;
 

@@ -319,6 +319,7 @@ pub(crate) fn open_inner(
         db: db.clone(),
     };
     let last_seq = replay_journal(&ctx, path, &trees, replay)?;
+    crate::stats::ensure_counts(&ctx, &trees)?;
     let queues = rebuild::rebuild_queues(&ctx, &trees)?;
     trees.publish_wakeup(&queues);
     *trees.lock_queues() = queues;

@@ -7,6 +7,7 @@ use std::ops::Bound;
 use task_core::fair::{ProductRoom, ReadyEntry, TenantQueue, take_turns};
 use task_core::ids::{TaskId, TenantId};
 use task_core::machine::{Authority, TaskEvent, created, transition_all};
+use task_core::stats::StatsDelta;
 use task_core::store::{ClaimRequest, CreateOutcome, NewTask, StoreError};
 use task_core::task::{HistoryEntry, Status, Task, TaskKey};
 use task_core::time::Timestamp;
@@ -94,6 +95,7 @@ impl Stage<'_> {
             }
         }
         self.record_deliveries(&task, entries)?;
+        self.add_stats(&task.key, StatsDelta::of_write(old.map(|o| &o.task), &task))?;
         self.store(StoredTask { task, ready_seq }, entries);
         Ok(())
     }

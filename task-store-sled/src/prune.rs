@@ -7,6 +7,7 @@
 use std::ops::Bound;
 
 use task_core::ids::TaskId;
+use task_core::stats::StatsDelta;
 use task_core::store::StoreError;
 use task_core::time::Timestamp;
 
@@ -60,6 +61,7 @@ impl Stage<'_> {
             if self.get(Tk::Latest, &natural)?.as_deref() == Some(&id.to_bytes()[..]) {
                 self.del(Tk::Latest, natural);
             }
+            self.add_stats(&task.key, StatsDelta::of_removal(&task))?;
             self.remove_task(id);
             pruned.push(id);
         }

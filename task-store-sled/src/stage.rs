@@ -41,6 +41,8 @@ struct Cached {
 #[derive(Debug, Default)]
 pub(crate) struct TaskCache {
     map: HashMap<TaskId, Cached>,
+    /// The minute (in milliseconds) up to which old activity buckets were last swept.
+    swept: u64,
 }
 
 /// At most this many records stay cached between groups.
@@ -50,6 +52,7 @@ impl TaskCache {
     /// Forgets everything (after a failed commit: sled may not hold what the cache says).
     pub fn clear(&mut self) {
         self.map.clear();
+        self.swept = 0;
     }
 }
 
@@ -225,6 +228,11 @@ impl<'a> Stage<'a> {
                 .push(Undo::Restore(id, Box::new(cached), was_dirty));
         }
         self.del(Tk::Tasks, id.to_bytes().to_vec());
+    }
+
+    /// The minute up to which old activity buckets were swept (see `stats`), to move on.
+    pub fn activity_swept(&mut self) -> &mut u64 {
+        &mut self.cache.swept
     }
 
     /// When each tenant was last served by a claim.

@@ -18,6 +18,11 @@ use crate::layout::{Tk, tree};
 use crate::record::{StoredTask, decode_head, decode_record, task_not_found};
 use crate::{Inner, SledStore, keys, unexpected};
 
+/// At most this many index entries are looked at for one page of `list_tasks` (more when the
+/// page asks for more items): a filter that few tasks match ends the page early, with its
+/// `next` cursor after the last task looked at, instead of scanning the whole tenant.
+pub(crate) const LIST_SCAN_BUDGET: usize = 5_000;
+
 impl Inner {
     /// Reads a task record (without its history) outside the committer.
     pub(crate) fn load(&self, id: TaskId) -> Result<Option<StoredTask>, StoreError> {
@@ -70,18 +75,27 @@ impl Inner {
             None => Bound::Included(prefix.clone()),
         };
         let end = keys::after_prefix(&prefix).map_or(Bound::Unbounded, Bound::Excluded);
+        let budget = LIST_SCAN_BUDGET.max(limit);
         let mut items: Vec<Task> = Vec::new();
         let mut next = None;
-        for entry in index.range((start, end)) {
+        let mut last_scanned = None;
+        for (scanned, entry) in index.range((start, end)).enumerate() {
             let (key, _) = entry.map_err(|e| self.ctx.backend("listing tasks", e))?;
+            if scanned == budget {
+                // The budget is spent: the next page goes on after the last task looked at.
+                next = last_scanned.map(|id: TaskId| id.to_string());
+                break;
+            }
             let task = self.load_indexed(name, &key)?;
             if !filter.matches(&task) {
+                last_scanned = Some(task.id);
                 continue;
             }
             if items.len() == limit {
                 next = items.last().map(|t| t.id.to_string());
                 break;
             }
+            last_scanned = Some(task.id);
             items.push(task);
         }
         Ok(Page { items, next })
@@ -148,7 +162,17 @@ impl TaskStore for SledStore {
         filter: &TaskFilter,
         page: &PageRequest,
     ) -> Result<Page<Task>, StoreError> {
-        self.live()?.list_sync(tenant, filter, page)
+        let inner = self.live()?;
+        let (tenant, filter, page) = (tenant.clone(), filter.clone(), page.clone());
+        // Up to a scan budget of record reads: a blocking thread's work, not the runtime's.
+        tokio::task::spawn_blocking(move || inner.list_sync(&tenant, &filter, &page))
+            .await
+            .map_err(|e| StoreError::Backend {
+                backend: crate::error::BACKEND,
+                operation: "listing tasks",
+                message: format!("the listing thread failed: {e}"),
+                retryable: false,
+            })?
     }
 
     async fn request_cancel(&self, tenant: &TenantId, id: TaskId) -> Result<Task, StoreError> {
@@ -246,26 +270,16 @@ impl TaskStore for SledStore {
 
     async fn status_counts(
         &self,
-        _tenant: Option<&TenantId>,
+        tenant: Option<&TenantId>,
     ) -> Result<Vec<task_core::stats::StatusCount>, StoreError> {
-        Err(StoreError::Backend {
-            backend: "sled",
-            operation: "counting tasks by status",
-            message: "status counters are not kept by this store yet".into(),
-            retryable: false,
-        })
+        self.live()?.status_counts_sync(tenant)
     }
 
     async fn activity(
         &self,
-        _tenant: Option<&TenantId>,
-        _since: Timestamp,
+        tenant: Option<&TenantId>,
+        since: Timestamp,
     ) -> Result<Vec<task_core::stats::ActivityBucket>, StoreError> {
-        Err(StoreError::Backend {
-            backend: "sled",
-            operation: "reading activity",
-            message: "activity is not kept by this store yet".into(),
-            retryable: false,
-        })
+        self.live()?.activity_sync(tenant, since)
     }
 }

@@ -2,7 +2,8 @@
 //! as opened, then each journal segment up to its last `fdatasync`), writers run concurrently,
 //! and at a random moment the image is taken as the disk after the cut, with a torn frame at
 //! the end of the journal. Opened, it must hold every acknowledged write exactly as
-//! acknowledged (or with the single write in flight at the cut applied too).
+//! acknowledged (or with the single write in flight at the cut applied too), and status counts
+//! equal to the tasks it holds, before and after a prune.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use task_core::prelude::*;
-use task_core::testing::{claim_up_to, new_task, run_to_done};
+use task_core::testing::{assert_counts_match_listing, claim_up_to, new_task, run_to_done};
 use task_store_sled::{DurabilityObserver, SledOptions, SledStore};
 
 /// Keeps `image` equal to what survives a power cut.
@@ -166,6 +167,19 @@ async fn every_acknowledged_write_survives_a_power_cut() {
             "round {round}: only {checked} acknowledged tasks"
         );
         eprintln!("round {round}: {checked} acknowledged tasks intact after the cut");
+        // The status counts came back with the records they follow (same frames), and a prune
+        // keeps them equal.
+        let tenant = TenantId::new("t1").unwrap();
+        let context = format!("round {round}, after the cut");
+        assert_counts_match_listing(&recovered, &tenant, &context).await;
+        assert_eq!(recovered.check_consistency().unwrap(), Vec::<String>::new());
+        let pruned = recovered
+            .prune_finished_before(Timestamp::from_millis(u64::MAX))
+            .await
+            .unwrap();
+        assert!(pruned > 0, "round {round}: nothing finished to prune");
+        let context = format!("round {round}, after pruning {pruned}");
+        assert_counts_match_listing(&recovered, &tenant, &context).await;
         drop(recovered);
         drop(store);
     }

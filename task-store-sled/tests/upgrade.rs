@@ -123,7 +123,7 @@ async fn upgrade_from(version: u32) {
     );
     let marker = upgraded_dump
         .iter()
-        .find(|e| e.tree == "meta")
+        .find(|e| e.tree == "meta" && e.key == b"format")
         .expect("marker");
     assert_eq!(marker.value, 4u32.to_be_bytes());
     assert_eq!(

@@ -100,8 +100,9 @@ fn pipeline(settings: &Settings) -> Result<task_runner::Pipeline, TaskdError> {
             task_media::builtin_analyzer(&product.name).ok_or_else(|| TaskdError::Setting {
                 field: "products".into(),
                 reason: format!(
-                    "no analyzer for {} in this build (available: adbreaks)",
-                    product.name
+                    "no analyzer for {} in this build (available: {})",
+                    product.name,
+                    task_media::BUILTIN_PRODUCTS.join(", ")
                 ),
             })?;
         analyzers.push((product.name.clone(), analyzer));

@@ -50,6 +50,21 @@ async fn kept_counts<S: Store>(
     counts
 }
 
+/// Asserts that the status counts the store keeps for `tenant` equal those of listing every
+/// task of `tenant` (for crash and retention tests of each store); `context` names the case.
+pub async fn assert_counts_match_listing<S: Store>(store: &S, tenant: &TenantId, context: &str) {
+    let listed = listed_counts(store, tenant).await;
+    assert!(
+        !listed.is_empty(),
+        "{context}: no task of {tenant} to count"
+    );
+    assert_eq!(
+        kept_counts(store, Some(tenant)).await,
+        listed,
+        "{context}: kept counts differ from the listed tasks"
+    );
+}
+
 /// The counters follow creates (not deduplicated ones), claims, retries, failures, cancels,
 /// expired leases and completions, per tenant, and sum over tenants.
 pub async fn status_counts_follow_every_change<S: Store>(store: Arc<S>, clock: ManualClock) {

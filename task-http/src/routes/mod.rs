@@ -2,6 +2,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod catalog;
+pub(crate) mod fingerprint;
 pub(crate) mod health;
 pub(crate) mod natural;
 pub(crate) mod results;

@@ -15,7 +15,8 @@ use crate::views::ResultView;
 /// ignored. 404 while no result exists. adbreaks groups are ranked by score, not by time: a
 /// group's score is the mean score of its candidate points (a point's score is the seconds of
 /// black and silence together around it); rank 1 is the highest score, and equal scores go to
-/// the group that starts earlier.
+/// the group that starts earlier. For `scenes`, `data` holds the shots as `[start, end]` in
+/// seconds, covering the asset, and the cuts between them with scdet's score (0-100).
 #[utoipa::path(get, path = "/results/{product}/{inventory_id}", tag = "results",
     params(
         ("product" = String, Path, description = "An enabled product"),

@@ -7,6 +7,7 @@ mod batch;
 mod catalog;
 mod common;
 mod errors;
+mod fingerprint;
 mod hygiene;
 mod live;
 mod openapi;

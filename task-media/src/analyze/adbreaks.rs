@@ -36,7 +36,6 @@
 mod filter;
 mod lead;
 mod silence;
-mod tools;
 mod video;
 
 use std::path::Path;
@@ -49,11 +48,11 @@ use task_runner::step::StepContext;
 
 pub use self::filter::{AdbreakFilter, AdbreakGroup, filter_adbreaks};
 use super::Analyzer;
+use super::tools::{self, check_complete, round_ms};
 use crate::media::LocalMedia;
 use crate::probe::ProbeOutput;
 
-/// How much less than the probed duration may be decoded before the file counts as truncated.
-pub const TRUNCATION_TOLERANCE_SECS: f64 = 1.0;
+pub use super::TRUNCATION_TOLERANCE_SECS;
 
 /// How much shorter than the minimum interval a silence may be: an audio codec's transform
 /// shaves a few milliseconds off each edge of a cut to silence (a 0.5 s gap in AAC is 0.499 s).
@@ -219,18 +218,6 @@ impl AdbreaksAnalyzer {
     }
 }
 
-/// Fails when decoding stopped more than the tolerance short of the probed duration.
-fn check_complete(decoded_secs: f64, duration_secs: f64) -> Result<(), TaskError> {
-    if decoded_secs + TRUNCATION_TOLERANCE_SECS < duration_secs {
-        return Err(TaskError::AnalysisFailed {
-            message: format!(
-                "decoded {decoded_secs:.1} s of a {duration_secs:.1} s asset: the file ends early or is damaged"
-            ),
-        });
-    }
-    Ok(())
-}
-
 /// `blackdetect` ends a black run that lasts to the end of the video at its last frame's start;
 /// it ends at the video's end.
 fn reach_the_end(mut black: Vec<(f64, f64)>, index: &tools::VideoIndex) -> Vec<(f64, f64)> {
@@ -261,10 +248,6 @@ fn sort_best_first(candidates: &mut [Candidate]) {
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.time.total_cmp(&b.time)));
 }
 
-fn round_ms(seconds: f64) -> f64 {
-    (seconds * 1000.0).round() / 1000.0
-}
-
 #[async_trait]
 impl Analyzer for AdbreaksAnalyzer {
     async fn analyze(
@@ -274,9 +257,7 @@ impl Analyzer for AdbreaksAnalyzer {
         media: &LocalMedia,
     ) -> Result<serde_json::Value, TaskError> {
         let data = self.detect(media.path(), probe.duration_secs).await?;
-        serde_json::to_value(&data).map_err(|e| TaskError::Internal {
-            message: format!("adbreaks data: {e}"),
-        })
+        tools::result_data("adbreaks", &data)
     }
 }
 

@@ -1,6 +1,9 @@
 //! The `analyze` step: one [`Analyzer`] per product, results written idempotently.
 
 pub mod adbreaks;
+pub mod fingerprint;
+pub mod scenes;
+mod tools;
 
 use std::sync::Arc;
 
@@ -17,6 +20,10 @@ use crate::asset_url::AssetLocator;
 use crate::media::LocalMedia;
 use crate::probe::ProbeOutput;
 use crate::s3_check::AssetInfo;
+
+/// How much less than the probed duration an analysis may decode before the file counts as
+/// truncated, seconds.
+pub const TRUNCATION_TOLERANCE_SECS: f64 = 1.0;
 
 /// A product's analysis of one asset.
 #[async_trait]

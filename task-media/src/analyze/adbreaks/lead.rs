@@ -17,8 +17,8 @@ use std::ffi::OsString;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::tools::{VideoIndex, ffmpeg_args, run};
 use super::video::{Source, Window, seek_target};
+use crate::analyze::tools::{VideoIndex, ffmpeg_args, run};
 
 /// At most this many packets are dropped from one window (the expression has a term each).
 const MAX_DROPS: usize = 400;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use task_core::error::TaskError;
 
-use super::tools::{ffmpeg_args, intervals, progress_end, run};
+use crate::analyze::tools::{ffmpeg_args, intervals, progress_end, run};
 
 /// The silence of an asset's audio, and how far the audio was decoded.
 #[derive(Debug, Clone, PartialEq)]

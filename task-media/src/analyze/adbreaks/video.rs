@@ -25,7 +25,7 @@ use task_core::error::TaskError;
 use futures::{StreamExt, TryStreamExt};
 
 use super::lead;
-use super::tools::{VideoIndex, ffmpeg_args, intervals, progress_end, run};
+use crate::analyze::tools::{VideoIndex, ffmpeg_args, intervals, progress_end, run, whole_video};
 
 /// The `blackdetect` settings shared by every video pass (besides the minimum duration).
 const BLACK: &str = "pix_th=0.1";
@@ -45,21 +45,8 @@ pub(super) async fn full_pass(
     path: &Path,
     min_secs: f64,
 ) -> Result<FullVideo, TaskError> {
-    let mut args = ffmpeg_args(["-progress", "pipe:1", "-an", "-sn", "-dn", "-i"]);
-    args.push(path.as_os_str().to_owned());
-    args.extend(
-        [
-            "-map".to_owned(),
-            "0:V:0".to_owned(),
-            "-vf".to_owned(),
-            format!("blackdetect=d={min_secs}:{BLACK}"),
-            "-f".to_owned(),
-            "null".to_owned(),
-            "-".to_owned(),
-        ]
-        .map(Into::into),
-    );
-    let printed = run("ffmpeg", program, args, path, "the full video pass").await?;
+    let filter = format!("blackdetect=d={min_secs}:{BLACK}");
+    let printed = whole_video(program, path, &filter, "the full video pass").await?;
     Ok(FullVideo {
         black: intervals(&printed.stderr, "black_start:", "black_end:"),
         decoded_to: progress_end(&printed.stdout),

@@ -1,4 +1,4 @@
-//! ffmpeg and ffprobe as child processes for the adbreaks analysis, and what they print.
+//! ffmpeg and ffprobe as child processes for the analyses, and what they print.
 //!
 //! Every child is killed when its future is dropped (a cancelled task leaves no ffmpeg behind).
 
@@ -29,6 +29,21 @@ pub(super) async fn run(
     path: &Path,
     what: &str,
 ) -> Result<Printed, TaskError> {
+    let (stdout, stderr) = run_raw(tool, program, args, path, what).await?;
+    Ok(Printed {
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr,
+    })
+}
+
+/// [`run`], with standard output as the bytes the child wrote (a binary format).
+pub(super) async fn run_raw(
+    tool: &'static str,
+    program: &str,
+    args: Vec<OsString>,
+    path: &Path,
+    what: &str,
+) -> Result<(Vec<u8>, String), TaskError> {
     let output = tokio::process::Command::new(program)
         .args(&args)
         .stdin(Stdio::null())
@@ -54,10 +69,7 @@ pub(super) async fn run(
             message: format!("{tool} failed in {what}: {last}"),
         });
     }
-    Ok(Printed {
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr,
-    })
+    Ok((output.stdout, stderr))
 }
 
 /// ffmpeg prefixes some messages with the input path; the path of a temporary download means
@@ -261,6 +273,50 @@ pub(super) fn progress_end(progress: &str) -> f64 {
         .filter_map(|v| v.trim().parse::<i64>().ok())
         .next_back()
         .map_or(0.0, |us| us.max(0) as f64 / 1e6)
+}
+
+/// Decodes the whole first video stream (cover pictures excepted) through `filter`, with
+/// ffmpeg's progress report on stdout and the filter's log on stderr.
+pub(super) async fn whole_video(
+    program: &str,
+    path: &Path,
+    filter: &str,
+    what: &str,
+) -> Result<Printed, TaskError> {
+    let mut args = ffmpeg_args(["-progress", "pipe:1", "-an", "-sn", "-dn", "-i"]);
+    args.push(path.as_os_str().to_owned());
+    args.extend(["-map", "0:V:0", "-vf", filter, "-f", "null", "-"].map(OsString::from));
+    run("ffmpeg", program, args, path, what).await
+}
+
+/// A product's data as the JSON its result stores.
+pub(super) fn result_data<T: serde::Serialize>(
+    product: &str,
+    data: &T,
+) -> Result<serde_json::Value, TaskError> {
+    serde_json::to_value(data).map_err(|e| TaskError::Internal {
+        message: format!("{product} data: {e}"),
+    })
+}
+
+/// Fails when decoding stopped more than [`TRUNCATION_TOLERANCE_SECS`] short of the probed
+/// duration: a cut file would otherwise finish with its header's duration.
+///
+/// [`TRUNCATION_TOLERANCE_SECS`]: super::TRUNCATION_TOLERANCE_SECS
+pub(super) fn check_complete(decoded_secs: f64, duration_secs: f64) -> Result<(), TaskError> {
+    if decoded_secs + super::TRUNCATION_TOLERANCE_SECS < duration_secs {
+        return Err(TaskError::AnalysisFailed {
+            message: format!(
+                "decoded {decoded_secs:.1} s of a {duration_secs:.1} s asset: the file ends early or is damaged"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Seconds rounded to the millisecond, as results store them.
+pub(super) fn round_ms(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
 }
 
 /// Pairs `start`/`end` markers of ffmpeg's detection log into intervals.

@@ -1,0 +1,157 @@
+//! Every built-in product through the real `taskd`: its own length gate, its task run to done on
+//! real media, its result read back through `GET /results/{product}/{inventory_id}`.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::Daemon;
+
+const KEY: &str = "products-test-key";
+
+/// 6 s, 25 fps, with a tone: red 0-2 s, blue 2-4 s, a test pattern 4-6 s.
+fn three_shots(out: &Path) {
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "color=c=red:s=160x90:r=25:d=2"])
+        .args(["-f", "lavfi", "-i", "color=c=blue:s=160x90:r=25:d=2"])
+        .args(["-f", "lavfi", "-i", "testsrc=s=160x90:r=25:d=2"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=8000:duration=6",
+        ])
+        .args([
+            "-filter_complex",
+            "[0][1][2]concat=n=3:v=1:a=0,format=yuv420p[v]",
+        ])
+        .args([
+            "-map",
+            "[v]",
+            "-map",
+            "3:a",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .args(["-c:a", "aac", "-movflags", "+faststart"])
+        .arg(out)
+        .status()
+        .expect("ffmpeg is needed (scripts/install-test-deps.sh installs it)");
+    assert!(status.success(), "ffmpeg could not make {}", out.display());
+}
+
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = http.request(method, url).header("X-API-Key", KEY);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits for task `id` to end and returns it.
+async fn finished(http: &reqwest::Client, daemon: &Daemon, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let url = daemon.url(&format!("/task/{id}?wait=5&status=processing"));
+        let (_, task) = call(http, reqwest::Method::GET, url, None).await;
+        if ["done", "failed", "cancelled"].contains(&task["status"].as_str().unwrap_or("")) {
+            return task;
+        }
+        assert!(Instant::now() < deadline, "task {id} did not end: {task}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenes_and_fingerprint_run_to_done_with_their_own_length_gates_and_results() {
+    let config = format!(
+        "[[api_keys]]\nkey = \"{KEY}\"\ntenant = \"acme\"\n\
+         [products.scenes]\nmin_duration_secs = 5\n[products.fingerprint]\n\
+         [products.adbreaks]\nmin_duration_secs = 600\n"
+    );
+    let daemon = Daemon::start(&config);
+    let media = daemon.dir.as_ref().unwrap().path().join("media");
+    three_shots(&media.join("shots.mp4"));
+    support::encode(&media.join("short.mp4"), 3);
+    let http = reqwest::Client::new();
+    for (id, file) in [("shots", "shots.mp4"), ("short", "short.mp4")] {
+        let item = json!({"id": id, "type": "standalone", "title": id,
+            "asset_url": format!("file://{}", media.join(file).display())});
+        let (status, body) = call(
+            &http,
+            reqwest::Method::PUT,
+            daemon.url("/catalog/v1/item"),
+            Some(item),
+        )
+        .await;
+        assert!(status == 201 || status == 200, "{status} {body}");
+    }
+    let mut ids = Vec::new();
+    for (item, product) in [
+        ("shots", "scenes"),
+        ("shots", "adbreaks"),
+        ("short", "scenes"),
+    ] {
+        let body = json!({"inventory_id": item, "product": product, "version": "1.0.0"});
+        let (status, task) = call(
+            &http,
+            reqwest::Method::POST,
+            daemon.url("/task"),
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 201, "{task}");
+        ids.push(task["task_id"].as_str().unwrap().to_owned());
+    }
+    let scenes = finished(&http, &daemon, &ids[0]).await;
+    assert_eq!(scenes["status"], "done", "{scenes}");
+    let adbreaks = finished(&http, &daemon, &ids[1]).await;
+    assert_eq!(
+        adbreaks["error_code"], "asset_too_short",
+        "adbreaks has its own gate: {adbreaks}"
+    );
+    let short = finished(&http, &daemon, &ids[2]).await;
+    assert_eq!(short["error_code"], "asset_too_short", "{short}");
+
+    let (status, result) = call(
+        &http,
+        reqwest::Method::GET,
+        daemon.url("/results/scenes/shots?version=1.0.0"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["type"], "scenes");
+    let shots: Vec<[f64; 2]> = serde_json::from_value(result["data"]["shots"].clone()).unwrap();
+    assert_eq!(shots.len(), 3, "{result}");
+    for (shot, (start, end)) in shots.iter().zip([(0.0, 2.0), (2.0, 4.0), (4.0, 6.0)]) {
+        assert!(
+            (shot[0] - start).abs() <= 0.04 && (shot[1] - end).abs() <= 0.04,
+            "{shots:?}"
+        );
+    }
+    let (status, _) = call(
+        &http,
+        reqwest::Method::GET,
+        daemon.url("/results/adbreaks/shots"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status, 404,
+        "no adbreaks result for a task that failed its gate"
+    );
+}
