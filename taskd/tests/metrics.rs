@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
 use prometheus_parse::{Sample, Scrape, Value};
@@ -141,27 +140,6 @@ fn histogram_sum(scrape: &Scrape, name: &str) -> f64 {
         .sum()
 }
 
-/// `taskd serve` with `config` on `backend`, its files in a directory of its own.
-fn start(config: &str, backend: &Backend) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    std::fs::create_dir_all(root.join("media")).unwrap();
-    std::fs::write(
-        root.join("taskd.toml"),
-        format!("{config}{}", backend.toml()),
-    )
-    .unwrap();
-    let mut args: Vec<OsString> = ["serve", "--listen", "127.0.0.1:0", "--config"]
-        .map(OsString::from)
-        .to_vec();
-    args.push(root.join("taskd.toml").into());
-    args.extend(backend.args(root));
-    args.extend(["--media-root".into(), root.join("media").into()]);
-    let mut daemon = Daemon::launch(args);
-    daemon.dir = Some(dir);
-    daemon
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scrape_counts_exactly_what_happened_on_sled() {
     the_scrape_counts_exactly_what_happened(Backend::Sled).await;
@@ -178,7 +156,7 @@ async fn the_scrape_counts_exactly_what_happened(backend: Backend) {
         "[[api_keys]]\nkey = \"{KEY}\"\ntenant = \"acme\"\n\n[products.adbreaks]\nmin_duration_secs = 20\n\n\
          [metrics]\nlisten = \"127.0.0.1:{port}\"\nscrape_key = \"{SCRAPE_KEY}\"\n"
     );
-    let daemon = start(&config, &backend);
+    let daemon = Daemon::start_on(&config, &backend);
     let media = daemon.root().join("media").canonicalize().unwrap();
     encode(&media.join("good.mp4"), 30);
     encode(&media.join("short.mp4"), 6);
