@@ -127,14 +127,14 @@ pub const TASKS: Metric = Metric {
     buckets: &[],
     help: "Tasks in each status, every tenant together (the store's counts, read at scrape).",
 };
-/// How long a durable store write took to be acknowledged.
+/// How long a store write took to be acknowledged.
 pub const STORE_COMMIT: Metric = Metric {
     name: "taskd_store_commit_seconds",
     kind: MetricKind::Histogram,
     labels: &[],
     buckets: STORE_BUCKETS,
-    help: "Time of a durable store write: sled from submission to durable answer, \
-           PostgreSQL the COMMIT of a write transaction.",
+    help: "Time of a store write: sled from submission to its answer (durable under strict \
+           durability), PostgreSQL the COMMIT of each transaction.",
 };
 /// How long one fsync of the store's journal took (sled's group commit).
 pub const STORE_FSYNC: Metric = Metric {
