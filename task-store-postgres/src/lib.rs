@@ -233,6 +233,7 @@ use task_core::time::SharedClock;
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
+mod background;
 mod catalog;
 mod claim;
 mod claim_sql;
@@ -401,7 +402,7 @@ impl PostgresStore {
         let store = Self { shared };
         stats::spawn(&store, stopped.clone());
         if let Some(age) = options.retention {
-            prune::spawn(store.clone(), age, stopped);
+            prune::spawn(&store, age, stopped);
         }
         Ok(store)
     }
