@@ -3,8 +3,9 @@
 //! Tasks whose four steps do nothing, 64 workers: tasks per second and the p50/p99 time from
 //! create to done with strict durability, then the same with buffered durability and over the
 //! in-memory store (the runner's own ceiling), plus the cancel-to-cancelled latency of a
-//! running step. Prints its figures.
-//! `cargo bench --bench runner_throughput [-- TASKS] [--strict-only | --memory-only]`
+//! running step. Prints its figures. `--recorder` measures what metrics cost instead: the same
+//! runs with recording off and on (the Prometheus recorder installed), as a ratio.
+//! `cargo bench --bench runner_throughput [-- TASKS] [--strict-only | --memory-only | --recorder]`
 
 #[path = "support/noop_pipeline.rs"]
 mod support;
@@ -13,13 +14,52 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use media_task_engine::core::prelude::*;
+use media_task_engine::core::telemetry;
 use media_task_engine::runner::Runner;
 use media_task_engine::sled::Durability;
 use media_task_engine::sled::SledStore;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use support::{
     Hang, config, ingest, percentile, pipeline, tenant, throughput, throughput_memory,
     throughput_with,
 };
+
+/// Throughput over the memory store (the runner's own cost, where recording weighs most) and
+/// over sled (strict) with the Prometheus recorder installed, recording off (what a library
+/// user without metrics runs: one relaxed load per would-be record) and on, in alternation
+/// after a warm-up run; best of three each.
+async fn recorder_cost(tasks: usize) {
+    let mut builder = PrometheusBuilder::new();
+    for metric in telemetry::ALL.iter().filter(|m| !m.buckets.is_empty()) {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full(metric.name.to_owned()), metric.buckets)
+            .expect("buckets");
+    }
+    let handle = builder.install_recorder().expect("recorder");
+    throughput_memory(tasks, 64).await;
+    let mut best = [[0.0f64; 2]; 2];
+    for _ in 0..3 {
+        for (on, best) in best.iter_mut().enumerate() {
+            if on == 1 {
+                telemetry::enable();
+            } else {
+                telemetry::disable();
+            }
+            best[0] = best[0].max(throughput_memory(tasks, 64).await);
+            best[1] = best[1].max(throughput(tasks, 64).await);
+        }
+    }
+    assert!(
+        handle.render().contains("taskd_tasks_finished_total"),
+        "recorded"
+    );
+    let [[memory_off, sled_off], [memory_on, sled_on]] = best;
+    println!(
+        "metrics recorder cost: tasks/s recording / not: in-memory store {memory_on:.0} / {memory_off:.0} = {:.3}, sled strict {sled_on:.0} / {sled_off:.0} = {:.3}",
+        memory_on / memory_off,
+        sled_on / sled_off,
+    );
+}
 
 async fn cancel_latency(rounds: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -70,6 +110,10 @@ fn main() {
     runtime.block_on(async {
         if only("--strict-only") {
             throughput(tasks, 64).await;
+            return;
+        }
+        if only("--recorder") {
+            recorder_cost(tasks).await;
             return;
         }
         if only("--memory-only") {

@@ -8,6 +8,8 @@
 //! - [`store`]: the [`TaskStore`](store::TaskStore), [`CatalogStore`](store::CatalogStore) and
 //!   [`ResultStore`](store::ResultStore) traits.
 //! - [`stats`]: the status counts and per-minute activity every store keeps with its writes.
+//! - [`telemetry`]: every metric the engine records (through the `metrics` facade), off until
+//!   enabled.
 //! - [`fair`]: the claim order across tenants and per-product limits, shared by the stores.
 //! - [`memory`]: the in-memory reference store.
 //! - `testing` (feature `testing`): the conformance suite every backend runs.
@@ -45,6 +47,7 @@ pub mod results;
 pub mod stats;
 pub mod store;
 pub mod task;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;

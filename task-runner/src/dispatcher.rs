@@ -114,7 +114,7 @@ async fn claim_loop<S: Store>(shared: Arc<Shared<S>>, control: Control, wake: Ar
             };
             match shared.store.claim(&request).await {
                 Ok(claimed) => {
-                    shared.metrics.claimed(claimed.len());
+                    shared.metrics.claimed(&claimed);
                     queue_may_have_more = claimed.len() == request.max;
                     for task in claimed {
                         let product = task.key.product.clone();

@@ -15,6 +15,7 @@ use task_core::ids::{ProductName, TaskId, TenantId};
 use task_core::machine::TaskEvent;
 use task_core::store::{ApplyRequest, Store, StoreError, TaskStoreExt};
 use task_core::task::{Status, Step, Task};
+use task_core::telemetry;
 
 use crate::batcher::WriteBatcher;
 use crate::config::RunnerConfig;
@@ -116,7 +117,7 @@ pub(crate) async fn execute<S: Store>(
     .await;
     shared.lock_running().remove(&id);
     shared.metrics.ended(&product);
-    shared.metrics.record(outcome);
+    shared.metrics.record(&product, outcome);
     (product, outcome)
 }
 
@@ -203,10 +204,14 @@ async fn run<S: Store>(shared: &Shared<S>, task: Task, stop: &Stop) -> Outcome {
             cancel: stop.token.child_token(),
             store: shared.store.clone(),
         };
+        let began = std::time::Instant::now();
         let result = run_step(&ctx, &settings, &*implementation, stop)
             .instrument(info_span!("step", step = %step))
             .await;
         ctx.cancel.cancel();
+        if result.is_some() {
+            telemetry::step_ran(&current.key.product, step, began.elapsed());
+        }
         match result {
             None => {
                 return writer
@@ -345,7 +350,11 @@ impl<S: Store> Writer<'_, S> {
 
     /// Applies the final events and reports how the task ended.
     async fn finish(&self, events: Vec<TaskEvent>) -> Outcome {
-        match self.apply(events).await {
+        let applied = self.apply(events).await;
+        if let Ok(task) = &applied {
+            telemetry::task_finished(task);
+        }
+        match applied {
             Ok(task) => match task.status() {
                 Status::Done => Outcome::Done,
                 Status::Failed => Outcome::Failed,

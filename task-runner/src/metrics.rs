@@ -1,10 +1,13 @@
-//! Counters a user can read from a running runner.
+//! Counters a user can read from a running runner. The same places feed the `metrics` facade
+//! (see [`task_core::telemetry`]), which records nothing until enabled.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use task_core::ids::ProductName;
+use task_core::task::Task;
+use task_core::telemetry;
 
 /// Live counters, updated by the runner.
 #[derive(Debug, Default)]
@@ -55,11 +58,19 @@ pub(crate) enum Outcome {
 }
 
 impl Metrics {
-    pub(crate) fn claimed(&self, count: usize) {
-        self.claimed.fetch_add(count as u64, Ordering::Relaxed);
+    /// Counts the tasks of one claim (their batch size and queue waits go to the facade).
+    pub(crate) fn claimed(&self, tasks: &[Task]) {
+        self.claimed
+            .fetch_add(tasks.len() as u64, Ordering::Relaxed);
+        telemetry::claimed(tasks);
     }
 
-    pub(crate) fn record(&self, outcome: Outcome) {
+    /// Counts how a task of `product` ended in this runner (a lost lease also goes to the
+    /// facade; finished tasks are recorded where their final write returns them).
+    pub(crate) fn record(&self, product: &ProductName, outcome: Outcome) {
+        if outcome == Outcome::LeaseLost {
+            telemetry::lease_lost(product);
+        }
         let counter = match outcome {
             Outcome::Done => &self.done,
             Outcome::Failed => &self.failed,

@@ -233,6 +233,7 @@ use task_core::time::SharedClock;
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
+mod background;
 mod catalog;
 mod claim;
 mod claim_sql;
@@ -298,9 +299,11 @@ impl Shared {
     ) -> Result<T, StoreError> {
         match result {
             Ok(value) => {
+                let began = std::time::Instant::now();
                 tx.commit()
                     .await
                     .map_err(|e| self.ctx.db(operation, input, e))?;
+                task_core::telemetry::store_commit(began.elapsed());
                 Ok(value)
             }
             Err(err) => {
@@ -399,7 +402,7 @@ impl PostgresStore {
         let store = Self { shared };
         stats::spawn(&store, stopped.clone());
         if let Some(age) = options.retention {
-            prune::spawn(store.clone(), age, stopped);
+            prune::spawn(&store, age, stopped);
         }
         Ok(store)
     }

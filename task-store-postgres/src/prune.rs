@@ -65,32 +65,18 @@ impl PostgresStore {
 }
 
 /// Prunes tasks older than `age` about once a second until the store is dropped.
-pub(crate) fn spawn(store: PostgresStore, age: Duration, mut stop: watch::Receiver<()>) {
-    // The task holds a weak handle only, so that dropping the last store ends it.
-    let shared = std::sync::Arc::downgrade(&store.shared);
-    drop(store);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = tick.tick() => {}
-            }
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            let store = PostgresStore { shared };
-            let now = store.shared.clock.now();
-            let before = Timestamp::from_millis(
-                now.as_millis()
-                    .saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
-            );
-            match store.prune_finished_before(before).await {
-                Ok(0) => {}
-                Ok(count) => tracing::debug!(count, "retention deleted finished tasks"),
-                Err(err) => tracing::warn!(error = %err, "retention failed; retried in a second"),
-            }
+pub(crate) fn spawn(store: &PostgresStore, age: Duration, stop: watch::Receiver<()>) {
+    crate::background::every_second(store, stop, move |shared| async move {
+        let store = PostgresStore { shared };
+        let now = store.shared.clock.now();
+        let before = Timestamp::from_millis(
+            now.as_millis()
+                .saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
+        );
+        match store.prune_finished_before(before).await {
+            Ok(0) => {}
+            Ok(count) => tracing::debug!(count, "retention deleted finished tasks"),
+            Err(err) => tracing::warn!(error = %err, "retention failed; retried in a second"),
         }
     });
 }

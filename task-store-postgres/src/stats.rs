@@ -8,8 +8,6 @@
 //! transaction would wait on the same few rows until the one before commits. Inserted changes
 //! share no row, and the fold runs once a second, one store at a time.
 
-use std::time::Duration;
-
 use serde::Serialize;
 use task_core::ids::{ProductName, TenantId};
 use task_core::stats::{
@@ -37,19 +35,27 @@ pub(crate) const ACTIVITY_RECORD: &str = "task uuid, minute bigint, tenant text,
      s2_count bigint, s2_total bigint, s2_max bigint, s3_count bigint, s3_total bigint, \
      s3_max bigint, s4_count bigint, s4_total bigint, s4_max bigint";
 
-/// The aggregate of each activity column: maxima keep the largest, the others add up.
-fn activity_aggregates() -> String {
+/// Each activity column through `max` (the maxima) or `add` (the others), joined by commas.
+fn per_column(max: fn(&str) -> String, add: fn(&str) -> String) -> String {
     ACTIVITY_COLUMNS
         .split(", ")
         .map(|column| {
             if column.ends_with("_max") {
-                format!("max({column})::bigint")
+                max(column)
             } else {
-                format!("sum({column})::bigint")
+                add(column)
             }
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The aggregate of each activity column: maxima keep the largest, the others add up.
+fn activity_aggregates() -> String {
+    per_column(
+        |c| format!("max({c})::bigint"),
+        |c| format!("sum({c})::bigint"),
+    )
 }
 
 /// The CTEs that insert the changes bound as JSON in parameters `counts` and `activity`,
@@ -192,17 +198,10 @@ SELECT got FROM l";
 
 /// Folds the activity changes (run after [`FOLD`] took the lock, in its transaction).
 fn fold_activity() -> String {
-    let updates = ACTIVITY_COLUMNS
-        .split(", ")
-        .map(|c| {
-            if c.ends_with("_max") {
-                format!("{c} = greatest(t.{c}, excluded.{c})")
-            } else {
-                format!("{c} = t.{c} + excluded.{c}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let updates = per_column(
+        |c| format!("{c} = greatest(t.{c}, excluded.{c})"),
+        |c| format!("{c} = t.{c} + excluded.{c}"),
+    );
     format!(
         "
 WITH ma AS (DELETE FROM task_activity_changes RETURNING *)
@@ -256,22 +255,10 @@ pub(crate) async fn fold(shared: &Shared) -> Result<bool, StoreError> {
 }
 
 /// Folds about once a second until `stop` fires or the store is dropped.
-pub(crate) fn spawn(store: &PostgresStore, mut stop: watch::Receiver<()>) {
-    let shared = std::sync::Arc::downgrade(&store.shared);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = tick.tick() => {}
-            }
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            if let Err(err) = fold(&shared).await {
-                tracing::warn!(error = %err, "folding status counts failed; retried in a second");
-            }
+pub(crate) fn spawn(store: &PostgresStore, stop: watch::Receiver<()>) {
+    crate::background::every_second(store, stop, |shared| async move {
+        if let Err(err) = fold(&shared).await {
+            tracing::warn!(error = %err, "folding status counts failed; retried in a second");
         }
     });
 }

@@ -222,8 +222,20 @@ impl Committer {
     }
 
     /// Sends `op` and waits for its result, which arrives once it is durable (per the
-    /// durability mode).
+    /// durability mode). A write's time, from here to its answer, is the store's commit time
+    /// in [`task_core::telemetry`].
     pub async fn submit(&self, op: Op) -> Result<Done, StoreError> {
+        let began = std::time::Instant::now();
+        let done = self.submit_untimed(op).await;
+        if let Ok(done) = &done
+            && done.needs_flush()
+        {
+            task_core::telemetry::store_commit(began.elapsed());
+        }
+        done
+    }
+
+    async fn submit_untimed(&self, op: Op) -> Result<Done, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.sender
             .as_ref()

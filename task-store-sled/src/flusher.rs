@@ -62,6 +62,7 @@ pub(crate) fn spawn(
         durability,
         buffer: Vec::new(),
         applied: None,
+        written: 0,
     };
     std::thread::Builder::new()
         .name("sled-flusher".into())
@@ -79,6 +80,8 @@ struct Flusher {
     buffer: Vec<u8>,
     /// The last group applied: the position the next checkpoint records.
     applied: Option<u64>,
+    /// Acknowledged writes counted when the last flush ended (for writes per fsync).
+    written: u64,
 }
 
 impl Flusher {
@@ -205,7 +208,12 @@ impl Flusher {
                 deadline = begun + interval;
             }
             let result = self.write(&groups);
-            let nanos = u64::try_from(begun.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let took = begun.elapsed();
+            // Writes are counted as they commit: those since the last flush began ride on this one.
+            let written = shared.writes.load(Ordering::Relaxed);
+            task_core::telemetry::store_fsync(took, written.saturating_sub(self.written));
+            self.written = written;
+            let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
             shared.flush_nanos.fetch_add(nanos, Ordering::Relaxed);
             shared.flushes.fetch_add(1, Ordering::Relaxed);
             if let Err(failure) = result.and_then(|()| self.apply_all(&groups)) {

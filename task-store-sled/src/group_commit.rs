@@ -163,7 +163,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Wakes the flusher.
     pub wake: Condvar,
-    writes: AtomicU64,
+    /// Acknowledged writes so far (the flusher reads how many each flush carried).
+    pub writes: AtomicU64,
     commits: AtomicU64,
     pub flushes: AtomicU64,
     pub flush_nanos: AtomicU64,

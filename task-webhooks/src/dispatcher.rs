@@ -13,6 +13,7 @@ use rand::Rng;
 use task_api::views::{TaskView, rfc3339};
 use task_api::webhooks::WebhookPayload;
 use task_core::store::{Store, StoreError};
+use task_core::telemetry::{self, DeliveryOutcome};
 use task_core::time::Timestamp;
 use task_core::webhooks::{AttemptOutcome, Delivery, WebhookId};
 use tokio::task::JoinSet;
@@ -245,6 +246,11 @@ impl Shared {
                 Ok(Sent::Failed(error)) => self.retry_or_give_up(&delivery, error),
                 Err(err) => self.retry_or_give_up(&delivery, err.to_string()),
             };
+            telemetry::webhook_delivery(match &outcome {
+                AttemptOutcome::Delivered => DeliveryOutcome::Delivered,
+                AttemptOutcome::Retry { .. } => DeliveryOutcome::Retried,
+                AttemptOutcome::GaveUp { .. } => DeliveryOutcome::Failed,
+            });
             match self
                 .store
                 .record_attempt(delivery.webhook_id, delivery.id, delivery.attempts, outcome)

@@ -66,6 +66,9 @@ pub struct FileConfig {
     /// The web console at `/ui`.
     #[serde(default)]
     pub console: crate::console::ConsoleEntry,
+    /// Where `/metrics` is served (default: nowhere, and nothing is recorded).
+    #[serde(default)]
+    pub metrics: crate::exporter::MetricsEntry,
 }
 
 /// One API key.
@@ -253,6 +256,8 @@ pub struct Settings {
     pub webhooks: crate::webhooks::WebhooksEntry,
     /// Console settings.
     pub console: crate::console::ConsoleEntry,
+    /// Metrics settings.
+    pub metrics: crate::exporter::MetricsSettings,
 }
 
 fn setting(field: &str, reason: impl ToString) -> TaskdError {
@@ -413,7 +418,9 @@ impl FileConfig {
             (self.store, self.data_dir),
             &self.postgres,
         )?;
+        let metrics = self.metrics.resolve(&api_keys)?;
         Ok(Settings {
+            metrics,
             listen,
             store,
             retention: match self.retention_days {

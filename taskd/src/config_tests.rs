@@ -214,4 +214,7 @@ fn the_readme_configuration_parses_and_its_webhook_settings_hold() {
     assert_eq!(webhooks.max_in_flight_per_webhook, 4);
     assert_eq!(webhooks.retry_for, Duration::from_secs(24 * 3600));
     assert_eq!(file.webhooks.subscriptions.len(), 1);
+    let metrics = file.metrics.resolve(&[]).unwrap();
+    assert_eq!(metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+    assert_eq!(metrics.scrape_key.as_deref(), Some("a-long-random-token"));
 }

@@ -16,6 +16,7 @@ mod commands;
 mod config;
 mod console;
 mod error;
+mod exporter;
 mod health;
 mod http_server;
 mod presenter;

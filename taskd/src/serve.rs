@@ -300,6 +300,12 @@ pub async fn node<S: Store>(
         let health = Health::new(store.clone());
         (health.router(), Box::new(move || health.drain()))
     };
+    let products = settings.products.iter().map(|p| p.name.clone()).collect();
+    let metrics = crate::exporter::start(store, &settings.metrics, products).await?;
+    let router = match metrics.as_ref().and_then(|m| m.keyed_routes.clone()) {
+        Some(routes) => router.merge(routes),
+        None => router,
+    };
     if role.serves_api() {
         if settings.dev_key {
             tracing::warn!(
@@ -327,6 +333,9 @@ pub async fn node<S: Store>(
         drain();
     })
     .await;
+    if let Some(metrics) = metrics {
+        metrics.stop().await;
+    }
     if let Some((stop, handle)) = dispatcher {
         stop.cancel();
         if handle.await.is_err() {

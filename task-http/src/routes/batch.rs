@@ -95,6 +95,7 @@ pub(crate) async fn post_batch(
     let (mut created, mut existing) = (0, 0);
     for (index, outcome) in indexes.into_iter().zip(outcomes) {
         let status = if outcome.created {
+            task_core::telemetry::tasks_created(&outcome.task.key.product, 1);
             created += 1;
             201
         } else {

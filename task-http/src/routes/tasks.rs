@@ -73,6 +73,7 @@ pub(crate) async fn create_one(
         .await?;
     let outcome = state.store.create_task(new).await?;
     let status = if outcome.created {
+        task_core::telemetry::tasks_created(&outcome.task.key.product, 1);
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -223,7 +224,11 @@ pub(crate) async fn cancel(
     id: TaskId,
 ) -> Result<Json<TaskView>, ApiError> {
     match state.store.request_cancel(tenant, id).await {
-        Ok(task) => Ok(Json(TaskView::of(&task, &state.config.base_path))),
+        Ok(task) => {
+            // A pending task ends here; a processing one ends (and is counted) in its runner.
+            task_core::telemetry::task_finished(&task);
+            Ok(Json(TaskView::of(&task, &state.config.base_path)))
+        }
         Err(StoreError::NotFound { .. }) => Err(ApiError::NotFound(format!("Task {id} not found"))),
         Err(StoreError::Conflict(_)) => {
             let task = load_task(state, tenant, id).await?;

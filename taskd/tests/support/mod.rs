@@ -59,6 +59,26 @@ impl Daemon {
         Self::launch(args)
     }
 
+    /// Starts `taskd serve` with `config` (and the `[postgres]` table of `backend`) on
+    /// `backend`, its config and media under a temporary directory (the media root is
+    /// `DIR/media`).
+    pub fn start_on(config: &str, backend: &pg::Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("media")).unwrap();
+        let config_file = root.join("taskd.toml");
+        std::fs::write(&config_file, format!("{config}{}", backend.toml())).unwrap();
+        let mut args: Vec<std::ffi::OsString> = ["serve", "--listen", "127.0.0.1:0", "--config"]
+            .map(Into::into)
+            .to_vec();
+        args.push(config_file.into());
+        args.extend(backend.args(root));
+        args.extend(["--media-root".into(), root.join("media").into()]);
+        let mut daemon = Self::launch(args);
+        daemon.dir = Some(dir);
+        daemon
+    }
+
     /// Starts `taskd ARGS` (a node subcommand and its flags) and waits for the line that
     /// says where it listens.
     pub fn launch<I, S>(args: I) -> Self
