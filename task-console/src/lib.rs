@@ -67,6 +67,7 @@ use task_http::ServiceConfig;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ConsoleError;
+pub use pages::bulk::MAX_BULK;
 pub use session::Session;
 
 use crate::pages::{asset, bulk, overview, sign_in, task, tasks};
