@@ -72,7 +72,24 @@ async fn counts_equal_the_tasks_after_a_crash_a_fold_and_a_prune() {
     let writers: Vec<_> = (0..4)
         .map(|w| tokio::spawn(writer(store.clone(), format!("w{w}"))))
         .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Let the writers get well into their work (tasks done, others mid-step), then crash.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts = store.status_counts(None).await.expect("counts");
+        let done: u64 = counts
+            .iter()
+            .filter(|c| c.status == Status::Done)
+            .map(|c| c.count)
+            .sum();
+        if done >= 40 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the writers finished only {done} tasks"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // The crash: every writer stops wherever it is, open transactions are rolled back by the
     // server when their connections go with the store.
     for w in writers {
