@@ -7,18 +7,13 @@
 //! [`shared_segments`] finds where two fingerprints agree for long enough, at any offset.
 //!
 //! ```
-//! use task_fingerprint::{Fingerprint, FingerprintData, MatchSettings, shared_segments};
+//! use task_fingerprint::{Fingerprint, FingerprintData, MatchSettings, shared_segments, synthetic_items};
 //!
-//! // A pseudo-random sequence stands in for real sound; b holds a's items 100..400 from its
-//! // item 50 on.
-//! let noise = |seed: u32, n: usize| -> Vec<u32> {
-//!     let mut x = seed;
-//!     (0..n).map(|_| { x ^= x << 13; x ^= x >> 17; x ^= x << 5; x }).collect()
-//! };
-//! let a = noise(1, 500);
-//! let mut b = noise(2, 50);
+//! // Pseudo-random items stand in for real sound; b holds a's items 100..400 from its item 50 on.
+//! let a = synthetic_items(1, 500);
+//! let mut b = synthetic_items(2, 50);
 //! b.extend_from_slice(&a[100..400]);
-//! b.extend(noise(3, 100));
+//! b.extend(synthetic_items(3, 100));
 //! let item_secs = 0.1238;
 //! let (a, b) = (Fingerprint::new(item_secs, a)?, Fingerprint::new(item_secs, b)?);
 //!
@@ -88,6 +83,22 @@ pub enum FingerprintError {
     /// The time base is not a positive number of seconds.
     #[error("the fingerprint's item duration {0} is not a positive number of seconds")]
     TimeBase(f64),
+}
+
+/// `n` pseudo-random items, the same for the same `seed`: a stand-in for the fingerprint of
+/// unrelated sound in tests and examples (xorshift32 from a well-mixed seed, its sparse first
+/// outputs skipped).
+pub fn synthetic_items(seed: u32, n: usize) -> Vec<u32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9) | 1;
+    (0..n + 16)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        })
+        .skip(16)
+        .collect()
 }
 
 /// A sequence of fingerprint items and its time base.

@@ -1,24 +1,11 @@
 use super::*;
+use crate::synthetic_items;
 
 const ITEM: f64 = 0.1238;
 
-/// Pseudo-random items (xorshift32 from a well-mixed seed, its sparse first outputs skipped).
-fn noise(seed: u32, n: usize) -> Vec<u32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9) | 1;
-    (0..n + 16)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x
-        })
-        .skip(16)
-        .collect()
-}
-
 /// `values` with `bits` random bits flipped in every item (a re-recording of the same sound).
 fn blurred(values: &[u32], bits: u32, seed: u32) -> Vec<u32> {
-    let flips = noise(seed, values.len() * bits as usize);
+    let flips = synthetic_items(seed, values.len() * bits as usize);
     values
         .iter()
         .enumerate()
@@ -44,13 +31,13 @@ fn exact() -> MatchSettings {
 
 #[test]
 fn a_shared_stretch_is_found_at_its_offsets_in_both() {
-    let shared = noise(7, 400);
-    let mut a = noise(1, 150);
+    let shared = synthetic_items(7, 400);
+    let mut a = synthetic_items(1, 150);
     a.extend(&shared);
-    a.extend(noise(2, 80));
-    let mut b = noise(3, 20);
+    a.extend(synthetic_items(2, 80));
+    let mut b = synthetic_items(3, 20);
     b.extend(blurred(&shared, 4, 9));
-    b.extend(noise(4, 300));
+    b.extend(synthetic_items(4, 300));
     let found = shared_segments(&fp(a), &fp(b), &exact()).expect("same time base");
     assert_eq!(found.len(), 1, "{found:?}");
     let s = &found[0];
@@ -74,13 +61,18 @@ fn a_shared_stretch_is_found_at_its_offsets_in_both() {
 
 #[test]
 fn unrelated_sound_shares_nothing_and_short_stretches_are_not_reported() {
-    let found = shared_segments(&fp(noise(1, 900)), &fp(noise(2, 700)), &exact()).expect("ok");
+    let found = shared_segments(
+        &fp(synthetic_items(1, 900)),
+        &fp(synthetic_items(2, 700)),
+        &exact(),
+    )
+    .expect("ok");
     assert!(found.is_empty(), "{found:?}");
-    let shared = noise(5, 40); // 5 s, under the 10 s minimum
-    let mut a = noise(1, 100);
+    let shared = synthetic_items(5, 40); // 5 s, under the 10 s minimum
+    let mut a = synthetic_items(1, 100);
     a.extend(&shared);
     let mut b = shared.clone();
-    b.extend(noise(2, 100));
+    b.extend(synthetic_items(2, 100));
     assert!(
         shared_segments(&fp(a), &fp(b), &exact())
             .expect("ok")
@@ -90,19 +82,19 @@ fn unrelated_sound_shares_nothing_and_short_stretches_are_not_reported() {
 
 #[test]
 fn two_shared_stretches_and_a_short_gap_inside_one() {
-    let (intro, credits) = (noise(11, 250), noise(12, 160));
+    let (intro, credits) = (synthetic_items(11, 250), synthetic_items(12, 160));
     let mut inner = intro.clone();
     for v in &mut inner[100..104] {
         *v = !*v; // half a second of disagreement inside the intro
     }
-    let mut a = noise(1, 60);
+    let mut a = synthetic_items(1, 60);
     a.extend(&inner);
-    a.extend(noise(2, 500));
+    a.extend(synthetic_items(2, 500));
     a.extend(&credits);
     let mut b = intro.clone();
-    b.extend(noise(3, 700));
+    b.extend(synthetic_items(3, 700));
     b.extend(&credits);
-    b.extend(noise(4, 30));
+    b.extend(synthetic_items(4, 30));
     let found = shared_segments(&fp(a), &fp(b), &exact()).expect("ok");
     assert_eq!(
         found.len(),
@@ -126,8 +118,8 @@ fn two_shared_stretches_and_a_short_gap_inside_one() {
 
 #[test]
 fn time_bases_must_agree_and_empty_fingerprints_share_nothing() {
-    let a = fp(noise(1, 10));
-    let b = Fingerprint::new(0.2, noise(1, 10)).expect("valid");
+    let a = fp(synthetic_items(1, 10));
+    let b = Fingerprint::new(0.2, synthetic_items(1, 10)).expect("valid");
     let err = shared_segments(&a, &b, &exact()).expect_err("mismatch");
     assert!(err.to_string().contains("different time bases"), "{err}");
     assert!(

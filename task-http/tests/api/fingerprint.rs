@@ -4,24 +4,11 @@ use task_core::ids::{InventoryId, ProductName, TaskId, TenantId, Version};
 use task_core::results::AnalysisResult;
 use task_core::store::ResultStore;
 use task_core::time::Timestamp;
-use task_fingerprint::{Fingerprint, FingerprintData};
+use task_fingerprint::{Fingerprint, FingerprintData, synthetic_items};
 
 use crate::common::{KEY_B, Server, config, tenant_a};
 
 const ITEM: f64 = 4096.0 / 3.0 / 11_025.0;
-
-fn noise(seed: u32, n: usize) -> Vec<u32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9) | 1;
-    (0..n + 16)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x
-        })
-        .skip(16)
-        .collect()
-}
 
 async fn store_fingerprint(s: &Server, tenant: TenantId, id: &str, values: Vec<u32>) {
     let fingerprint = Fingerprint::new(ITEM, values).unwrap();
@@ -45,12 +32,12 @@ async fn the_match_route_gives_the_shared_segment_and_names_what_is_missing() {
         false,
     )
     .await;
-    let shared = noise(9, 300); // 37 s
-    let mut a = noise(1, 100);
+    let shared = synthetic_items(9, 300); // 37 s
+    let mut a = synthetic_items(1, 100);
     a.extend(&shared);
-    let mut b = noise(2, 250);
+    let mut b = synthetic_items(2, 250);
     b.extend(&shared);
-    b.extend(noise(3, 40));
+    b.extend(synthetic_items(3, 40));
     store_fingerprint(&s, tenant_a(), "ep-a", a).await;
     store_fingerprint(&s, tenant_a(), "ep-b", b.clone()).await;
     store_fingerprint(&s, TenantId::new("beta").unwrap(), "ep-b", b).await;
