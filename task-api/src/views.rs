@@ -46,6 +46,11 @@ pub struct TaskView {
     pub attempt: u32,
     /// A cancel was asked for while processing; the task turns `cancelled` when its step stops.
     pub cancel_requested: bool,
+    /// While `pending`, the tasks it waits for (its step started or found them, e.g. a
+    /// `markers` task waiting for its siblings' fingerprints): it holds no worker and runs
+    /// again once all of them have ended. Empty otherwise.
+    #[serde(default)]
+    pub waiting_for: Vec<String>,
     /// Why the task failed (when `failed`), else null.
     pub error: Option<String>,
     /// The stable code of the failure (when `failed`), else null.
@@ -108,6 +113,7 @@ impl TaskView {
             step: task.current_step().map(|s| s.to_string()),
             attempt: task.attempt,
             cancel_requested: task.cancel_requested(),
+            waiting_for: task.waiting_for().iter().map(ToString::to_string).collect(),
             error: error.map(|e| e.to_string()),
             error_code: error.map(|e| e.code().to_owned()),
             last_error: task.last_error.as_ref().map(|e| e.to_string()),

@@ -60,6 +60,22 @@ pub enum TaskEvent {
     LeaseExpired,
     /// The holder gives the task back unfinished (graceful shutdown).
     LeaseReleased,
+    /// The running step cannot go on before `tasks` have ended (it started them, or found
+    /// them running): the task goes back to pending without a checkpoint for the step and
+    /// holds no worker; it becomes claimable once every one of them has ended
+    /// ([`TaskEvent::WaitEnded`]) and its step then runs again. The claim that ended this way
+    /// does not count against the attempt limit. A task with a cancel request ends
+    /// `cancelled` instead.
+    WaitingFor {
+        /// The awaited tasks: 1 to [`MAX_AWAITED`], distinct, not the task itself.
+        tasks: Vec<TaskId>,
+    },
+    /// The store saw every task a pending task waits for ended (`ended` must list exactly
+    /// those): it becomes claimable at once.
+    WaitEnded {
+        /// The awaited tasks, all ended.
+        ended: Vec<TaskId>,
+    },
     /// The holder finished every step.
     Done,
     /// The holder ends the task with `error` (attempts exhausted, internal errors).
@@ -98,6 +114,10 @@ pub enum EventKind {
     LeaseExpired,
     /// [`TaskEvent::LeaseReleased`]
     LeaseReleased,
+    /// [`TaskEvent::WaitingFor`]
+    WaitingFor,
+    /// [`TaskEvent::WaitEnded`]
+    WaitEnded,
     /// [`TaskEvent::Done`]
     Done,
     /// [`TaskEvent::Failed`]
@@ -119,6 +139,8 @@ impl EventKind {
             EventKind::Cancelled => "cancelled",
             EventKind::LeaseExpired => "lease_expired",
             EventKind::LeaseReleased => "lease_released",
+            EventKind::WaitingFor => "waiting",
+            EventKind::WaitEnded => "wait_ended",
             EventKind::Done => "done",
             EventKind::Failed => "failed",
             EventKind::GaveUp => "gave_up",
@@ -133,6 +155,7 @@ impl EventKind {
                 | EventKind::CancelRequested
                 | EventKind::LeaseExpired
                 | EventKind::GaveUp
+                | EventKind::WaitEnded
         )
     }
 }
@@ -156,6 +179,8 @@ impl TaskEvent {
             TaskEvent::Cancelled => EventKind::Cancelled,
             TaskEvent::LeaseExpired => EventKind::LeaseExpired,
             TaskEvent::LeaseReleased => EventKind::LeaseReleased,
+            TaskEvent::WaitingFor { .. } => EventKind::WaitingFor,
+            TaskEvent::WaitEnded { .. } => EventKind::WaitEnded,
             TaskEvent::Done => EventKind::Done,
             TaskEvent::Failed { .. } => EventKind::Failed,
             TaskEvent::GaveUp { .. } => EventKind::GaveUp,
@@ -291,7 +316,16 @@ pub fn transition(
     let mut detail = None;
 
     match (&task.state, event) {
-        (TaskState::Pending { ready_at }, TaskEvent::Claimed { worker, lease_ms }) => {
+        (
+            TaskState::Pending {
+                ready_at,
+                waiting_for,
+            },
+            TaskEvent::Claimed { worker, lease_ms },
+        ) => {
+            if !waiting_for.is_empty() {
+                return Err(invalid("the task waits for other tasks to end"));
+            }
             if *ready_at > now {
                 return Err(invalid("the task is waiting for its retry time"));
             }
@@ -317,6 +351,19 @@ pub fn transition(
         (TaskState::Pending { .. }, TaskEvent::GaveUp { error: failure }) => {
             error = Some(fail(&mut next, failure, now));
         }
+        (TaskState::Pending { waiting_for, .. }, TaskEvent::WaitEnded { ended }) => {
+            if waiting_for.is_empty() {
+                return Err(invalid("the task waits for no task"));
+            }
+            if waiting_for.iter().any(|id| !ended.contains(id)) {
+                return Err(invalid("not every awaited task has ended"));
+            }
+            next.state = TaskState::Pending {
+                ready_at: now,
+                waiting_for: Vec::new(),
+            };
+            detail = Some(format!("ended: {}", id_list(waiting_for)));
+        }
         (TaskState::Pending { .. }, _) => {
             return Err(invalid("the task is not leased to a worker"));
         }
@@ -333,6 +380,25 @@ pub fn transition(
                 TaskEvent::Claimed { .. } => return Err(invalid("the task is already leased")),
                 TaskEvent::GaveUp { .. } => {
                     return Err(invalid("only a pending task can be given up"));
+                }
+                TaskEvent::WaitEnded { .. } => {
+                    return Err(invalid("only a pending task waits for tasks"));
+                }
+                TaskEvent::WaitingFor { tasks } => {
+                    if running.is_none_or(|s| task.checkpoint(s).is_some()) {
+                        return Err(invalid("no step is running"));
+                    }
+                    check_awaited(task.id, tasks).map_err(invalid)?;
+                    if cancel_requested {
+                        finish(&mut next, TaskState::Cancelled, now);
+                    } else {
+                        next.waits = task.waits + 1;
+                        next.state = TaskState::Pending {
+                            ready_at: now,
+                            waiting_for: tasks.clone(),
+                        };
+                        detail = Some(format!("waiting for {}", id_list(tasks)));
+                    }
                 }
                 TaskEvent::LeaseExtended { lease_ms } => {
                     next.state = TaskState::Processing {
@@ -396,7 +462,10 @@ pub fn transition(
                         Some(_) if cancel_requested => finish(&mut next, TaskState::Cancelled, now),
                         Some(after) => {
                             let ready_at = now.plus(Duration::from_millis(*after));
-                            next.state = TaskState::Pending { ready_at };
+                            next.state = TaskState::Pending {
+                                ready_at,
+                                waiting_for: Vec::new(),
+                            };
                             detail = Some(format!("retry at {ready_at}"));
                         }
                         None => finish(
@@ -443,7 +512,10 @@ pub fn transition(
                         // Back at its old place in the queue (never later than now), so a
                         // task of a lost worker does not wait behind the backlog queued since.
                         let ready_at = lease.queued_at.map_or(now, |at| at.min(now));
-                        next.state = TaskState::Pending { ready_at };
+                        next.state = TaskState::Pending {
+                            ready_at,
+                            waiting_for: Vec::new(),
+                        };
                         detail = Some(format!(
                             "lease of {} (epoch {}) ended",
                             lease.worker, lease.epoch
@@ -477,6 +549,36 @@ pub fn transition(
         detail,
     };
     Ok(Transition { task: next, entry })
+}
+
+/// The most tasks one task may wait for at once.
+pub const MAX_AWAITED: usize = 1_000;
+
+/// Why a list of awaited tasks is refused, if it is.
+fn check_awaited(waiter: TaskId, tasks: &[TaskId]) -> Result<(), &'static str> {
+    if tasks.is_empty() {
+        return Err("a task cannot wait for no task");
+    }
+    if tasks.len() > MAX_AWAITED {
+        return Err("a task waits for at most 1,000 tasks");
+    }
+    if tasks.contains(&waiter) {
+        return Err("a task cannot wait for itself");
+    }
+    let distinct: std::collections::BTreeSet<&TaskId> = tasks.iter().collect();
+    if distinct.len() != tasks.len() {
+        return Err("the awaited tasks must be distinct");
+    }
+    Ok(())
+}
+
+/// Task ids for history details: the first five, then how many more.
+fn id_list(ids: &[TaskId]) -> String {
+    let shown: Vec<String> = ids.iter().take(5).map(ToString::to_string).collect();
+    match ids.len().saturating_sub(5) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
 }
 
 /// Ends `task` failed with `failure`, which becomes its last error; returns it for history.

@@ -284,7 +284,7 @@ impl ClaimRequest {
             .iter()
             .find(|(product, _)| *product == task.key.product)
             .map(|(_, limit)| *limit);
-        if let Some(limit) = limit.filter(|limit| task.attempt >= *limit) {
+        if let Some(limit) = limit.filter(|limit| task.attempts_used() >= *limit) {
             let last = task
                 .last_error
                 .clone()
@@ -292,7 +292,7 @@ impl ClaimRequest {
                     detail: format!("attempt {} ended without a recorded outcome", task.attempt),
                 });
             let error = TaskError::AttemptsExhausted {
-                attempts: task.attempt.max(limit),
+                attempts: task.attempts_used().max(limit),
                 last: Box::new(last),
             };
             let gave_up = transition(task, &TaskEvent::GaveUp { error }, Authority::System, now)?;
@@ -315,6 +315,34 @@ impl ClaimRequest {
             task = started.task;
         }
         Ok((task, entries))
+    }
+}
+
+/// The tasks a list of worker events asks to wait for (those of its
+/// [`TaskEvent::WaitingFor`], if any).
+pub fn awaited_by(events: &[TaskEvent]) -> &[TaskId] {
+    events
+        .iter()
+        .find_map(|event| match event {
+            TaskEvent::WaitingFor { tasks } => Some(tasks.as_slice()),
+            _ => None,
+        })
+        .unwrap_or(&[])
+}
+
+/// Refuses a wait of a task of tenant `waiter` for task `awaited` unless that task exists
+/// (`found`: its tenant) and has the same tenant: a task never waits for, or learns of, another tenant's task.
+pub fn check_awaited(
+    waiter: &TenantId,
+    awaited: TaskId,
+    found: Option<&TenantId>,
+) -> Result<(), StoreError> {
+    match found {
+        Some(tenant) if tenant == waiter => Ok(()),
+        _ => Err(StoreError::Invalid {
+            field: "waiting_for",
+            reason: format!("task {awaited} does not exist"),
+        }),
     }
 }
 

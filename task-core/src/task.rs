@@ -167,10 +167,15 @@ pub struct Lease {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum TaskState {
-    /// Queued; claimable once `ready_at` has passed (later than creation after a retryable failure).
+    /// Queued; claimable once `ready_at` has passed (later than creation after a retryable
+    /// failure), and once every task of `waiting_for` has ended.
     Pending {
         /// Earliest claim time.
         ready_at: Timestamp,
+        /// The tasks it waits for (its step asked to wait): it is not claimable, and holds no
+        /// worker, until all of them have ended. Empty for a task that waits for none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        waiting_for: Vec<TaskId>,
     },
     /// Leased to a worker.
     Processing {
@@ -238,6 +243,11 @@ pub struct Task {
     pub state: TaskState,
     /// How many times it was claimed (1 during the first run); never decreases.
     pub attempt: u32,
+    /// How many of those claims ended with the task waiting for other tasks
+    /// ([`TaskEvent::WaitingFor`](crate::machine::TaskEvent::WaitingFor)): they do not count
+    /// against the product's attempt limit (see [`Task::attempts_used`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waits: u32,
     /// The highest lease epoch ever granted; never decreases.
     pub epoch: u64,
     /// Creation time.
@@ -264,8 +274,12 @@ impl Task {
             id,
             key,
             priority,
-            state: TaskState::Pending { ready_at: now },
+            state: TaskState::Pending {
+                ready_at: now,
+                waiting_for: Vec::new(),
+            },
             attempt: 0,
+            waits: 0,
             epoch: 0,
             created_at: now,
             updated_at: now,
@@ -328,13 +342,35 @@ impl Task {
             .find(|step| self.checkpoint(*step).is_none())
     }
 
-    /// When a pending task becomes claimable.
+    /// When a pending task becomes claimable; None while it waits for other tasks (it is
+    /// claimable only once they have ended, whatever the time) and when it is not pending.
     pub fn ready_at(&self) -> Option<Timestamp> {
-        match self.state {
-            TaskState::Pending { ready_at } => Some(ready_at),
+        match &self.state {
+            TaskState::Pending {
+                ready_at,
+                waiting_for,
+            } if waiting_for.is_empty() => Some(*ready_at),
             _ => None,
         }
     }
+
+    /// The tasks a pending task waits for (empty when it waits for none).
+    pub fn waiting_for(&self) -> &[TaskId] {
+        match &self.state {
+            TaskState::Pending { waiting_for, .. } => waiting_for,
+            _ => &[],
+        }
+    }
+
+    /// The claims that count against the product's attempt limit: every claim but those that
+    /// ended with the task waiting for other tasks.
+    pub fn attempts_used(&self) -> u32 {
+        self.attempt.saturating_sub(self.waits)
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One entry of a task's audit trail. Its serialized form leaves out the fields that are

@@ -64,6 +64,12 @@ fn states() -> Vec<(&'static str, Task, Timestamp)> {
     let mut waiting = pending();
     waiting.state = TaskState::Pending {
         ready_at: T0.plus(Duration::from_secs(5)),
+        waiting_for: Vec::new(),
+    };
+    let mut awaiting = pending();
+    awaiting.state = TaskState::Pending {
+        ready_at: T0,
+        waiting_for: vec![other_task()],
     };
     let running = with_lease(
         &claimed(),
@@ -102,7 +108,8 @@ fn states() -> Vec<(&'static str, Task, Timestamp)> {
     let expired_at = T0.plus(Duration::from_millis(LEASE_MS));
     vec![
         ("pending/ready", pending(), T0),
-        ("pending/waiting", waiting, T0),
+        ("pending/backing-off", waiting, T0),
+        ("pending/awaiting-tasks", awaiting, T0),
         ("processing/idle", claimed(), T0),
         ("processing/running", running.clone(), T0),
         ("processing/between-steps", between, T0),
@@ -152,25 +159,37 @@ fn events(task: &Task) -> Vec<TaskEvent> {
                 last: Box::new(transient()),
             },
         },
+        TaskEvent::WaitingFor {
+            tasks: vec![other_task()],
+        },
+        TaskEvent::WaitEnded {
+            ended: vec![other_task()],
+        },
     ]
+}
+
+/// A task that others wait for in the table.
+fn other_task() -> TaskId {
+    TaskId::from_bytes([7; 16])
 }
 
 /// Columns: claimed, lease_extended, step_started, step_succeeded, step_failed (retryable),
 /// step_failed (permanent), cancel_requested, cancelled, lease_expired, lease_released, done,
-/// failed, gave_up. Cells: the resulting status (P pending, X processing, D done, F failed, C cancelled)
+/// failed, gave_up, waiting_for, wait_ended. Cells: the resulting status (P pending, X processing, D done, F failed, C cancelled)
 /// or `-` for a refused event.
-const TABLE: [(&str, &str); 11] = [
-    ("pending/ready", "X-----C-----F"),
-    ("pending/waiting", "------C-----F"),
-    ("processing/idle", "-XX---X--P-F-"),
-    ("processing/running", "-X-XPFX--P-F-"),
-    ("processing/between-steps", "-XX---X--P-F-"),
-    ("processing/cancel-requested", "-X-XCFXC-C-F-"),
-    ("processing/all-checkpoints", "-X----X--PDF-"),
-    ("processing/lease-expired", "------X-P----"),
-    ("done", "-------------"),
-    ("failed", "-------------"),
-    ("cancelled", "-------------"),
+const TABLE: [(&str, &str); 12] = [
+    ("pending/ready", "X-----C-----F--"),
+    ("pending/backing-off", "------C-----F--"),
+    ("pending/awaiting-tasks", "------C-----F-P"),
+    ("processing/idle", "-XX---X--P-F---"),
+    ("processing/running", "-X-XPFX--P-F-P-"),
+    ("processing/between-steps", "-XX---X--P-F---"),
+    ("processing/cancel-requested", "-X-XCFXC-C-F-C-"),
+    ("processing/all-checkpoints", "-X----X--PDF---"),
+    ("processing/lease-expired", "------X-P------"),
+    ("done", "---------------"),
+    ("failed", "---------------"),
+    ("cancelled", "---------------"),
 ];
 
 fn cell(result: &Result<Transition, TransitionError>) -> char {
@@ -291,7 +310,7 @@ fn progress(task: &Task) -> TaskEvent {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u8..12, any::<bool>()).prop_map(|(e, honest)| Op::Event(e, honest)),
+        4 => (0u8..15, any::<bool>()).prop_map(|(e, honest)| Op::Event(e, honest)),
         5 => Just(Op::Progress),
         1 => (0u16..40_000).prop_map(Op::Advance),
     ]
@@ -333,6 +352,10 @@ fn run_ops(ops: &[Op]) -> Result<std::collections::HashSet<Status>, TestCaseErro
         );
         prop_assert!(after.attempt >= before.attempt);
         prop_assert!(after.epoch >= before.epoch);
+        prop_assert!(after.waits >= before.waits && after.waits <= after.attempt);
+        if !after.waiting_for().is_empty() {
+            prop_assert!(after.ready_at().is_none(), "a waiting task is never ready");
+        }
         prop_assert!(after.checkpoints.len() >= before.checkpoints.len());
         prop_assert_eq!(entry.to, after.status());
         prop_assert_eq!(entry.from, Some(before.status()));
@@ -419,4 +442,75 @@ fn an_ended_lease_puts_the_task_back_at_its_queue_position() {
         .unwrap()
         .task;
     assert_eq!(requeued.ready_at(), Some(late));
+}
+
+#[test]
+fn a_wait_frees_the_worker_keeps_the_attempt_budget_and_ends_only_when_every_task_has() {
+    let running = with_lease(
+        &claimed(),
+        &[TaskEvent::StepStarted {
+            step: Step::S3Check,
+        }],
+    );
+    let (a, b) = (TaskId::generate(), TaskId::generate());
+    let wait = TaskEvent::WaitingFor { tasks: vec![a, b] };
+    let parked = transition(&running, &wait, Authority::Lease(1), T0).unwrap();
+    assert_eq!(parked.task.status(), Status::Pending);
+    assert_eq!(parked.task.waiting_for(), &[a, b]);
+    assert_eq!(parked.task.ready_at(), None, "not claimable while waiting");
+    assert!(parked.task.lease().is_none());
+    assert!(parked.task.checkpoints.is_empty(), "the step runs again");
+    assert_eq!(parked.task.attempts_used(), 0);
+    assert_eq!(parked.entry.event, "waiting");
+    let detail = parked.entry.detail.clone().unwrap();
+    assert!(detail.contains(&a.to_string()) && detail.contains(&b.to_string()));
+
+    let claim = TaskEvent::Claimed {
+        worker: worker(),
+        lease_ms: LEASE_MS,
+    };
+    assert!(transition(&parked.task, &claim, Authority::System, T0).is_err());
+    let partly = TaskEvent::WaitEnded { ended: vec![a] };
+    assert!(transition(&parked.task, &partly, Authority::System, T0).is_err());
+    let later = T0.plus(Duration::from_secs(3));
+    let all = TaskEvent::WaitEnded { ended: vec![b, a] };
+    let woken = transition(&parked.task, &all, Authority::System, later).unwrap();
+    assert_eq!(woken.task.ready_at(), Some(later));
+    assert_eq!(woken.entry.event, "wait_ended");
+    let resumed = transition(&woken.task, &claim, Authority::System, later).unwrap();
+    assert_eq!(resumed.task.attempt, 2);
+    assert_eq!(resumed.task.attempts_used(), 1, "the wait used no attempt");
+}
+
+#[test]
+fn a_wait_list_must_be_sane_and_a_cancel_wins() {
+    let running = with_lease(
+        &claimed(),
+        &[TaskEvent::StepStarted {
+            step: Step::S3Check,
+        }],
+    );
+    let other = TaskId::generate();
+    let refused = [
+        vec![],
+        vec![running.id],
+        vec![other, other],
+        (0..=task_core::machine::MAX_AWAITED)
+            .map(|_| TaskId::generate())
+            .collect(),
+    ];
+    for tasks in refused {
+        let n = tasks.len();
+        let event = TaskEvent::WaitingFor { tasks };
+        assert!(
+            transition(&running, &event, Authority::Lease(1), T0).is_err(),
+            "a wait for {n} tasks is refused"
+        );
+    }
+    let cancelling = transition(&running, &TaskEvent::CancelRequested, Authority::System, T0)
+        .unwrap()
+        .task;
+    let wait = TaskEvent::WaitingFor { tasks: vec![other] };
+    let ended = transition(&cancelling, &wait, Authority::Lease(1), T0).unwrap();
+    assert_eq!(ended.task.status(), Status::Cancelled);
 }

@@ -103,10 +103,7 @@ impl TaskStep for ProbeStep {
         let key = info.cache_key("probe");
         match ctx.store.cache_get(&key).await {
             Ok(Some(cached)) => {
-                return Ok(StepOutput {
-                    value: cached,
-                    reused: true,
-                });
+                return StepOutput::with_reuse(&cached, true);
             }
             Ok(None) => {}
             Err(err) => warn!(error = %err, "probe cache unreadable; probing again"),

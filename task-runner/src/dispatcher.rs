@@ -49,7 +49,9 @@ async fn watch<S: Store>(
                 {
                     stop.stop(StopReason::CancelRequested);
                 }
-                if change.status == Status::Pending {
+                // A task that ends may be the last one a waiting task waits for: the claim
+                // wakes waiting tasks, so it runs again.
+                if change.status == Status::Pending || !change.status.is_active() {
                     wake.notify_one();
                 }
             }

@@ -218,6 +218,13 @@ async fn run<S: Store>(shared: &Shared<S>, task: Task, stop: &Stop) -> Outcome {
                     .stopped(stop.reason().unwrap_or(StopReason::LeaseLost), pending)
                     .await;
             }
+            Some(Ok(output)) if !output.wait_for.is_empty() => {
+                debug!(%step, tasks = output.wait_for.len(), "step waits for tasks");
+                pending.push(TaskEvent::WaitingFor {
+                    tasks: output.wait_for,
+                });
+                return writer.finish(pending).await;
+            }
             Some(Ok(output)) => {
                 debug!(%step, reused = output.reused, "step succeeded");
                 pending.push(TaskEvent::StepSucceeded {
@@ -282,9 +289,9 @@ fn failure_event<S: Store>(
             retry_after_ms: None,
         };
     }
-    if task.attempt >= settings.max_attempts {
+    if task.attempts_used() >= settings.max_attempts {
         let error = TaskError::AttemptsExhausted {
-            attempts: task.attempt,
+            attempts: task.attempts_used(),
             last: Box::new(error),
         };
         return TaskEvent::StepFailed {
@@ -293,7 +300,7 @@ fn failure_event<S: Store>(
         };
     }
     let policy = settings.retry.as_ref().unwrap_or(&shared.config.retry);
-    let delay = policy.delay(task.attempt);
+    let delay = policy.delay(task.attempts_used());
     TaskEvent::StepFailed {
         error,
         retry_after_ms: Some(millis(delay)),
@@ -359,6 +366,7 @@ impl<S: Store> Writer<'_, S> {
                 Status::Done => Outcome::Done,
                 Status::Failed => Outcome::Failed,
                 Status::Cancelled => Outcome::Cancelled,
+                Status::Pending if !task.waiting_for().is_empty() => Outcome::Waiting,
                 Status::Pending => Outcome::Retried,
                 Status::Processing => Outcome::LeaseLost,
             },

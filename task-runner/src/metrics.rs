@@ -18,6 +18,7 @@ pub struct Metrics {
     retried: AtomicU64,
     cancelled: AtomicU64,
     released: AtomicU64,
+    waiting: AtomicU64,
     lease_lost: AtomicU64,
     in_flight: Mutex<HashMap<ProductName, usize>>,
     peak_in_flight: Mutex<HashMap<ProductName, usize>>,
@@ -38,6 +39,8 @@ pub struct MetricsSnapshot {
     pub cancelled: u64,
     /// Leases handed back at shutdown.
     pub released: u64,
+    /// Runs that ended with the task waiting for other tasks (it holds no slot meanwhile).
+    pub waiting: u64,
     /// Tasks abandoned because their lease was lost.
     pub lease_lost: u64,
     /// Tasks running now, per product.
@@ -54,6 +57,7 @@ pub(crate) enum Outcome {
     Retried,
     Cancelled,
     Released,
+    Waiting,
     LeaseLost,
 }
 
@@ -77,6 +81,7 @@ impl Metrics {
             Outcome::Retried => &self.retried,
             Outcome::Cancelled => &self.cancelled,
             Outcome::Released => &self.released,
+            Outcome::Waiting => &self.waiting,
             Outcome::LeaseLost => &self.lease_lost,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -111,6 +116,7 @@ impl Metrics {
             retried: self.retried.load(Ordering::Relaxed),
             cancelled: self.cancelled.load(Ordering::Relaxed),
             released: self.released.load(Ordering::Relaxed),
+            waiting: self.waiting.load(Ordering::Relaxed),
             lease_lost: self.lease_lost.load(Ordering::Relaxed),
             in_flight: self
                 .in_flight

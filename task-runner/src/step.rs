@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use task_core::catalog::CatalogItem;
 use task_core::error::TaskError;
-use task_core::ids::ProductName;
+use task_core::ids::{ProductName, TaskId};
 use task_core::store::Store;
 use task_core::task::{Step, Task};
 
@@ -95,13 +95,18 @@ impl StepContext {
     }
 }
 
-/// What a step produced: its serialized output, and whether it was reused rather than computed.
+/// What a step produced: its serialized output, and whether it was reused rather than computed;
+/// or the tasks it must wait for before it can finish.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepOutput {
     /// The output, saved as the step's checkpoint.
     pub value: serde_json::Value,
     /// True when the output came from the step cache (shown in the task history).
     pub reused: bool,
+    /// When not empty, the step has not finished: the task goes back to pending without a
+    /// checkpoint, holds no worker while these tasks run, and the step runs again once all of
+    /// them have ended (`value` is then ignored). See [`StepOutput::waiting_for`].
+    pub wait_for: Vec<TaskId>,
 }
 
 impl StepOutput {
@@ -115,7 +120,25 @@ impl StepOutput {
         let value = serde_json::to_value(output).map_err(|e| TaskError::Internal {
             message: format!("step output cannot be serialized: {e}"),
         })?;
-        Ok(Self { value, reused })
+        Ok(Self {
+            value,
+            reused,
+            wait_for: Vec::new(),
+        })
+    }
+
+    /// The step cannot finish before `tasks` (1 to 1,000 distinct tasks of the same tenant,
+    /// typically ones it just created) have ended. The runner parks the task durably in the
+    /// store ([`TaskEvent::WaitingFor`](task_core::machine::TaskEvent::WaitingFor)): it holds
+    /// no slot, survives restarts, and is claimed again, running this step from its start,
+    /// once every one of them is done, failed or cancelled. Cancelling the waiting task leaves
+    /// the awaited tasks running.
+    pub fn waiting_for(tasks: Vec<TaskId>) -> Self {
+        Self {
+            value: serde_json::Value::Null,
+            reused: false,
+            wait_for: tasks,
+        }
     }
 }
 

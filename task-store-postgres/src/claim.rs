@@ -2,7 +2,8 @@
 //!
 //! A claim requeues expired leases first (rows chosen by lease expiry time, locked with
 //! `FOR UPDATE SKIP LOCKED`, moved by task-core's `LeaseExpired` transition, back at their
-//! old queue position), committing them on their own when there are any. Then one
+//! old queue position) and wakes the waiting tasks whose awaited tasks have all ended
+//! (task-core's `WaitEnded`), committing them on their own when there are any. Then one
 //! transaction:
 //!
 //! 1. takes `pg_advisory_xact_lock` of each product the request limits ([`LOCK_PRODUCTS`],
@@ -61,6 +62,57 @@ async fn requeue_in(
                 .ctx
                 .db("requeueing expired leases", format_args!("at {now}"), e)
         })?;
+    let expired = |_: &Task| TaskEvent::LeaseExpired;
+    write_system_events(store, tx, rows, expired, now).await
+}
+
+/// Waiting tasks whose awaited tasks have all ended (a pruned task counts as ended), skipping
+/// rows another transaction holds.
+const WAITING_DONE: &str = "
+SELECT t.id, t.seq, t.doc::text FROM tasks t
+WHERE t.status = 'pending' AND t.ready_at IS NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM jsonb_array_elements_text(t.doc->'state'->'waiting_for') AS a(id)
+      JOIN tasks c ON c.id = a.id::uuid
+      WHERE c.status IN ('pending', 'processing'))
+ORDER BY t.id
+LIMIT $1
+FOR UPDATE OF t SKIP LOCKED";
+
+/// Makes claimable, in `tx`, up to [`REQUEUE_BATCH`] waiting tasks whose awaited tasks have
+/// all ended; returns them. (A task that ends later than this claim's snapshot is seen by the
+/// next claim, which its end wakes.)
+async fn wake_in(
+    store: &PostgresStore,
+    tx: &mut Tx,
+    now: Timestamp,
+) -> Result<Vec<Task>, StoreError> {
+    let shared = &store.shared;
+    let rows: Vec<(Uuid, i64, String)> = sqlx::query_as(WAITING_DONE)
+        .bind(REQUEUE_BATCH)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(|e| {
+            shared
+                .ctx
+                .db("waking waiting tasks", format_args!("at {now}"), e)
+        })?;
+    let ended = |task: &Task| TaskEvent::WaitEnded {
+        ended: task.waiting_for().to_vec(),
+    };
+    write_system_events(store, tx, rows, ended, now).await
+}
+
+/// Applies the system event `event_for` gives each of the locked `rows`, in their order, and
+/// writes them in `tx`; returns the tasks written (a refused one is logged and left as it is).
+async fn write_system_events(
+    store: &PostgresStore,
+    tx: &mut Tx,
+    rows: Vec<(Uuid, i64, String)>,
+    event_for: impl Fn(&Task) -> TaskEvent,
+    now: Timestamp,
+) -> Result<Vec<Task>, StoreError> {
+    let shared = &store.shared;
     let order: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
     let mut locked = decode_locked(shared, rows)?;
     let mut writes = TaskRows::default();
@@ -70,14 +122,15 @@ async fn requeue_in(
         let Some(Locked { task, seq }) = locked.remove(&id) else {
             continue;
         };
-        match transition(&task, &TaskEvent::LeaseExpired, Authority::System, now) {
+        let event = event_for(&task);
+        match transition(&task, &event, Authority::System, now) {
             Ok(step) => {
                 writes.push(Some(&task), &step.task, seq)?;
                 history.push(&step.task, [&step.entry])?;
                 moved.push(step.task);
             }
             Err(err) => {
-                tracing::warn!(task = %task.id, error = %err, "an expired lease cannot be requeued")
+                tracing::warn!(task = %task.id, event = %event.kind(), error = %err, "a system event cannot be applied")
             }
         }
     }
@@ -324,7 +377,13 @@ pub(crate) async fn claim(
     // Expired leases first, committed on their own when there are any: the claim then waits
     // for product locks without holding the change counter.
     let mut tx = shared.begin("claiming tasks").await?;
-    let requeued = requeue_in(store, &mut tx, now).await;
+    let mut requeued = requeue_in(store, &mut tx, now).await;
+    if let Ok(moved) = &mut requeued {
+        match wake_in(store, &mut tx, now).await {
+            Ok(woken) => moved.extend(woken),
+            Err(err) => requeued = Err(err),
+        }
+    }
     if !matches!(&requeued, Ok(moved) if moved.is_empty()) {
         let moved = shared
             .finish(tx, requeued, "claiming tasks", input.clone())

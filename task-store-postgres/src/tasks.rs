@@ -12,7 +12,7 @@ use task_core::ids::{TaskId, TenantId};
 use task_core::machine::{Authority, TaskEvent, transition, transition_all};
 use task_core::store::{
     ApplyRequest, ClaimRequest, CreateOutcome, NewTask, Page, PageRequest, StoreError, TaskChange,
-    TaskFilter, TaskStore,
+    TaskFilter, TaskStore, awaited_by, check_awaited,
 };
 use task_core::task::{HistoryEntry, Status, Task, TaskKey};
 use task_core::time::Timestamp;
@@ -71,6 +71,39 @@ pub(crate) fn decode_locked(
         .collect()
 }
 
+/// The tenants of the tasks the entries of `batch` ask to wait for (absent: no such task).
+async fn awaited_tenants(
+    shared: &Shared,
+    conn: &mut PgConnection,
+    batch: &[ApplyRequest],
+) -> Result<HashMap<Uuid, TenantId>, StoreError> {
+    let ids: Vec<Uuid> = batch
+        .iter()
+        .flat_map(|r| awaited_by(&r.events))
+        .map(|id| uuid(*id))
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT id, tenant FROM tasks WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| {
+                shared
+                    .ctx
+                    .db("reading awaited tasks", format_args!("tasks {ids:?}"), e)
+            })?;
+    rows.into_iter()
+        .map(|(id, tenant)| {
+            let tenant = TenantId::new(tenant)
+                .map_err(|e| shared.ctx.corrupt("tasks", id, format!("tenant: {e}")))?;
+            Ok((id, tenant))
+        })
+        .collect()
+}
+
 /// Applies the entries of `batch` in order to the tasks locked in `conn`; one outcome each.
 async fn apply_in(
     shared: &Shared,
@@ -84,6 +117,7 @@ async fn apply_in(
     let mut locked = lock_tasks(shared, conn, &ids).await?;
     // As read: what the statistics changes are counted from.
     let read: HashMap<Uuid, Locked> = locked.clone();
+    let awaited_tenants = awaited_tenants(shared, conn, batch).await?;
     let mut history = HistoryRows::default();
     let mut written = HashSet::new();
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -92,6 +126,15 @@ async fn apply_in(
             outcomes.push(Err(not_found(request.id)));
             continue;
         };
+        let checked: Result<(), StoreError> =
+            awaited_by(&request.events).iter().try_for_each(|awaited| {
+                let found = awaited_tenants.get(&uuid(*awaited));
+                check_awaited(&current.task.key.tenant, *awaited, found)
+            });
+        if let Err(refused) = checked {
+            outcomes.push(Err(refused));
+            continue;
+        }
         // task-core fences: a stale epoch or an expired lease is refused, nothing written.
         let authority = Authority::Lease(request.epoch);
         match transition_all(&current.task, &request.events, authority, now) {

@@ -7,7 +7,7 @@ use task_core::store::StoreError;
 use task_core::task::{HistoryEntry, Status, Step, Task, TaskState};
 
 use crate::journal::SEQ_KEY;
-use crate::layout::{Tk, tree};
+use crate::layout::{Queues, Tk, tree};
 use crate::overlay::Overlaid;
 use crate::record::decode_record;
 use crate::{SledStore, keys};
@@ -130,7 +130,7 @@ impl SledStore {
             });
         }
         let queues = inner.trees.lock_queues();
-        for tk in [Tk::Ready, Tk::Leases] {
+        for tk in Queues::KEYSPACES {
             for (key, value) in queues.map(tk) {
                 out.push(RawEntry {
                     tree: tk.name(),
@@ -184,6 +184,10 @@ impl SledStore {
                 let k = keys::lease(lease.expires_at, id);
                 let v = task.key.product.as_str().as_bytes().to_vec();
                 expected.entry(tree::LEASES).or_default().insert(k, v);
+            }
+            if !task.waiting_for().is_empty() {
+                let waiting = expected.entry(tree::WAITING).or_default();
+                waiting.insert(id_bytes.clone(), Vec::new());
             }
             if task.status().is_active() {
                 let active = expected.entry(tree::ACTIVE).or_default();
@@ -251,7 +255,7 @@ impl SledStore {
         }
         {
             let queues = inner.trees.lock_queues();
-            for tk in [Tk::Ready, Tk::Leases] {
+            for tk in Queues::KEYSPACES {
                 let mut entries = queues.map(tk).iter().map(|(k, v)| (k.clone(), v.to_vec()));
                 compare(tk.name(), &mut entries);
             }

@@ -32,6 +32,8 @@ pub(crate) mod tree {
     pub const LATEST: &str = "latest";
     /// Leases (in memory) by (expires-at, id) -> product.
     pub const LEASES: &str = "leases";
+    /// Pending tasks that wait for other tasks (in memory): id -> nothing.
+    pub const WAITING: &str = "waiting";
     /// Per-tenant listing: (tenant, id).
     pub const BY_TENANT: &str = "by_tenant";
     /// Per-item listing: (tenant, inventory id, id).
@@ -75,6 +77,8 @@ pub(crate) enum Tk {
     Latest,
     /// [`tree::LEASES`], in memory.
     Leases,
+    /// [`tree::WAITING`], in memory.
+    Waiting,
     /// [`tree::BY_TENANT`].
     ByTenant,
     /// [`tree::BY_ITEM`].
@@ -101,7 +105,7 @@ pub(crate) enum Tk {
 
 impl Tk {
     /// How many there are.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
     /// The keyspaces stored in sled, in prefix order.
     pub const PERSISTENT: [Tk; 14] = [
         Tk::Active,
@@ -128,6 +132,7 @@ impl Tk {
             Tk::Active => tree::ACTIVE,
             Tk::Latest => tree::LATEST,
             Tk::Leases => tree::LEASES,
+            Tk::Waiting => tree::WAITING,
             Tk::ByTenant => tree::BY_TENANT,
             Tk::ByItem => tree::BY_ITEM,
             Tk::Items => tree::ITEMS,
@@ -159,7 +164,7 @@ impl Tk {
             Tk::Outbox => b'O',
             Tk::Counts => b'U',
             Tk::Activity => b'M',
-            Tk::Ready | Tk::Leases => return None,
+            Tk::Ready | Tk::Leases | Tk::Waiting => return None,
         })
     }
 
@@ -182,6 +187,7 @@ impl Tk {
         match self {
             Tk::Ready => "scanning the ready queue",
             Tk::Leases => "scanning leases",
+            Tk::Waiting => "scanning waiting tasks",
             Tk::Active => "scanning active tasks",
             _ => "scanning",
         }
@@ -275,16 +281,22 @@ pub(crate) struct Queues {
     pub ready: BTreeMap<Vec<u8>, IVec>,
     /// [`Tk::Leases`].
     pub leases: BTreeMap<Vec<u8>, IVec>,
+    /// [`Tk::Waiting`].
+    pub waiting: BTreeMap<Vec<u8>, IVec>,
     /// When each tenant (by its ready-queue prefix) was last served by a claim. Not
     /// persisted: after a restart every tenant starts even.
     pub turns: Turns<Vec<u8>>,
 }
 
 impl Queues {
+    /// The in-memory keyspaces.
+    pub const KEYSPACES: [Tk; 3] = [Tk::Ready, Tk::Leases, Tk::Waiting];
+
     /// The map of an in-memory keyspace.
     pub fn map(&self, tk: Tk) -> &BTreeMap<Vec<u8>, IVec> {
         match tk {
             Tk::Leases => &self.leases,
+            Tk::Waiting => &self.waiting,
             _ => &self.ready,
         }
     }
@@ -293,6 +305,7 @@ impl Queues {
     pub fn map_mut(&mut self, tk: Tk) -> &mut BTreeMap<Vec<u8>, IVec> {
         match tk {
             Tk::Leases => &mut self.leases,
+            Tk::Waiting => &mut self.waiting,
             _ => &mut self.ready,
         }
     }

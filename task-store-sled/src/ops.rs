@@ -8,7 +8,9 @@ use task_core::fair::{ProductRoom, ReadyEntry, TenantQueue, take_turns};
 use task_core::ids::{TaskId, TenantId};
 use task_core::machine::{Authority, TaskEvent, created, transition_all};
 use task_core::stats::StatsDelta;
-use task_core::store::{ClaimRequest, CreateOutcome, NewTask, StoreError};
+use task_core::store::{
+    ClaimRequest, CreateOutcome, NewTask, StoreError, awaited_by, check_awaited,
+};
 use task_core::task::{HistoryEntry, Status, Task, TaskKey};
 use task_core::time::Timestamp;
 
@@ -58,6 +60,13 @@ impl Stage<'_> {
             }
             None => None,
         };
+        let was_waiting = old.is_some_and(|o| !o.task.waiting_for().is_empty());
+        let is_waiting = !task.waiting_for().is_empty();
+        if was_waiting && !is_waiting {
+            self.del(Tk::Waiting, id.to_bytes().to_vec());
+        } else if is_waiting && !was_waiting {
+            self.put(Tk::Waiting, id.to_bytes().to_vec(), &[] as &[u8]);
+        }
         let old_lease = old.and_then(|o| o.task.lease()).map(|l| l.expires_at);
         let new_lease = task.lease().map(|l| l.expires_at);
         if old_lease != new_lease {
@@ -111,6 +120,10 @@ impl Stage<'_> {
         let old = self.load(id)?.ok_or_else(|| task_not_found(id))?;
         if events.is_empty() {
             return Ok(old.task);
+        }
+        for awaited in awaited_by(events) {
+            let found = self.load(*awaited)?.map(|t| t.task.key.tenant);
+            check_awaited(&old.task.key.tenant, *awaited, found.as_ref())?;
         }
         let (task, entries) = transition_all(&old.task, events, authority, now)?;
         self.write_task(Some(&old), task.clone(), &entries)?;
@@ -306,6 +319,7 @@ impl Stage<'_> {
         now: Timestamp,
     ) -> Result<(Vec<Task>, Vec<Task>), StoreError> {
         let mut requeued = self.requeue_expired(now)?;
+        requeued.extend(self.wake_waiters(now)?);
         let mut claimed = Vec::new();
         let picked = self.candidates(request, now)?;
         self.turns_mut()
@@ -320,6 +334,50 @@ impl Stage<'_> {
             }
         }
         Ok((requeued, claimed))
+    }
+
+    /// Makes claimable every waiting task whose awaited tasks have all ended (or were pruned).
+    fn wake_waiters(&mut self, now: Timestamp) -> Result<Vec<Task>, StoreError> {
+        let mut waiting = Vec::new();
+        for entry in self.range(Tk::Waiting, (Bound::Unbounded, Bound::Unbounded)) {
+            let (key, _) = entry?;
+            let id = keys::trailing_id(&key).ok_or_else(|| {
+                self.ctx
+                    .corrupt(Tk::Waiting.name(), &key, "malformed task id")
+            })?;
+            waiting.push(id);
+        }
+        let mut woken = Vec::new();
+        for id in waiting {
+            let Some(stored) = self.load(id)? else {
+                continue;
+            };
+            let ended = stored.task.waiting_for().to_vec();
+            let mut all_ended = true;
+            for awaited in &ended {
+                if self
+                    .load(*awaited)?
+                    .is_some_and(|t| t.task.status().is_active())
+                {
+                    all_ended = false;
+                    break;
+                }
+            }
+            if !all_ended {
+                continue;
+            }
+            match self.apply(
+                id,
+                Authority::System,
+                &[TaskEvent::WaitEnded { ended }],
+                now,
+            ) {
+                Ok(task) => woken.push(task),
+                Err(err) if is_skippable(&err) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(woken)
     }
 
     /// Claims task `id` (starting its first step when the request asks): one record write

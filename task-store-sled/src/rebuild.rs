@@ -75,6 +75,7 @@ pub(crate) fn rebuild_queues(ctx: &Ctx, trees: &Trees) -> Result<Queues, StoreEr
         let part = part?;
         queues.ready.extend(part.ready);
         queues.leases.extend(part.leases);
+        queues.waiting.extend(part.waiting);
     }
     Ok(queues)
 }
@@ -119,6 +120,11 @@ fn add_run(ctx: &Ctx, trees: &Trees, run: KeyRange, queues: &mut Queues) -> Resu
                 ));
             }
             (None, _) => {}
+        }
+        if !task.waiting_for().is_empty() {
+            queues
+                .waiting
+                .insert(id.to_bytes().to_vec(), IVec::default());
         }
         if let Some(lease) = task.lease() {
             queues.leases.insert(

@@ -336,7 +336,7 @@ impl<'a> Stage<'a> {
             })
         };
         let mut queues_changed = false;
-        for tk in [Tk::Ready, Tk::Leases] {
+        for tk in Queues::KEYSPACES {
             let map = self.queues.map_mut(tk);
             for (key, value) in std::mem::take(&mut self.writes[tk as usize]) {
                 queues_changed = true;

@@ -260,3 +260,59 @@ async fn many_active_tasks_rebuild_the_same_queues() {
     let next = claim_up_to(&store, "w2", 3_000).await;
     assert_eq!(next.len(), 2_300, "every pending task is claimable once");
 }
+
+/// A task waiting for another survives a crash (the store dropped without closing): the
+/// rebuilt queues still hold it as waiting, not ready, and it wakes when its awaited task ends.
+#[tokio::test]
+async fn a_waiting_task_survives_reopen_and_wakes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::default();
+    let store = open(dir.path(), &clock);
+    let waiter = store
+        .create_task(new_task("episode", Priority::High))
+        .await
+        .expect("create")
+        .task;
+    let child = store
+        .create_task(new_task("sibling", Priority::Low))
+        .await
+        .expect("create")
+        .task;
+    let held = &claim_up_to(&store, "w", 1).await[0];
+    assert_eq!(held.id, waiter.id);
+    let events = [
+        TaskEvent::StepStarted {
+            step: Step::S3Check,
+        },
+        TaskEvent::WaitingFor {
+            tasks: vec![child.id],
+        },
+    ];
+    store
+        .apply(held.id, held.epoch, &events)
+        .await
+        .expect("wait");
+    drop(store);
+
+    let store = open(dir.path(), &clock);
+    assert!(store.check_consistency().expect("check").is_empty());
+    let running = claim_up_to(&store, "w", 5).await;
+    assert_eq!(
+        running.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [child.id],
+        "the waiting task is not ready after reopen"
+    );
+    let error = TaskError::Internal {
+        message: "done with it".into(),
+    };
+    store
+        .apply(child.id, running[0].epoch, &[TaskEvent::Failed { error }])
+        .await
+        .expect("end");
+    let resumed = claim_up_to(&store, "w", 5).await;
+    assert_eq!(
+        resumed.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [waiter.id]
+    );
+    assert!(store.check_consistency().expect("check").is_empty());
+}

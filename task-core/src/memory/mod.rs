@@ -15,7 +15,7 @@ use crate::results::AnalysisResult;
 use crate::stats::{ActivityBucket, StatsDelta, StatusCount};
 use crate::store::{
     ApplyRequest, ClaimRequest, CreateOutcome, NewTask, Page, PageRequest, StoreError, TaskChange,
-    TaskFilter, TaskStore,
+    TaskFilter, TaskStore, awaited_by, check_awaited,
 };
 use crate::task::{HistoryEntry, Status, Task, TaskKey};
 use crate::time::{SharedClock, SystemClock, Timestamp};
@@ -39,6 +39,8 @@ struct Inner {
     ready_pos: HashMap<TaskId, ReadyPos>,
     turns: Turns<TenantId>,
     leases: BTreeSet<(Timestamp, TaskId)>,
+    /// Pending tasks that wait for other tasks to end.
+    waiting: BTreeSet<TaskId>,
     active: HashMap<TaskKey, TaskId>,
     latest: HashMap<TaskKey, TaskId>,
     history: HashMap<TaskId, Vec<HistoryEntry>>,
@@ -79,6 +81,11 @@ impl Inner {
         if let Some(lease) = task.lease() {
             self.leases.insert((lease.expires_at, task.id));
         }
+        if task.waiting_for().is_empty() {
+            self.waiting.remove(&task.id);
+        } else {
+            self.waiting.insert(task.id);
+        }
         if task.status().is_active() {
             self.active.insert(task.key.clone(), task.id);
         } else if self.active.get(&task.key) == Some(&task.id) {
@@ -99,6 +106,10 @@ impl Inner {
         now: Timestamp,
     ) -> Result<Task, StoreError> {
         let current = self.tasks.get(&id).ok_or_else(|| not_found_task(id))?;
+        for awaited in awaited_by(events) {
+            let found = self.tasks.get(awaited).map(|t| &t.key.tenant);
+            check_awaited(&current.key.tenant, *awaited, found)?;
+        }
         let (task, entries) = transition_all(current, events, authority, now)?;
         self.put_all(&task, entries);
         Ok(task)
@@ -121,6 +132,30 @@ impl Inner {
         let (task, entries) = request.transition(task, now)?;
         self.put_all(&task, entries);
         Ok(task)
+    }
+
+    /// Makes claimable every waiting task whose awaited tasks have all ended.
+    fn wake_waiters(&mut self, now: Timestamp) -> Vec<Task> {
+        let ended: Vec<(TaskId, Vec<TaskId>)> = self
+            .waiting
+            .iter()
+            .filter_map(|id| self.tasks.get(id))
+            .filter(|task| {
+                task.waiting_for().iter().all(|awaited| {
+                    self.tasks
+                        .get(awaited)
+                        .is_none_or(|t| !t.status().is_active())
+                })
+            })
+            .map(|task| (task.id, task.waiting_for().to_vec()))
+            .collect();
+        ended
+            .into_iter()
+            .filter_map(|(id, ended)| {
+                let event = TaskEvent::WaitEnded { ended };
+                self.apply(id, Authority::System, &[event], now).ok()
+            })
+            .collect()
     }
 
     fn requeue_expired(&mut self, now: Timestamp) -> Vec<Task> {
@@ -363,6 +398,7 @@ impl TaskStore for MemoryStore {
         let now = self.clock.now();
         let mut inner = self.lock();
         let mut changed = inner.requeue_expired(now);
+        changed.extend(inner.wake_waiters(now));
         let picked = inner.pick(request, now);
         inner.turns.record(picked.iter().map(|(tenant, _)| tenant));
         let mut claimed = Vec::with_capacity(picked.len());

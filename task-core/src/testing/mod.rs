@@ -20,6 +20,7 @@ mod fairness;
 mod recording;
 mod stats;
 mod tasks;
+mod waits;
 mod webhooks;
 
 pub use batches::*;
@@ -29,6 +30,7 @@ pub use fairness::*;
 pub use recording::{RecordingStore, StoreCalls};
 pub use stats::*;
 pub use tasks::*;
+pub use waits::*;
 pub use webhooks::*;
 
 use std::time::Duration;
@@ -79,7 +81,10 @@ macro_rules! conformance_suite {
             outbox_skips_pages_and_deletes,
             status_counts_follow_every_change,
             activity_is_kept_per_minute,
-            tasks_filter_by_priority_and_creation_time
+            tasks_filter_by_priority_and_creation_time,
+            waiting_tasks_wake_once_every_awaited_task_ends,
+            a_wait_for_unknown_or_foreign_tasks_is_refused,
+            cancelling_a_waiting_task_leaves_its_awaited_tasks
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

@@ -11,7 +11,9 @@ use tokio::sync::Semaphore;
 use crate::support::*;
 
 mod panics;
+mod waits;
 pub use panics::*;
+pub use waits::*;
 
 /// A step that fails twice with a retryable error, then succeeds: the task ends done on its
 /// third attempt, and the steps before it are not run again.
@@ -451,7 +453,10 @@ macro_rules! runner_scenarios {
             cancel_interrupts_a_blocked_step, timeout_interrupts_a_blocked_step,
             cancel_kills_child_processes, a_second_runner_finishes_a_crashed_runners_task,
             shutdown_releases_leases, claims_follow_priority, low_priority_is_not_starved,
-            per_product_limits_hold, a_panicking_step_fails_its_task_and_frees_its_slot);
+            per_product_limits_hold, a_panicking_step_fails_its_task_and_frees_its_slot,
+            a_waiting_task_holds_no_slot_and_resumes_when_its_task_ends,
+            a_crash_while_waiting_loses_nothing,
+            cancelling_a_waiting_task_leaves_its_task_running);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
