@@ -51,10 +51,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "an index of the tasks that wait for other tasks",
         sql: include_str!("../migrations/0006_waiting.sql"),
     },
+    Migration {
+        version: 7,
+        description: "catalog items' parents, indexed for listing an item's children",
+        sql: include_str!("../migrations/0007_catalog_parents.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// Brings `schema` to [`SCHEMA_VERSION`] through `pool` (whose `search_path` is `schema`).
 pub(crate) async fn migrate(ctx: &Ctx, pool: &PgPool) -> Result<(), StoreError> {
