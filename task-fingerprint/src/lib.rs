@@ -1,5 +1,6 @@
 //! Audio fingerprints for the media task engine: the compact form a `fingerprint` result stores,
-//! and the search for the segments two assets share.
+//! the search for the segments two assets share, and an episode's intro and credits from what it
+//! shares with its siblings ([`find_markers`]).
 //!
 //! A [`Fingerprint`] is a sequence of 32-bit items, one every [`Fingerprint::item_secs`]
 //! seconds (Chromaprint's, as ffmpeg's `chromaprint` muxer writes them). Two recordings of the
@@ -34,9 +35,11 @@
 #![deny(missing_docs)]
 
 mod codec;
+mod markers;
 mod matching;
 
 pub use codec::{FingerprintData, MAX_ITEMS};
+pub use markers::{Marker, MarkerRules, Markers, find_markers};
 pub use matching::{
     CHROMAPRINT_END_EXTENSION_SECS, CHROMAPRINT_START_SHIFT_SECS, MatchSettings, SharedSegment,
     shared_segments,

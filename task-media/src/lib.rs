@@ -80,8 +80,10 @@ pub fn pipeline(
     Ok(pipeline)
 }
 
-/// The products this crate has an analyzer for, as [`builtin_analyzer`] knows them.
-pub const BUILTIN_PRODUCTS: [&str; 3] = ["adbreaks", "fingerprint", "scenes"];
+/// The products this crate ships: those [`builtin_analyzer`] has an analyzer for, and
+/// `markers`, whose analyze step is [`MarkersStep`](analyze::markers::MarkersStep) (it reads
+/// fingerprints rather than the media).
+pub const BUILTIN_PRODUCTS: [&str; 4] = ["adbreaks", "fingerprint", "markers", "scenes"];
 
 /// The analyzers this crate ships, by product name (one of [`BUILTIN_PRODUCTS`]).
 pub fn builtin_analyzer(product: &ProductName) -> Option<Arc<dyn Analyzer>> {

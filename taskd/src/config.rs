@@ -99,6 +99,9 @@ pub struct ProductEntry {
     pub retry_max_secs: Option<f64>,
     /// Concurrent tasks of this product (default 4).
     pub concurrency: Option<usize>,
+    /// `markers` only: the `fingerprint` version whose results it compares, and whose tasks
+    /// it creates when missing (default `1`).
+    pub fingerprint_version: Option<String>,
 }
 
 /// Runner settings.
@@ -208,6 +211,38 @@ pub struct Overrides {
     pub without_api: bool,
 }
 
+/// Markers are made from fingerprints: the `fingerprint` product must be enabled, with the
+/// version markers compare among its accepted ones, or the fingerprint tasks markers create
+/// would be refused or never run.
+fn check_markers(products: &[Product]) -> Result<(), TaskdError> {
+    let Some(version) = products
+        .iter()
+        .find(|p| p.name.as_str() == "markers")
+        .and_then(|p| p.fingerprint_version.as_ref())
+    else {
+        return Ok(());
+    };
+    let field = "products.markers.fingerprint_version";
+    match products.iter().find(|p| p.name.as_str() == "fingerprint") {
+        None => Err(setting(
+            "products.markers",
+            "markers need the fingerprint product: enable [products.fingerprint] too",
+        )),
+        Some(fingerprint)
+            if fingerprint
+                .versions
+                .as_ref()
+                .is_some_and(|vs| !vs.contains(version)) =>
+        {
+            Err(setting(
+                field,
+                format!("{version} is not among the fingerprint product's versions"),
+            ))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
 /// One enabled product, resolved.
 #[derive(Debug, Clone)]
 pub struct Product {
@@ -217,6 +252,8 @@ pub struct Product {
     pub versions: Option<Vec<Version>>,
     /// Runner settings.
     pub settings: task_runner::step::ProductSettings,
+    /// `markers` only: the fingerprint version it compares.
+    pub fingerprint_version: Option<Version>,
 }
 
 /// The resolved configuration.
@@ -398,12 +435,27 @@ impl FileConfig {
             if let Some(n) = entry.concurrency {
                 settings.concurrency = n;
             }
+            let fingerprint_version = match (name.as_str(), entry.fingerprint_version) {
+                ("markers", version) => Some(
+                    Version::new(version.unwrap_or_else(|| "1".to_owned()))
+                        .map_err(|e| setting("products.markers.fingerprint_version", e))?,
+                ),
+                (_, None) => None,
+                (_, Some(_)) => {
+                    return Err(setting(
+                        &format!("products.{name}.fingerprint_version"),
+                        "only the markers product takes it",
+                    ));
+                }
+            };
             products.push(Product {
                 name: product,
                 versions,
                 settings,
+                fingerprint_version,
             });
         }
+        check_markers(&products)?;
         let media_root = overrides
             .media_root
             .or(self.media_root)

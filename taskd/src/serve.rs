@@ -16,6 +16,7 @@ use task_core::ids::TenantId;
 use task_core::ids::WorkerId;
 use task_core::store::Store;
 use task_http::{ServiceConfig, TaskApi};
+use task_media::analyze::markers::MarkersStep;
 use task_media::asset_url::{AssetLocator, AssetScope, S3Settings, validate_asset_url};
 use task_media::probe_step::ProberChoice;
 use task_runner::{Runner, RunnerConfig};
@@ -95,7 +96,20 @@ fn pipeline(settings: &Settings) -> Result<task_runner::Pipeline, TaskdError> {
     }
     let locator = Arc::new(locator);
     let mut analyzers = Vec::new();
+    let mut markers = None;
     for product in &settings.products {
+        if product.name.as_str() == "markers" {
+            let version =
+                product
+                    .fingerprint_version
+                    .clone()
+                    .ok_or_else(|| TaskdError::Setting {
+                        field: "products.markers.fingerprint_version".into(),
+                        reason: "missing".into(),
+                    })?;
+            markers = Some((product.name.clone(), MarkersStep::new(version)));
+            continue;
+        }
         let analyzer =
             task_media::builtin_analyzer(&product.name).ok_or_else(|| TaskdError::Setting {
                 field: "products".into(),
@@ -107,11 +121,11 @@ fn pipeline(settings: &Settings) -> Result<task_runner::Pipeline, TaskdError> {
             })?;
         analyzers.push((product.name.clone(), analyzer));
     }
-    Ok(task_media::pipeline(
-        locator,
-        ProberChoice::Auto,
-        analyzers,
-    )?)
+    let mut pipeline = task_media::pipeline(locator, ProberChoice::Auto, analyzers)?;
+    if let Some((name, step)) = markers {
+        pipeline = pipeline.with_analyzer(name, Arc::new(step))?;
+    }
+    Ok(pipeline)
 }
 
 /// Waits for SIGTERM or SIGINT.

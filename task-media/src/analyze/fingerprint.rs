@@ -107,4 +107,10 @@ impl Analyzer for FingerprintAnalyzer {
         let data = self.fingerprint(media.path(), probe.duration_secs).await?;
         tools::result_data("fingerprint", &data)
     }
+
+    /// A fingerprint depends only on the audio and the algorithm: every version of the
+    /// product (and the `markers` product, through it) reuses one of an unchanged object.
+    fn reuse_key(&self) -> Option<String> {
+        Some(format!("fingerprint:chromaprint-{ALGORITHM}"))
+    }
 }

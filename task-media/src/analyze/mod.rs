@@ -2,6 +2,7 @@
 
 pub mod adbreaks;
 pub mod fingerprint;
+pub mod markers;
 pub mod scenes;
 mod tools;
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use tracing::warn;
 
 use task_core::error::TaskError;
 use task_core::results::AnalysisResult;
@@ -36,6 +38,15 @@ pub trait Analyzer: Send + Sync + 'static {
         probe: &ProbeOutput,
         media: &LocalMedia,
     ) -> Result<serde_json::Value, TaskError>;
+
+    /// For an analyzer whose result depends only on the object's bytes and on what this
+    /// names (its algorithm and settings), a name under which results are kept in the step
+    /// cache: a task of any product version (or product) with an analyzer of the same name
+    /// reuses the result of an unchanged object (same URL, ETag and size) without fetching
+    /// it. None (the default): always analysed.
+    fn reuse_key(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The checkpoint of the analyze step: where the result went.
@@ -45,6 +56,33 @@ pub struct AnalyzeSummary {
     pub downloaded_bytes: u64,
     /// Size of the stored result data, in bytes of JSON.
     pub result_bytes: usize,
+}
+
+/// Stores `data` as the result of the task of `ctx` (replacing any of the same key); returns
+/// its size in bytes of JSON.
+pub(crate) async fn store_result(
+    ctx: &StepContext,
+    data: serde_json::Value,
+) -> Result<usize, TaskError> {
+    let result_bytes = data.to_string().len();
+    let key = &ctx.task.key;
+    let result = AnalysisResult {
+        tenant: key.tenant.clone(),
+        product: key.product.clone(),
+        inventory_id: key.inventory_id.clone(),
+        version: key.version.clone(),
+        task_id: ctx.task.id,
+        updated_at: SystemClock.now(),
+        data,
+    };
+    ctx.store
+        .put_result(result)
+        .await
+        .map_err(|e| TaskError::Transient {
+            step: Step::Analyze,
+            message: format!("the result could not be stored: {e}"),
+        })?;
+    Ok(result_bytes)
 }
 
 /// The `analyze` step for one product: fetch the media, run the analyzer, store the result.
@@ -75,38 +113,47 @@ impl TaskStep for AnalyzeStep {
     async fn run(&self, ctx: &StepContext) -> Result<StepOutput, TaskError> {
         let info: AssetInfo = ctx.output(Step::S3Check)?;
         let probe: ProbeOutput = ctx.output(Step::Probe)?;
-        let location = self.locator.locate(&info.url)?;
-        // The download (if any) is removed when `media` drops: on success, failure or cancel.
-        let work = async {
-            let media = LocalMedia::fetch(&location, Step::Analyze).await?;
-            let data = self.analyzer.analyze(ctx, &probe, &media).await?;
-            Ok::<_, TaskError>((data, media.downloaded()))
+        let reuse_key = self
+            .analyzer
+            .reuse_key()
+            .map(|name| info.cache_key(&format!("analysis:{name}")));
+        let cached = match &reuse_key {
+            Some(key) => ctx.store.cache_get(key).await.unwrap_or_else(|err| {
+                warn!(error = %err, "analysis cache unreadable; analysing again");
+                None
+            }),
+            None => None,
         };
-        let (data, downloaded_bytes) = tokio::select! {
-            result = work => result?,
-            _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+        let reused = cached.is_some();
+        let (data, downloaded_bytes) = match cached {
+            Some(data) => (data, 0),
+            None => {
+                let location = self.locator.locate(&info.url)?;
+                // The download (if any) is removed when `media` drops: on success, failure
+                // or cancel.
+                let work = async {
+                    let media = LocalMedia::fetch(&location, Step::Analyze).await?;
+                    let data = self.analyzer.analyze(ctx, &probe, &media).await?;
+                    Ok::<_, TaskError>((data, media.downloaded()))
+                };
+                tokio::select! {
+                    result = work => result?,
+                    _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+                }
+            }
         };
-        let result_bytes = data.to_string().len();
-        let key = &ctx.task.key;
-        let result = AnalysisResult {
-            tenant: key.tenant.clone(),
-            product: key.product.clone(),
-            inventory_id: key.inventory_id.clone(),
-            version: key.version.clone(),
-            task_id: ctx.task.id,
-            updated_at: SystemClock.now(),
-            data,
-        };
-        ctx.store
-            .put_result(result)
-            .await
-            .map_err(|e| TaskError::Transient {
-                step: Step::Analyze,
-                message: format!("the result could not be stored: {e}"),
-            })?;
-        StepOutput::new(&AnalyzeSummary {
-            downloaded_bytes,
-            result_bytes,
-        })
+        if let (Some(key), false) = (&reuse_key, reused)
+            && let Err(err) = ctx.store.cache_put(key, data.clone()).await
+        {
+            warn!(error = %err, "analysis result not cached");
+        }
+        let result_bytes = store_result(ctx, data).await?;
+        StepOutput::with_reuse(
+            &AnalyzeSummary {
+                downloaded_bytes,
+                result_bytes,
+            },
+            reused,
+        )
     }
 }
