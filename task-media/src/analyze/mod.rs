@@ -3,6 +3,7 @@
 pub mod adbreaks;
 pub mod fingerprint;
 pub mod scenes;
+pub mod thumbnails;
 mod tools;
 
 use std::sync::Arc;
