@@ -23,8 +23,10 @@
 //! `{prefix}/{tenant}/{inventory_id}/thumbnails/{version}/{NNN}.jpg` (`NNN` = `001`, `002`... in
 //! time order; each id is one path segment, `/` and other characters a key cannot hold
 //! percent-encoded). A run of the same version overwrites those keys and deletes whatever else
-//! is under `{version}/`; a run that fails or is cancelled leaves none of its stills (see
-//! [`staging`]). One limit: a cancel that lands while the final copies are being made (after
+//! is under `{version}/`; a run that fails or is cancelled leaves none of its stills: each
+//! run stages them under `{version}/.staging/{task_id}/` and copies them to their keys only
+//! once all are written, and a failed or dropped run deletes what it staged or copied (a
+//! dropped run in a spawned cleanup, see [`ThumbnailsAnalyzer::cleanups_finished`]). One limit: a cancel that lands while the final copies are being made (after
 //! every still is staged) removes the stills copied so far, so an earlier result of that
 //! version may then name keys that are gone until the version runs again.
 
