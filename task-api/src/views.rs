@@ -290,7 +290,8 @@ pub struct ResultView {
     pub product: String,
     /// The product's data (for `adbreaks`: `{"adbreak": [{"rank", "candidates"}]}`, filtered;
     /// for `scenes`: `{"duration_secs", "threshold", "shots": [[start, end]], "cuts": [{"time",
-    /// "score"}]}`).
+    /// "score"}]}`; for `thumbnails`: `{"duration_secs", "shots", "stills": [{"time_secs", "shot":
+    /// [start, end], "key", "url", "width", "height", "mean_luma"}]}`).
     #[schema(value_type = Object)]
     pub data: Value,
 }

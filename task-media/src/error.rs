@@ -79,7 +79,7 @@ const MAX_CAUSE_CHARS: usize = 160;
 /// The innermost cause of `err` (the OS or HTTP error), without the request line object_store
 /// puts in front ("Error performing GET <url> in 12ms, after 1 retries, ... - "), and with any
 /// URL or socket address that is left replaced by `<endpoint>`.
-fn root_cause(err: &object_store::Error) -> String {
+pub(crate) fn root_cause(err: &object_store::Error) -> String {
     let mut cause: &dyn std::error::Error = err;
     while let Some(inner) = cause.source() {
         cause = inner;

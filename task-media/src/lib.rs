@@ -8,7 +8,7 @@
 //! - [`LengthGate`]: the product's minimum duration.
 //! - [`AnalyzeStep`] with an [`Analyzer`] per product,
 //!   such as [`AdbreaksAnalyzer`] (ffmpeg blackdetect +
-//!   silencedetect).
+//!   silencedetect); [`builtin_analyzer_with`] makes any of the built-in ones.
 //!
 //! Asset URLs are `s3://bucket/key`, `file://` under a configured root, or `memory://` (an
 //! in-memory store, for tests and examples); see [`AssetLocator`].
@@ -35,6 +35,7 @@ pub mod asset_url;
 mod error;
 pub mod length_gate;
 pub mod media;
+mod options;
 pub mod probe;
 pub mod probe_step;
 pub mod s3_check;
@@ -42,6 +43,7 @@ pub mod s3_check;
 use std::sync::Arc;
 
 pub use error::{MediaError, storage_error};
+pub use options::{AnalyzerOptions, OptionError};
 
 use task_core::ids::ProductName;
 use task_runner::{Pipeline, RunnerError};
@@ -80,17 +82,32 @@ pub fn pipeline(
     Ok(pipeline)
 }
 
-/// The products this crate ships: those [`builtin_analyzer`] has an analyzer for, and
+/// The products this crate ships: those [`builtin_analyzer_with`] has an analyzer for, and
 /// `markers`, whose analyze step is [`MarkersStep`](analyze::markers::MarkersStep) (it reads
 /// fingerprints rather than the media).
-pub const BUILTIN_PRODUCTS: [&str; 4] = ["adbreaks", "fingerprint", "markers", "scenes"];
+pub const BUILTIN_PRODUCTS: [&str; 5] =
+    ["adbreaks", "fingerprint", "markers", "scenes", "thumbnails"];
 
-/// The analyzers this crate ships, by product name (one of [`BUILTIN_PRODUCTS`]).
+/// The analyzers this crate ships that need no options, by product name: every one of
+/// [`BUILTIN_PRODUCTS`] but `thumbnails`, which needs an output (see [`builtin_analyzer_with`]).
 pub fn builtin_analyzer(product: &ProductName) -> Option<Arc<dyn Analyzer>> {
-    match product.as_str() {
+    builtin_analyzer_with(product, &AnalyzerOptions::default())
+        .ok()
+        .flatten()
+}
+
+/// The analyzer this crate ships for `product` (one of [`BUILTIN_PRODUCTS`], else None), made
+/// with `options`; an option the product does not take, or cannot use, is an error naming it.
+pub fn builtin_analyzer_with(
+    product: &ProductName,
+    options: &AnalyzerOptions,
+) -> Result<Option<Arc<dyn Analyzer>>, OptionError> {
+    options.validate(product.as_str())?;
+    Ok(match product.as_str() {
         "adbreaks" => Some(Arc::new(AdbreaksAnalyzer::default())),
         "fingerprint" => Some(Arc::new(FingerprintAnalyzer::default())),
         "scenes" => Some(Arc::new(ScenesAnalyzer::default())),
+        "thumbnails" => Some(Arc::new(options.thumbnails()?)),
         _ => None,
-    }
+    })
 }

@@ -28,23 +28,13 @@ fn shots_fixture(dir: &Path, name: &str) -> PathBuf {
         "color=c=green:s=320x180:r=25:d=4",
         "testsrc=s=320x180:r=25:d=3",
     ];
-    let mut command = Command::new("ffmpeg");
-    command.args(["-v", "error", "-y"]);
-    for source in sources {
-        command.args(["-f", "lavfi", "-i", source]);
-    }
-    command.args([
-        "-filter_complex",
+    let sources = sources.map(String::from);
+    support::lavfi_video(
+        &path,
+        &sources,
         "[3][4]xfade=transition=fade:duration=1:offset=3[x];\
          [0][1][2][x][5]concat=n=5:v=1:a=0,format=yuv420p[v]",
-        "-map",
-        "[v]",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-    ]);
-    run(command.arg(&path));
+    );
     path
 }
 

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use task_core::ids::{ProductName, TenantId, Version};
+use task_core::ids::TenantId;
 
 use crate::error::TaskdError;
+pub use crate::products::{Product, ProductEntry};
 use crate::store::{PostgresEntry, StoreSetting};
 
 /// The key used when none is configured (only on a loopback address).
@@ -79,29 +80,6 @@ pub struct KeyEntry {
     pub key: String,
     /// Its tenant.
     pub tenant: String,
-}
-
-/// One product's settings.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProductEntry {
-    /// Accepted versions (default: any).
-    pub versions: Option<Vec<String>>,
-    /// Minimum asset length in seconds (default 0).
-    pub min_duration_secs: Option<f64>,
-    /// Step timeout in seconds (default 600).
-    pub step_timeout_secs: Option<u64>,
-    /// Attempts on retryable errors (default 10).
-    pub max_attempts: Option<u32>,
-    /// Back-off after the first failed attempt, in seconds (default 2); it doubles per attempt.
-    pub retry_base_secs: Option<f64>,
-    /// The longest back-off between two attempts, in seconds (default 120).
-    pub retry_max_secs: Option<f64>,
-    /// Concurrent tasks of this product (default 4).
-    pub concurrency: Option<usize>,
-    /// `markers` only: the `fingerprint` version whose results it compares, and whose tasks
-    /// it creates when missing (default `1`).
-    pub fingerprint_version: Option<String>,
 }
 
 /// Runner settings.
@@ -211,51 +189,6 @@ pub struct Overrides {
     pub without_api: bool,
 }
 
-/// Markers are made from fingerprints: the `fingerprint` product must be enabled, with the
-/// version markers compare among its accepted ones, or the fingerprint tasks markers create
-/// would be refused or never run.
-fn check_markers(products: &[Product]) -> Result<(), TaskdError> {
-    let Some(version) = products
-        .iter()
-        .find(|p| p.name.as_str() == "markers")
-        .and_then(|p| p.fingerprint_version.as_ref())
-    else {
-        return Ok(());
-    };
-    let field = "products.markers.fingerprint_version";
-    match products.iter().find(|p| p.name.as_str() == "fingerprint") {
-        None => Err(setting(
-            "products.markers",
-            "markers need the fingerprint product: enable [products.fingerprint] too",
-        )),
-        Some(fingerprint)
-            if fingerprint
-                .versions
-                .as_ref()
-                .is_some_and(|vs| !vs.contains(version)) =>
-        {
-            Err(setting(
-                field,
-                format!("{version} is not among the fingerprint product's versions"),
-            ))
-        }
-        Some(_) => Ok(()),
-    }
-}
-
-/// One enabled product, resolved.
-#[derive(Debug, Clone)]
-pub struct Product {
-    /// Its name.
-    pub name: ProductName,
-    /// Accepted versions.
-    pub versions: Option<Vec<Version>>,
-    /// Runner settings.
-    pub settings: task_runner::step::ProductSettings,
-    /// `markers` only: the fingerprint version it compares.
-    pub fingerprint_version: Option<Version>,
-}
-
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -297,7 +230,7 @@ pub struct Settings {
     pub metrics: crate::exporter::MetricsSettings,
 }
 
-fn setting(field: &str, reason: impl ToString) -> TaskdError {
+pub(crate) fn setting(field: &str, reason: impl ToString) -> TaskdError {
     TaskdError::Setting {
         field: field.to_owned(),
         reason: reason.to_string(),
@@ -381,81 +314,14 @@ impl FileConfig {
         if names.is_empty() {
             names.push("adbreaks".to_owned());
         }
-        let mut products = Vec::new();
-        for name in names {
-            let entry = self.products.get(&name).cloned().unwrap_or_default();
-            let product = ProductName::new(name.clone()).map_err(|e| setting("products", e))?;
-            let versions = entry
-                .versions
-                .map(|vs| {
-                    vs.into_iter()
-                        .map(Version::new)
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .transpose()
-                .map_err(|e| setting(&format!("products.{name}.versions"), e))?;
-            let mut settings = task_runner::step::ProductSettings::new(product.clone());
-            if let Some(secs) = entry.min_duration_secs {
-                settings.min_duration = Duration::try_from_secs_f64(secs)
-                    .map_err(|e| setting(&format!("products.{name}.min_duration_secs"), e))?;
-            }
-            if let Some(secs) = entry.step_timeout_secs {
-                settings.step_timeout = Duration::from_secs(secs);
-            }
-            if let Some(n) = entry.max_attempts {
-                if n == 0 {
-                    return Err(setting(
-                        &format!("products.{name}.max_attempts"),
-                        "must be at least 1",
-                    ));
-                }
-                settings.max_attempts = n;
-            }
-            if entry.retry_base_secs.is_some() || entry.retry_max_secs.is_some() {
-                let defaults = task_runner::RetryPolicy::default();
-                let seconds = |key: &str, value: Option<f64>, default: Duration| match value {
-                    None => Ok(default),
-                    Some(secs) if secs > 0.0 => Duration::try_from_secs_f64(secs)
-                        .map_err(|e| setting(&format!("products.{name}.{key}"), e)),
-                    Some(_) => Err(setting(
-                        &format!("products.{name}.{key}"),
-                        "must be a positive number of seconds",
-                    )),
-                };
-                let base = seconds("retry_base_secs", entry.retry_base_secs, defaults.base)?;
-                let max = seconds("retry_max_secs", entry.retry_max_secs, defaults.max)?;
-                if max < base {
-                    return Err(setting(
-                        &format!("products.{name}.retry_max_secs"),
-                        "must not be less than retry_base_secs",
-                    ));
-                }
-                settings.retry = Some(task_runner::RetryPolicy { base, max });
-            }
-            if let Some(n) = entry.concurrency {
-                settings.concurrency = n;
-            }
-            let fingerprint_version = match (name.as_str(), entry.fingerprint_version) {
-                ("markers", version) => Some(
-                    Version::new(version.unwrap_or_else(|| "1".to_owned()))
-                        .map_err(|e| setting("products.markers.fingerprint_version", e))?,
-                ),
-                (_, None) => None,
-                (_, Some(_)) => {
-                    return Err(setting(
-                        &format!("products.{name}.fingerprint_version"),
-                        "only the markers product takes it",
-                    ));
-                }
-            };
-            products.push(Product {
-                name: product,
-                versions,
-                settings,
-                fingerprint_version,
-            });
-        }
-        check_markers(&products)?;
+        let products = names
+            .into_iter()
+            .map(|name| {
+                let entry = self.products.get(&name).cloned().unwrap_or_default();
+                crate::products::resolve(name, entry)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::products::check_markers(&products)?;
         let media_root = overrides
             .media_root
             .or(self.media_root)

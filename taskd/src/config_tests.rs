@@ -218,3 +218,53 @@ fn the_readme_configuration_parses_and_its_webhook_settings_hold() {
     assert_eq!(metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
     assert_eq!(metrics.scrape_key.as_deref(), Some("a-long-random-token"));
 }
+
+#[test]
+fn thumbnails_options_are_checked_at_start_and_named() {
+    let resolve = |text: &str| {
+        FileConfig::parse(text)
+            .unwrap()
+            .resolve(Overrides::default())
+    };
+    let s = resolve(
+        "[products.thumbnails]\noutput = \"s3://stills/thumbs\"\nmax_stills = 5\n[products.scenes]\n",
+    )
+    .unwrap();
+    let thumbnails = s
+        .products
+        .iter()
+        .find(|p| p.name.as_str() == "thumbnails")
+        .unwrap();
+    assert_eq!(
+        thumbnails.analyzer.output.as_deref(),
+        Some("s3://stills/thumbs")
+    );
+    assert_eq!(thumbnails.analyzer.max_stills, Some(5));
+    for (text, field, words) in [
+        (
+            "[products.thumbnails]\n",
+            "products.thumbnails.output",
+            "required",
+        ),
+        (
+            "[products.thumbnails]\noutput = \"relative/dir\"\n",
+            "products.thumbnails.output",
+            "expected s3://",
+        ),
+        (
+            "[products.thumbnails]\noutput = \"file:///srv/stills\"\nmax_stills = 0\n",
+            "products.thumbnails.max_stills",
+            "from 1 to 999",
+        ),
+        (
+            "[products.scenes]\noutput = \"file:///srv/stills\"\n",
+            "products.scenes.output",
+            "writes no files",
+        ),
+    ] {
+        let err = resolve(text).unwrap_err().to_string();
+        assert!(err.contains(field) && err.contains(words), "{text}: {err}");
+    }
+    let err = FileConfig::parse("[products.thumbnails]\noutput_dir = \"x\"\n").unwrap_err();
+    assert!(err.contains("output_dir"), "{err}");
+}

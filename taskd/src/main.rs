@@ -20,6 +20,7 @@ mod exporter;
 mod health;
 mod http_server;
 mod presenter;
+mod products;
 mod scopes;
 mod serve;
 mod store;

@@ -85,7 +85,7 @@ fn pipeline(settings: &Settings) -> Result<task_runner::Pipeline, TaskdError> {
     let root = std::path::absolute(&settings.media_root)
         .map_err(|e| TaskdError::io(format!("media root {}", settings.media_root.display()), e))?;
     let mut locator =
-        AssetLocator::new(s3, Some(root)).with_memory_urls(settings.allow_memory_urls);
+        AssetLocator::new(s3.clone(), Some(root)).with_memory_urls(settings.allow_memory_urls);
     for (tenant, scope) in &settings.asset_scopes {
         locator = locator.with_scope(tenant.as_str(), scope.clone());
     }
@@ -110,8 +110,16 @@ fn pipeline(settings: &Settings) -> Result<task_runner::Pipeline, TaskdError> {
             markers = Some((product.name.clone(), MarkersStep::new(version)));
             continue;
         }
-        let analyzer =
-            task_media::builtin_analyzer(&product.name).ok_or_else(|| TaskdError::Setting {
+        let options = task_media::AnalyzerOptions {
+            s3: s3.clone(),
+            ..product.analyzer.clone()
+        };
+        let analyzer = task_media::builtin_analyzer_with(&product.name, &options)
+            .map_err(|e| TaskdError::Setting {
+                field: format!("products.{}.{}", product.name, e.field),
+                reason: e.reason,
+            })?
+            .ok_or_else(|| TaskdError::Setting {
                 field: "products".into(),
                 reason: format!(
                     "no analyzer for {} in this build (available: {})",

@@ -75,6 +75,28 @@ async fn finished(http: &reqwest::Client, daemon: &Daemon, id: &str) -> Value {
     }
 }
 
+/// GET `path` on the daemon: the status and the body.
+async fn get(http: &reqwest::Client, daemon: &Daemon, path: &str) -> (u16, Value) {
+    call(http, reqwest::Method::GET, daemon.url(path), None).await
+}
+
+/// Puts catalog item `id` on the file `media/{file}`.
+async fn ingest(http: &reqwest::Client, daemon: &Daemon, id: &str, file: &Path) {
+    let item = json!({"id": id, "type": "standalone", "title": id,
+        "asset_url": format!("file://{}", file.display())});
+    let url = daemon.url("/catalog/v1/item");
+    let (status, body) = call(http, reqwest::Method::PUT, url, Some(item)).await;
+    assert!(status == 201 || status == 200, "{status} {body}");
+}
+
+/// Creates a task of `product` version 1.0.0 on `item`; its id.
+async fn submit(http: &reqwest::Client, daemon: &Daemon, item: &str, product: &str) -> String {
+    let body = json!({"inventory_id": item, "product": product, "version": "1.0.0"});
+    let (status, task) = call(http, reqwest::Method::POST, daemon.url("/task"), Some(body)).await;
+    assert_eq!(status, 201, "{task}");
+    task["task_id"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenes_and_fingerprint_run_to_done_with_their_own_length_gates_and_results() {
     let config = format!(
@@ -88,16 +110,7 @@ async fn scenes_and_fingerprint_run_to_done_with_their_own_length_gates_and_resu
     support::encode(&media.join("short.mp4"), 3);
     let http = reqwest::Client::new();
     for (id, file) in [("shots", "shots.mp4"), ("short", "short.mp4")] {
-        let item = json!({"id": id, "type": "standalone", "title": id,
-            "asset_url": format!("file://{}", media.join(file).display())});
-        let (status, body) = call(
-            &http,
-            reqwest::Method::PUT,
-            daemon.url("/catalog/v1/item"),
-            Some(item),
-        )
-        .await;
-        assert!(status == 201 || status == 200, "{status} {body}");
+        ingest(&http, &daemon, id, &media.join(file)).await;
     }
     let mut ids = Vec::new();
     for (item, product) in [
@@ -105,16 +118,7 @@ async fn scenes_and_fingerprint_run_to_done_with_their_own_length_gates_and_resu
         ("shots", "adbreaks"),
         ("short", "scenes"),
     ] {
-        let body = json!({"inventory_id": item, "product": product, "version": "1.0.0"});
-        let (status, task) = call(
-            &http,
-            reqwest::Method::POST,
-            daemon.url("/task"),
-            Some(body),
-        )
-        .await;
-        assert_eq!(status, 201, "{task}");
-        ids.push(task["task_id"].as_str().unwrap().to_owned());
+        ids.push(submit(&http, &daemon, item, product).await);
     }
     let scenes = finished(&http, &daemon, &ids[0]).await;
     assert_eq!(scenes["status"], "done", "{scenes}");
@@ -126,13 +130,7 @@ async fn scenes_and_fingerprint_run_to_done_with_their_own_length_gates_and_resu
     let short = finished(&http, &daemon, &ids[2]).await;
     assert_eq!(short["error_code"], "asset_too_short", "{short}");
 
-    let (status, result) = call(
-        &http,
-        reqwest::Method::GET,
-        daemon.url("/results/scenes/shots?version=1.0.0"),
-        None,
-    )
-    .await;
+    let (status, result) = get(&http, &daemon, "/results/scenes/shots?version=1.0.0").await;
     assert_eq!(status, 200, "{result}");
     assert_eq!(result["type"], "scenes");
     let shots: Vec<[f64; 2]> = serde_json::from_value(result["data"]["shots"].clone()).unwrap();
@@ -143,15 +141,73 @@ async fn scenes_and_fingerprint_run_to_done_with_their_own_length_gates_and_resu
             "{shots:?}"
         );
     }
-    let (status, _) = call(
-        &http,
-        reqwest::Method::GET,
-        daemon.url("/results/adbreaks/shots"),
-        None,
-    )
-    .await;
+    let (status, _) = get(&http, &daemon, "/results/adbreaks/shots").await;
     assert_eq!(
         status, 404,
         "no adbreaks result for a task that failed its gate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thumbnails_run_to_done_and_their_stills_are_files_under_the_output() {
+    let out = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[api_keys]]\nkey = \"{KEY}\"\ntenant = \"acme\"\n\
+         [products.thumbnails]\noutput = \"file://{}\"\nmax_stills = 5\n",
+        out.path().display()
+    );
+    let daemon = Daemon::start(&config);
+    let media = daemon.dir.as_ref().unwrap().path().join("media");
+    three_shots(&media.join("shots.mp4"));
+    let http = reqwest::Client::new();
+    ingest(&http, &daemon, "shots", &media.join("shots.mp4")).await;
+    let id = submit(&http, &daemon, "shots", "thumbnails").await;
+    let task = finished(&http, &daemon, &id).await;
+    assert_eq!(task["status"], "done", "{task}");
+
+    let (status, result) = get(&http, &daemon, "/results/thumbnails/shots?version=1.0.0").await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["type"], "thumbnails");
+    let stills = result["data"]["stills"].as_array().unwrap();
+    assert_eq!(stills.len(), 3, "one still per shot: {result}");
+    for (i, (still, (start, end))) in stills
+        .iter()
+        .zip([(0.0, 2.0), (2.0, 4.0), (4.0, 6.0)])
+        .enumerate()
+    {
+        let time = still["time_secs"].as_f64().unwrap();
+        assert!(time >= start - 0.04 && time < end + 0.04, "{still}");
+        let key = format!("acme/shots/thumbnails/1.0.0/{:03}.jpg", i + 1);
+        assert_eq!(still["key"], key.as_str());
+        let file = out.path().join(&key);
+        assert_eq!(still["url"], format!("file://{}", file.display()).as_str());
+        let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert_eq!(&bytes[..2], &[0xFF, 0xD8], "a JPEG");
+        assert_eq!(
+            (still["width"].as_u64(), still["height"].as_u64()),
+            (Some(160), Some(90))
+        );
+    }
+    let staging = out.path().join("acme/shots/thumbnails/1.0.0/.staging");
+    assert!(!staging.exists(), "nothing staged is left");
+}
+
+#[test]
+fn thumbnails_without_an_output_refuse_to_start_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("taskd.toml");
+    std::fs::write(&config, "[products.thumbnails]\nmax_stills = 5\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_taskd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("products.thumbnails.output") && stderr.contains("required"),
+        "{stderr}"
     );
 }

@@ -16,7 +16,12 @@ use crate::views::ResultView;
 /// group's score is the mean score of its candidate points (a point's score is the seconds of
 /// black and silence together around it); rank 1 is the highest score, and equal scores go to
 /// the group that starts earlier. For `scenes`, `data` holds the shots as `[start, end]` in
-/// seconds, covering the asset, and the cuts between them with scdet's score (0-100).
+/// seconds, covering the asset, and the cuts between them with scdet's score (0-100). For
+/// `thumbnails`, `data` holds one still per shot (black shots have none, at most the configured
+/// number, from the longest shots), in time order: its time and shot in seconds, the JPEG's key
+/// in the output store (`{prefix}/{tenant}/{inventory_id}/thumbnails/{version}/{NNN}.jpg`) and
+/// URL (`s3://bucket/key` or `file:///dir/key`), its width and height in pixels, and its mean
+/// luma (0-255).
 #[utoipa::path(get, path = "/results/{product}/{inventory_id}", tag = "results",
     params(
         ("product" = String, Path, description = "An enabled product"),

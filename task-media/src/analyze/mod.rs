@@ -4,6 +4,7 @@ pub mod adbreaks;
 pub mod fingerprint;
 pub mod markers;
 pub mod scenes;
+pub mod thumbnails;
 mod tools;
 
 use std::sync::Arc;

@@ -4,8 +4,9 @@
 //! ([`AssetLocator::locate`]), so a URL stored by an older build is refused before any request:
 //! bucket names by S3's naming rules, keys by object_store's path rules, `file://` URLs
 //! percent-decoded per RFC 8089 with `.`/`..` resolved lexically. [`AssetScope`] limits what
-//! one tenant may name.
+//! one tenant may name. [`OutputRoot`] is where products that make files write them.
 
+mod output;
 mod parse;
 mod scope;
 
@@ -20,6 +21,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
+pub use self::output::OutputRoot;
 use self::parse::{Parsed, split};
 pub use self::scope::AssetScope;
 use crate::error::MediaError;
@@ -236,44 +238,52 @@ impl AssetLocator {
         if let Some(store) = buckets.get(bucket) {
             return Ok(store.clone());
         }
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        let mut options = ClientOptions::new()
-            .with_timeout(self.s3.request_timeout.unwrap_or(Duration::from_secs(30)))
-            .with_connect_timeout(Duration::from_secs(5));
-        if let Some(endpoint) = &self.s3.endpoint {
-            // allow_http must live in the client options: setting options later drops it.
-            options = options.with_allow_http(endpoint.starts_with("http://"));
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_virtual_hosted_style_request(false);
-        }
-        if let Some(region) = &self.s3.region {
-            builder = builder.with_region(region);
-        }
-        if let Some(key) = &self.s3.access_key_id {
-            builder = builder.with_access_key_id(key);
-        }
-        if let Some(secret) = &self.s3.secret_access_key {
-            builder = builder.with_secret_access_key(secret);
-        }
-        // One quick retry inside a call; the engine's own retry policy handles the rest.
-        let retry = RetryConfig {
-            backoff: BackoffConfig::default(),
-            max_retries: 1,
-            retry_timeout: Duration::from_secs(10),
-        };
-        let store = builder
-            .with_client_options(options)
-            .with_retry(retry)
-            .build()
-            .map_err(|e| MediaError::InvalidUrl {
-                url: format!("s3://{bucket}/"),
-                reason: format!("the S3 client cannot be built: {e}"),
-            })?;
-        let store: Arc<dyn ObjectStore> = Arc::new(store);
+        let store = s3_client(&self.s3, bucket).map_err(|e| MediaError::InvalidUrl {
+            url: format!("s3://{bucket}/"),
+            reason: format!("the S3 client cannot be built: {e}"),
+        })?;
         buckets.insert(bucket.to_owned(), store.clone());
         Ok(store)
     }
+}
+
+/// An S3 client for `bucket` with the deployment's settings: a 30 s request timeout unless
+/// set, one quick retry inside a call (the engine's own retry policy handles the rest).
+pub(crate) fn s3_client(
+    s3: &S3Settings,
+    bucket: &str,
+) -> Result<Arc<dyn ObjectStore>, object_store::Error> {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let mut options = ClientOptions::new()
+        .with_timeout(s3.request_timeout.unwrap_or(Duration::from_secs(30)))
+        .with_connect_timeout(Duration::from_secs(5));
+    if let Some(endpoint) = &s3.endpoint {
+        // allow_http must live in the client options: setting options later drops it.
+        options = options.with_allow_http(endpoint.starts_with("http://"));
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_virtual_hosted_style_request(false);
+    }
+    if let Some(region) = &s3.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(key) = &s3.access_key_id {
+        builder = builder.with_access_key_id(key);
+    }
+    if let Some(secret) = &s3.secret_access_key {
+        builder = builder.with_secret_access_key(secret);
+    }
+    // One quick retry inside a call; the engine's own retry policy handles the rest.
+    let retry = RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: 1,
+        retry_timeout: Duration::from_secs(10),
+    };
+    let store = builder
+        .with_client_options(options)
+        .with_retry(retry)
+        .build()?;
+    Ok(Arc::new(store))
 }
 
 fn parse_path(url: &str, key: &str) -> Result<Path, MediaError> {

@@ -1,4 +1,5 @@
-//! An object store wrapper that fails the first reads with a transient error.
+//! An object store wrapper that fails the first reads with a transient error, and can fail or
+//! cancel a task at its Nth write or copy.
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,13 +12,21 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
+use tokio_util::sync::CancellationToken;
 
-/// Fails the first `failures` reads (HEAD and GET) with a generic (retryable) error.
+/// Fails the first `failures` reads (HEAD and GET) with a generic (retryable) error; with
+/// [`FlakyStore::failing_put`], [`FlakyStore::failing_copy`] or [`FlakyStore::cancelling_put`]
+/// it also fails, or cancels a token at, the Nth write or copy (counted from 1).
 #[derive(Debug)]
 pub struct FlakyStore {
     inner: Arc<dyn ObjectStore>,
     failures: usize,
     reads: AtomicUsize,
+    puts: AtomicUsize,
+    copies: AtomicUsize,
+    fail_put: Option<usize>,
+    fail_copy: Option<usize>,
+    cancel_put: Option<(usize, CancellationToken)>,
 }
 
 impl FlakyStore {
@@ -26,7 +35,30 @@ impl FlakyStore {
             inner,
             failures,
             reads: AtomicUsize::new(0),
+            puts: AtomicUsize::new(0),
+            copies: AtomicUsize::new(0),
+            fail_put: None,
+            fail_copy: None,
+            cancel_put: None,
         }
+    }
+
+    /// The `n`th write fails (nothing is written).
+    pub fn failing_put(mut self, n: usize) -> Self {
+        self.fail_put = Some(n);
+        self
+    }
+
+    /// The `n`th copy fails (nothing is copied).
+    pub fn failing_copy(mut self, n: usize) -> Self {
+        self.fail_copy = Some(n);
+        self
+    }
+
+    /// The `n`th write is made, then `token` is cancelled.
+    pub fn cancelling_put(mut self, n: usize, token: CancellationToken) -> Self {
+        self.cancel_put = Some((n, token));
+        self
     }
 
     pub fn reads(&self) -> usize {
@@ -48,7 +80,15 @@ impl ObjectStore for FlakyStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
+        let n = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.fail_put == Some(n) {
+            return Err(injected());
+        }
+        let result = self.inner.put_opts(location, payload, opts).await;
+        if let Some((_, token)) = self.cancel_put.as_ref().filter(|(at, _)| *at == n) {
+            token.cancel();
+        }
+        result
     }
 
     async fn put_multipart_opts(
@@ -61,10 +101,7 @@ impl ObjectStore for FlakyStore {
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         if self.reads.fetch_add(1, Ordering::SeqCst) < self.failures {
-            return Err(object_store::Error::Generic {
-                store: "flaky",
-                source: "503 Service Unavailable (injected)".into(),
-            });
+            return Err(injected());
         }
         self.inner.get_opts(location, options).await
     }
@@ -85,6 +122,16 @@ impl ObjectStore for FlakyStore {
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        if self.fail_copy == Some(self.copies.fetch_add(1, Ordering::SeqCst) + 1) {
+            return Err(injected());
+        }
         self.inner.copy_opts(from, to, options).await
+    }
+}
+
+fn injected() -> object_store::Error {
+    object_store::Error::Generic {
+        store: "flaky",
+        source: "503 Service Unavailable (injected)".into(),
     }
 }

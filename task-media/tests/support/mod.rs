@@ -63,6 +63,19 @@ pub(crate) fn run(command: &mut Command) {
     );
 }
 
+/// Encodes one lavfi input per source through `filter` (a filter_complex whose video output
+/// is `[v]`) to H.264 at `out`.
+pub fn lavfi_video(out: &Path, sources: &[String], filter: &str) {
+    let mut command = Command::new("ffmpeg");
+    command.args(["-v", "error", "-y"]);
+    for source in sources {
+        command.args(["-f", "lavfi", "-i", source]);
+    }
+    command.args(["-filter_complex", filter, "-map", "[v]"]);
+    command.args(["-c:v", "libx264", "-preset", "veryfast"]);
+    run(command.arg(out));
+}
+
 fn encode(out: &Path, seconds: u32, gaps: bool, movflags: Option<&str>) {
     let enable = GAPS
         .iter()
