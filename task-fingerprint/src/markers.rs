@@ -37,10 +37,10 @@ pub struct Marker {
     pub start: f64,
     /// End in the episode, seconds.
     pub end: f64,
-    /// The positions (in the `siblings` given to [`find_markers`]) of the siblings whose
-    /// shared segment it is, the one that gave its bounds first.
+    /// The positions (in the `siblings` given to [`find_markers`]) of the siblings that share
+    /// it, in order.
     pub shared_with: Vec<usize>,
-    /// The confidence of the segment that gave its bounds (see [`SharedSegment`]).
+    /// The median confidence of the siblings' segments (see [`SharedSegment`]).
     pub confidence: f64,
 }
 
@@ -56,13 +56,17 @@ pub struct Markers {
 /// The intro and credits of `episode` (of `duration_secs`), from the segments it shares with
 /// each of `siblings` (the other episodes of its season).
 ///
-/// - The **intro** is the longest shared segment that starts within the first
+/// - The **intro** is a shared segment that starts within the first
 ///   [`MarkerRules::intro_start_fraction`] of the episode (and before
 ///   [`MarkerRules::intro_start_max_secs`]) and does not reach the credits window.
-/// - The **credits** are the longest shared segment that ends within the last
+/// - The **credits** are a shared segment that ends within the last
 ///   [`MarkerRules::credits_end_secs`] (or [`MarkerRules::credits_end_fraction`]) of the
 ///   episode. A segment that runs to the episode's last fingerprint item ends at the end of
 ///   the episode: the fingerprint's last items describe sound up to its end, not beyond.
+///
+/// Each is the stretch shared with the most siblings (then the longest), its bounds the
+/// medians of the segments each of those siblings shares: one sibling whose own sound happens
+/// to agree a second longer does not move them.
 ///
 /// Segments shorter than the matching's `min_segment_secs` are not markers. With no sibling,
 /// or none sharing anything, both are None.
@@ -79,57 +83,81 @@ pub fn find_markers(
             .max(duration_secs * rules.credits_end_fraction);
     // The end of the episode's fingerprint, with the end extension the matching adds.
     let last_item_end = episode.covered_secs() + rules.matching.end_extension_secs;
-    let mut intro: Option<(SharedSegment, Vec<usize>)> = None;
-    let mut credits: Option<(SharedSegment, Vec<usize>)> = None;
+    let mut intro = Vec::new();
+    let mut credits = Vec::new();
     for (index, sibling) in siblings.iter().enumerate() {
         for mut segment in shared_segments(episode, sibling, &rules.matching)? {
             if segment.end >= last_item_end - episode.item_secs {
                 segment.end = duration_secs;
             }
             segment.end = segment.end.min(duration_secs);
-            let slot = if segment.end >= credits_from {
-                &mut credits
+            if segment.end >= credits_from {
+                credits.push((segment, index));
             } else if segment.start <= intro_limit {
-                &mut intro
-            } else {
-                continue;
-            };
-            keep_longest(slot, segment, index);
+                intro.push((segment, index));
+            }
         }
     }
-    let marker = |found: Option<(SharedSegment, Vec<usize>)>| {
-        found.map(|(segment, shared_with)| Marker {
-            start: segment.start,
-            end: segment.end,
-            shared_with,
-            confidence: segment.confidence,
-        })
-    };
     Ok(Markers {
-        intro: marker(intro),
-        credits: marker(credits),
+        intro: consensus(intro),
+        credits: consensus(credits),
     })
 }
 
-/// Keeps the longer of `slot` and `segment` (of sibling `index`), and every sibling that
-/// shares about the same stretch (bounds within 2 s).
-fn keep_longest(
-    slot: &mut Option<(SharedSegment, Vec<usize>)>,
-    segment: SharedSegment,
-    index: usize,
-) {
-    const SAME_SECS: f64 = 2.0;
-    match slot {
-        Some((kept, siblings))
-            if (kept.start - segment.start).abs() <= SAME_SECS
-                && (kept.end - segment.end).abs() <= SAME_SECS =>
-        {
-            if !siblings.contains(&index) {
-                siblings.push(index);
-            }
+/// Bounds of two segments closer than this are the same stretch seen through two siblings.
+const SAME_STRETCH_SECS: f64 = 3.0;
+
+/// The marker agreed by the siblings: the candidates (segment, sibling) are grouped into
+/// stretches (bounds within [`SAME_STRETCH_SECS`]); the stretch shared with the most siblings
+/// wins (then the longest), and its bounds are the medians of its segments', so that one
+/// sibling whose sound happens to agree a little longer does not move them.
+fn consensus(mut candidates: Vec<(SharedSegment, usize)>) -> Option<Marker> {
+    candidates.sort_by(|a, b| a.0.start.total_cmp(&b.0.start));
+    let mut groups: Vec<Vec<(SharedSegment, usize)>> = Vec::new();
+    for candidate in candidates {
+        let near = groups.iter_mut().find(|group| {
+            group.iter().any(|(s, _)| {
+                (s.start - candidate.0.start).abs() <= SAME_STRETCH_SECS
+                    && (s.end - candidate.0.end).abs() <= SAME_STRETCH_SECS
+            })
+        });
+        match near {
+            Some(group) => group.push(candidate),
+            None => groups.push(vec![candidate]),
         }
-        Some((kept, _)) if kept.end - kept.start >= segment.end - segment.start => {}
-        _ => *slot = Some((segment, vec![index])),
+    }
+    let length =
+        |group: &[(SharedSegment, usize)]| median(group.iter().map(|(s, _)| s.end - s.start));
+    let best = groups.into_iter().max_by(|a, b| {
+        let siblings = |g: &[(SharedSegment, usize)]| {
+            let mut ids: Vec<usize> = g.iter().map(|(_, i)| *i).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.len()
+        };
+        siblings(a)
+            .cmp(&siblings(b))
+            .then(length(a).total_cmp(&length(b)))
+    })?;
+    let mut shared_with: Vec<usize> = best.iter().map(|(_, i)| *i).collect();
+    shared_with.sort_unstable();
+    shared_with.dedup();
+    Some(Marker {
+        start: median(best.iter().map(|(s, _)| s.start)),
+        end: median(best.iter().map(|(s, _)| s.end)),
+        shared_with,
+        confidence: median(best.iter().map(|(s, _)| s.confidence)),
+    })
+}
+
+/// The median of `values` (the mean of the middle two for an even count); 0 for none.
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut sorted: Vec<f64> = values.collect();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
 }
 

@@ -4,54 +4,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use task_fingerprint::{MatchSettings, shared_segments};
 use task_media::analyze::fingerprint::FingerprintAnalyzer;
 
-use support::run;
-
-/// Two voices of pseudo-random notes (a quarter and a third of a second long, over three and
-/// two octaves), chosen by a hash of the note's index and `seed`: sound that changes pitch like
-/// music, different for every seed and the same for the same seed.
-fn sound(seed: u32, seconds: f64) -> String {
-    let note = |rate: f64, base: f64, octaves: u32, salt: f64| {
-        format!(
-            "sin(2*PI*t*{base}*pow(2,floor({semis}*mod(abs(sin(floor(t*{rate})*12.9898+{s})*43758.5453),1))/12))",
-            semis = 12 * octaves,
-            s = f64::from(seed) * 7.31 + salt,
-        )
-    };
-    format!(
-        "aevalsrc=exprs='0.25*{}+0.2*{}':s=22050:d={seconds}",
-        note(4.0, 110.0, 3, 0.0),
-        note(3.0, 220.0, 2, 3.7)
-    )
-}
-
-/// An audio file of `parts` (seed, seconds) played one after the other.
-fn audio(dir: &Path, name: &str, parts: &[(u32, f64)]) -> PathBuf {
-    let path = dir.join(name);
-    let mut command = Command::new("ffmpeg");
-    command.args(["-v", "error", "-y"]);
-    for (seed, seconds) in parts {
-        command.args(["-f", "lavfi", "-i", &sound(*seed, *seconds)]);
-    }
-    let inputs: String = (0..parts.len()).map(|i| format!("[{i}]")).collect();
-    command.args([
-        "-filter_complex",
-        &format!("{inputs}concat=n={}:v=0:a=1[a]", parts.len()),
-        "-map",
-        "[a]",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "128k",
-    ]);
-    run(command.arg(&path));
-    path
-}
+use support::{audio, run};
 
 /// Two assets sharing 40 s at `a_at` and `b_at`: the segment is found within 0.5 s at all four
 /// ends.

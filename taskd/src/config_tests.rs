@@ -268,3 +268,43 @@ fn thumbnails_options_are_checked_at_start_and_named() {
     let err = FileConfig::parse("[products.thumbnails]\noutput_dir = \"x\"\n").unwrap_err();
     assert!(err.contains("output_dir"), "{err}");
 }
+
+#[test]
+fn markers_need_the_fingerprint_product_and_one_of_its_versions() {
+    let resolve = |text: &str| {
+        FileConfig::parse(text)
+            .unwrap()
+            .resolve(Overrides::default())
+    };
+    let s = resolve("[products.markers]\n[products.fingerprint]\n").unwrap();
+    let markers = s
+        .products
+        .iter()
+        .find(|p| p.name.as_str() == "markers")
+        .unwrap();
+    assert_eq!(
+        markers.fingerprint_version.as_ref().map(|v| v.as_str()),
+        Some("1"),
+        "the default fingerprint version"
+    );
+    for (text, field, words) in [
+        (
+            "[products.markers]\n",
+            "products.markers",
+            "need the fingerprint product",
+        ),
+        (
+            "[products.markers]\nfingerprint_version = \"2\"\n[products.fingerprint]\nversions = [\"1\"]\n",
+            "products.markers.fingerprint_version",
+            "not among the fingerprint product's versions",
+        ),
+        (
+            "[products.scenes]\nfingerprint_version = \"1\"\n",
+            "products.scenes.fingerprint_version",
+            "only the markers product",
+        ),
+    ] {
+        let err = resolve(text).unwrap_err().to_string();
+        assert!(err.contains(field) && err.contains(words), "{text}: {err}");
+    }
+}

@@ -5,6 +5,7 @@ mod codecs;
 mod flaky;
 mod moto;
 mod scenes;
+mod sound;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +19,8 @@ pub use flaky::FlakyStore;
 pub use moto::{Moto, moto};
 #[allow(unused_imports)]
 pub use scenes::{SCENES, Scene, scene, scene_path, truncated_mkv};
+#[allow(unused_imports)]
+pub use sound::{audio, media, sound};
 
 /// Black and silent gaps drawn into the gapped fixtures, in seconds.
 pub const GAPS: [(f64, f64); 3] = [(120.0, 122.0), (300.0, 302.0), (480.0, 482.0)];
@@ -48,7 +51,7 @@ impl Fixtures {
         ["long-faststart.mp4", "long-moov-at-end.mp4", "short.mp4"];
 }
 
-pub(crate) fn run(command: &mut Command) {
+pub fn run(command: &mut Command) {
     let output = command.output().unwrap_or_else(|e| {
         panic!(
             "cannot run {:?}: {e}. Run scripts/install-test-deps.sh to install ffmpeg.",
