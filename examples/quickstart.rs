@@ -168,6 +168,7 @@ async fn main() -> Result<(), Error> {
                 asset_url: url,
                 tags: vec![],
                 extra: Default::default(),
+                parent_id: None,
             })
             .await?;
         let key = TaskKey {

@@ -74,6 +74,11 @@ pub struct ItemUpsert {
     pub tags: Vec<String>,
     /// Any other fields the client sent, kept as given.
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// The item it belongs to: an episode's season, a season's series (see
+    /// [`crate::hierarchy`] for the rule every store checks). Records written before the field
+    /// existed read back None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<InventoryId>,
 }
 
 /// How deeply the extra fields of an item may nest (an object or array inside the field is one

@@ -5,6 +5,8 @@
 //! - [`task`]: the task record, its [`Status`](task::Status), [`Step`](task::Step)s and checkpoints.
 //! - [`machine`]: the pure transition function; stores persist what it returns.
 //! - [`error`]: [`TaskError`](error::TaskError), the failures users see, with stable codes.
+//! - [`hierarchy`]: the catalog's `parent_id` rule (an episode in a season, a season in a
+//!   series) and listing by parent.
 //! - [`store`]: the [`TaskStore`](store::TaskStore), [`CatalogStore`](store::CatalogStore) and
 //!   [`ResultStore`](store::ResultStore) traits.
 //! - [`stats`]: the status counts and per-minute activity every store keeps with its writes.
@@ -40,6 +42,7 @@
 pub mod catalog;
 pub mod error;
 pub mod fair;
+pub mod hierarchy;
 pub mod ids;
 pub mod machine;
 pub mod memory;
@@ -57,6 +60,7 @@ pub mod webhooks;
 pub mod prelude {
     pub use crate::catalog::{CatalogItem, DeletedItem, ItemType, ItemUpsert};
     pub use crate::error::TaskError;
+    pub use crate::hierarchy::CatalogStoreExt;
     pub use crate::ids::{
         InventoryId, Priority, ProductName, TaskId, TenantId, ValidationError, Version, WorkerId,
     };

@@ -475,6 +475,12 @@ pub trait TaskStore: Send + Sync + 'static {
 #[async_trait]
 pub trait CatalogStore: Send + Sync + 'static {
     /// Creates or replaces an item (un-deleting it). Returns the item and whether it is new.
+    ///
+    /// Its `parent_id` is checked by [`crate::hierarchy::check_parent`] in the same atomic
+    /// write, against the parent and the item's children as stored: an invalid link is
+    /// [`StoreError::Invalid`] (field `parent_id`), a type change the item's children cannot
+    /// follow is [`StoreError::Conflict`]. A parent deleted or changed concurrently never ends
+    /// up with a new child its state refuses.
     async fn upsert_item(&self, item: ItemUpsert) -> Result<(CatalogItem, bool), StoreError>;
 
     /// An item; soft-deleted ones only with `include_deleted`.
@@ -493,7 +499,21 @@ pub trait CatalogStore: Send + Sync + 'static {
         page: &PageRequest,
     ) -> Result<Page<CatalogItem>, StoreError>;
 
-    /// Soft-deletes an item and requests cancel of its active tasks in the same commit.
+    /// The items of `tenant` whose `parent_id` is `parent`, ordered by inventory id, one page at
+    /// a time (cursors as in [`list_items`](CatalogStore::list_items)); soft-deleted ones only
+    /// with `include_deleted`. A parent without children, deleted or not in the catalog gives
+    /// an empty page. [`CatalogStoreExt::children`](crate::hierarchy::CatalogStoreExt::children)
+    /// gets every page.
+    async fn list_children(
+        &self,
+        tenant: &TenantId,
+        parent: &InventoryId,
+        include_deleted: bool,
+        page: &PageRequest,
+    ) -> Result<Page<CatalogItem>, StoreError>;
+
+    /// Soft-deletes an item and requests cancel of its active tasks in the same commit. Its
+    /// children are left as they are, `parent_id` included.
     async fn delete_item(
         &self,
         tenant: &TenantId,

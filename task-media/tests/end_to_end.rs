@@ -33,6 +33,7 @@ async fn submit(store: &SledStore, inventory: &str, url: &str) -> Task {
             asset_url: url.into(),
             tags: vec![],
             extra: Default::default(),
+            parent_id: None,
         })
         .await
         .unwrap();

@@ -62,6 +62,7 @@
 //!     tenant: tenant.clone(), inventory_id: inventory_id.clone(), item_type: ItemType::Standalone,
 //!     title: "Movie".into(), asset_url: "memory:///movie.mp4".into(), tags: vec![],
 //!     extra: Default::default(),
+//!     parent_id: None,
 //! }).await?;
 //! let key = TaskKey { tenant: tenant.clone(), inventory_id, product, version: Version::new("1")? };
 //! let task = store.create_task(NewTask { key, priority: Priority::High }).await?.task;

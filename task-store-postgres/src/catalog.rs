@@ -5,6 +5,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use task_core::catalog::{CatalogItem, DeletedItem, ItemUpsert};
+use task_core::hierarchy::check_parent;
 use task_core::ids::{InventoryId, ProductName, TenantId, Version};
 use task_core::machine::{Authority, TaskEvent, transition};
 use task_core::results::AnalysisResult;
@@ -40,56 +41,193 @@ impl PostgresStore {
     }
 }
 
-/// Replaces or inserts `item` in `conn`: its creation time and whether it is new, or None if
-/// another transaction inserted it first.
-async fn upsert_in(
-    conn: &mut PgConnection,
-    item: &ItemUpsert,
-    doc: &str,
-    now: Timestamp,
-) -> Result<Option<(i64, bool)>, sqlx::Error> {
-    let previous: Option<(i64, Option<i64>)> = sqlx::query_as(
-        "SELECT created_at, deleted_at FROM catalog_items
-         WHERE tenant = $1 AND inventory_id = $2 FOR UPDATE",
-    )
-    .bind(item.tenant.as_str())
-    .bind(item.inventory_id.as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let (created_at, created) = match previous {
-        Some((created_at, None)) => (created_at, false),
-        // A deleted item comes back as a new one.
-        Some((_, Some(_))) | None => (millis(now), true),
-    };
-    let stored = if previous.is_some() {
-        sqlx::query(
-            "UPDATE catalog_items SET item = $3::jsonb, created_at = $4, updated_at = $5,
-                 deleted_at = NULL
-             WHERE tenant = $1 AND inventory_id = $2",
+/// The columns of an item as [`PostgresStore::decode_item`] reads them.
+const ITEM_COLUMNS: &str = "item::text, created_at, updated_at, deleted_at";
+
+impl PostgresStore {
+    /// Replaces or inserts `item` in `conn`, its parent link checked first: its creation time
+    /// and whether it is new, or None if another transaction inserted it first.
+    ///
+    /// The item's row is locked `FOR UPDATE` and its parent's `FOR SHARE` until the commit,
+    /// so neither can change under the check: a concurrent delete or type change of the
+    /// parent waits for this upsert (and a later child upsert waits for them, then sees the
+    /// change), and a new child of this item waits for its type change (whose check of the
+    /// children runs after the lock, so it sees a child committed before).
+    async fn upsert_in(
+        &self,
+        conn: &mut PgConnection,
+        item: &ItemUpsert,
+        doc: &str,
+        now: Timestamp,
+    ) -> Result<Option<(i64, bool)>, StoreError> {
+        let input = format!("item {}/{}", item.tenant, item.inventory_id);
+        let fail = |e| self.shared.ctx.db("upserting a catalog item", &input, e);
+        let previous: Option<(i64, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT created_at, deleted_at, item->>'item_type' FROM catalog_items
+             WHERE tenant = $1 AND inventory_id = $2 FOR UPDATE",
         )
         .bind(item.tenant.as_str())
         .bind(item.inventory_id.as_str())
-        .bind(doc)
-        .bind(created_at)
-        .bind(millis(now))
-        .execute(&mut *conn)
-        .await?
-    } else {
-        sqlx::query(
-            "INSERT INTO catalog_items (tenant, inventory_id, item, created_at, updated_at)
-             VALUES ($1, $2, $3::jsonb, $4, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(item.tenant.as_str())
-        .bind(item.inventory_id.as_str())
-        .bind(doc)
-        .bind(millis(now))
-        .execute(&mut *conn)
-        .await?
-    };
-    Ok((stored.rows_affected() == 1).then_some((created_at, created)))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(fail)?;
+        let parent = match &item.parent_id {
+            Some(parent) if *parent != item.inventory_id => {
+                self.item_in(conn, &item.tenant, parent, "FOR SHARE")
+                    .await?
+            }
+            _ => None,
+        };
+        let type_changed = previous
+            .as_ref()
+            .is_some_and(|(_, _, stored)| stored.as_deref() != Some(item.item_type.as_str()));
+        let child = if type_changed {
+            self.live_child_in(conn, &item.tenant, &item.inventory_id)
+                .await?
+        } else {
+            None
+        };
+        check_parent(item, parent.as_ref(), child.as_ref())?;
+        let (created_at, created) = match previous {
+            Some((created_at, None, _)) => (created_at, false),
+            // A deleted item comes back as a new one.
+            Some((_, Some(_), _)) | None => (millis(now), true),
+        };
+        let parent_id = item.parent_id.as_ref().map(|p| p.as_str());
+        let stored = if previous.is_some() {
+            sqlx::query(
+                "UPDATE catalog_items SET item = $3::jsonb, created_at = $4, updated_at = $5,
+                     deleted_at = NULL, parent_id = $6
+                 WHERE tenant = $1 AND inventory_id = $2",
+            )
+            .bind(item.tenant.as_str())
+            .bind(item.inventory_id.as_str())
+            .bind(doc)
+            .bind(created_at)
+            .bind(millis(now))
+            .bind(parent_id)
+            .execute(&mut *conn)
+            .await
+        } else {
+            sqlx::query(
+                "INSERT INTO catalog_items
+                     (tenant, inventory_id, item, created_at, updated_at, parent_id)
+                 VALUES ($1, $2, $3::jsonb, $4, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(item.tenant.as_str())
+            .bind(item.inventory_id.as_str())
+            .bind(doc)
+            .bind(millis(now))
+            .bind(parent_id)
+            .execute(&mut *conn)
+            .await
+        }
+        .map_err(fail)?;
+        Ok((stored.rows_affected() == 1).then_some((created_at, created)))
+    }
+
+    /// An item of `tenant` in `conn`, deleted or not, read with `lock` (`FOR SHARE`...).
+    async fn item_in(
+        &self,
+        conn: &mut PgConnection,
+        tenant: &TenantId,
+        id: &InventoryId,
+        lock: &'static str,
+    ) -> Result<Option<CatalogItem>, StoreError> {
+        let row: Option<ItemRow> = sqlx::query_as(&format!(
+            "SELECT {ITEM_COLUMNS} FROM catalog_items
+             WHERE tenant = $1 AND inventory_id = $2 {lock}"
+        ))
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| {
+            self.shared.ctx.db(
+                "reading a parent item",
+                format_args!("item {tenant}/{id}"),
+                e,
+            )
+        })?;
+        row.map(|row| self.decode_item(tenant, row)).transpose()
+    }
+
+    /// One non-deleted child of `parent`, if it has any.
+    async fn live_child_in(
+        &self,
+        conn: &mut PgConnection,
+        tenant: &TenantId,
+        parent: &InventoryId,
+    ) -> Result<Option<CatalogItem>, StoreError> {
+        let row: Option<ItemRow> = sqlx::query_as(&format!(
+            "SELECT {ITEM_COLUMNS} FROM catalog_items
+             WHERE tenant = $1 AND parent_id = $2 AND deleted_at IS NULL
+             ORDER BY inventory_id LIMIT 1"
+        ))
+        .bind(tenant.as_str())
+        .bind(parent.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| {
+            self.shared.ctx.db(
+                "finding an item's children",
+                format_args!("item {tenant}/{parent}"),
+                e,
+            )
+        })?;
+        row.map(|row| self.decode_item(tenant, row)).transpose()
+    }
 }
 
 impl PostgresStore {
+    /// A page of `tenant`'s items by inventory id, only the children of `parent` if given.
+    async fn list_where(
+        &self,
+        tenant: &TenantId,
+        parent: Option<&InventoryId>,
+        include_deleted: bool,
+        page: &PageRequest,
+    ) -> Result<Page<CatalogItem>, StoreError> {
+        let after = page.item_cursor()?;
+        let limit = page.limit.max(1);
+        // Two statements, not `($5 IS NULL OR ...)`: a generic plan of that could not use the
+        // index of children.
+        let by_parent = if parent.is_some() {
+            "AND parent_id = $5"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {ITEM_COLUMNS} FROM catalog_items
+             WHERE tenant = $1 AND ($2::text IS NULL OR inventory_id > $2)
+               AND ($3 OR deleted_at IS NULL) {by_parent}
+             ORDER BY inventory_id LIMIT $4"
+        );
+        let mut query = sqlx::query_as(&sql)
+            .bind(tenant.as_str())
+            .bind(after.as_ref().map(|a| a.as_str()))
+            .bind(include_deleted)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1);
+        if let Some(parent) = parent {
+            query = query.bind(parent.as_str());
+        }
+        let rows: Vec<ItemRow> = query.fetch_all(&self.shared.pool).await.map_err(|e| {
+            self.shared
+                .ctx
+                .db("listing catalog items", format_args!("tenant {tenant}"), e)
+        })?;
+        let mut items = rows
+            .into_iter()
+            .map(|row| self.decode_item(tenant, row))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut next = None;
+        if items.len() > limit {
+            items.truncate(limit);
+            next = items.last().map(|i| i.item.inventory_id.to_string());
+        }
+        Ok(Page { items, next })
+    }
+
     /// Soft-deletes an item in `conn` and asks to cancel its active tasks: the item and the
     /// tasks written.
     async fn delete_in(
@@ -162,10 +300,9 @@ impl CatalogStore for PostgresStore {
         let now = shared.clock.now();
         let doc = serde_json::to_string(&item).map_err(|e| encode_error("a catalog item", e))?;
         let input = format!("item {}/{}", item.tenant, item.inventory_id);
-        let fail = |e| shared.ctx.db("upserting a catalog item", &input, e);
         for _ in 0..UPSERT_ROUNDS {
             let mut tx = shared.begin("upserting a catalog item").await?;
-            let result = upsert_in(&mut tx, &item, &doc, now).await.map_err(fail);
+            let result = self.upsert_in(&mut tx, &item, &doc, now).await;
             let outcome = shared
                 .finish(tx, result, "upserting a catalog item", &input)
                 .await?;
@@ -216,35 +353,18 @@ impl CatalogStore for PostgresStore {
         include_deleted: bool,
         page: &PageRequest,
     ) -> Result<Page<CatalogItem>, StoreError> {
-        let after = page.item_cursor()?;
-        let limit = page.limit.max(1);
-        let rows: Vec<ItemRow> = sqlx::query_as(
-            "SELECT item::text, created_at, updated_at, deleted_at FROM catalog_items
-             WHERE tenant = $1 AND ($2::text IS NULL OR inventory_id > $2)
-               AND ($3 OR deleted_at IS NULL)
-             ORDER BY inventory_id LIMIT $4",
-        )
-        .bind(tenant.as_str())
-        .bind(after.as_ref().map(|a| a.as_str()))
-        .bind(include_deleted)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1)
-        .fetch_all(&self.shared.pool)
-        .await
-        .map_err(|e| {
-            self.shared
-                .ctx
-                .db("listing catalog items", format_args!("tenant {tenant}"), e)
-        })?;
-        let mut items = rows
-            .into_iter()
-            .map(|row| self.decode_item(tenant, row))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut next = None;
-        if items.len() > limit {
-            items.truncate(limit);
-            next = items.last().map(|i| i.item.inventory_id.to_string());
-        }
-        Ok(Page { items, next })
+        self.list_where(tenant, None, include_deleted, page).await
+    }
+
+    async fn list_children(
+        &self,
+        tenant: &TenantId,
+        parent: &InventoryId,
+        include_deleted: bool,
+        page: &PageRequest,
+    ) -> Result<Page<CatalogItem>, StoreError> {
+        self.list_where(tenant, Some(parent), include_deleted, page)
+            .await
     }
 
     async fn delete_item(

@@ -46,10 +46,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "status counts and per-minute activity, kept with every task write",
         sql: include_str!("../migrations/0005_stats.sql"),
     },
+    Migration {
+        version: 6,
+        description: "catalog items' parents, indexed for listing an item's children",
+        sql: include_str!("../migrations/0006_catalog_parents.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// Brings `schema` to [`SCHEMA_VERSION`] through `pool` (whose `search_path` is `schema`).
 pub(crate) async fn migrate(ctx: &Ctx, pool: &PgPool) -> Result<(), StoreError> {

@@ -4,6 +4,7 @@ use std::ops::Bound;
 
 use async_trait::async_trait;
 use task_core::catalog::{CatalogItem, DeletedItem, ItemUpsert};
+use task_core::hierarchy::check_parent;
 use task_core::ids::{InventoryId, ProductName, TaskId, TenantId, Version};
 use task_core::machine::{Authority, TaskEvent};
 use task_core::results::AnalysisResult;
@@ -32,6 +33,44 @@ fn decode_or_report(ctx: &crate::error::Ctx, key: &[u8], bytes: &[u8]) -> Option
             None
         }
     }
+}
+
+/// The first `limit` (at least 1) items, soft-deleted ones only with `include_deleted`, and
+/// the cursor after them if more follow.
+fn take_page(
+    items: impl Iterator<Item = Result<CatalogItem, StoreError>>,
+    include_deleted: bool,
+    limit: usize,
+) -> Result<Page<CatalogItem>, StoreError> {
+    let limit = limit.max(1);
+    let mut page: Vec<CatalogItem> = Vec::new();
+    for item in items {
+        let item = item?;
+        if !include_deleted && item.deleted_at.is_some() {
+            continue;
+        }
+        if page.len() == limit {
+            let next = page.last().map(|i| i.item.inventory_id.to_string());
+            return Ok(Page { items: page, next });
+        }
+        page.push(item);
+    }
+    Ok(Page {
+        items: page,
+        next: None,
+    })
+}
+
+/// The key of [`Tk::Children`]: (tenant, parent, child).
+fn child_key(tenant: &TenantId, parent: &InventoryId, child: &InventoryId) -> Vec<u8> {
+    keys::strings(&[tenant.as_str(), parent.as_str(), child.as_str()])
+}
+
+/// The item key of the child named by a [`Tk::Children`] value (its inventory id, as bytes).
+fn item_key_of(tenant: &TenantId, child: &[u8]) -> Vec<u8> {
+    let mut key = keys::strings(&[tenant.as_str()]);
+    keys::push_str(&mut key, &String::from_utf8_lossy(child));
+    key
 }
 
 fn item_not_found(id: &InventoryId) -> StoreError {
@@ -77,30 +116,60 @@ impl CatalogStore for SledStore {
     ) -> Result<Page<CatalogItem>, StoreError> {
         let inner = &self.live()?;
         let after = page.item_cursor()?;
-        let limit = page.limit.max(1);
         let prefix = keys::strings(&[tenant.as_str()]);
         let start = match after {
             Some(id) => Bound::Excluded(keys::strings(&[tenant.as_str(), id.as_str()])),
             None => Bound::Included(prefix.clone()),
         };
         let end = keys::after_prefix(&prefix).map_or(Bound::Unbounded, Bound::Excluded);
-        let mut items: Vec<CatalogItem> = Vec::new();
-        let mut next = None;
-        for entry in inner.trees.view(Tk::Items).range((start, end)) {
-            let (key, value) = entry.map_err(|e| inner.ctx.backend("listing items", e))?;
-            let Some(item) = decode_or_report(&inner.ctx, &key, &value) else {
-                continue;
-            };
-            if !include_deleted && item.deleted_at.is_some() {
-                continue;
-            }
-            if items.len() == limit {
-                next = items.last().map(|i| i.item.inventory_id.to_string());
-                break;
-            }
-            items.push(item);
-        }
-        Ok(Page { items, next })
+        let items =
+            inner
+                .trees
+                .view(Tk::Items)
+                .range((start, end))
+                .filter_map(|entry| match entry {
+                    Ok((key, value)) => decode_or_report(&inner.ctx, &key, &value).map(Ok),
+                    Err(e) => Some(Err(inner.ctx.backend("listing items", e))),
+                });
+        take_page(items, include_deleted, page.limit)
+    }
+
+    async fn list_children(
+        &self,
+        tenant: &TenantId,
+        parent: &InventoryId,
+        include_deleted: bool,
+        page: &PageRequest,
+    ) -> Result<Page<CatalogItem>, StoreError> {
+        let inner = &self.live()?;
+        let after = page.item_cursor()?;
+        let prefix = keys::strings(&[tenant.as_str(), parent.as_str()]);
+        let start = match after {
+            Some(id) => Bound::Excluded(child_key(tenant, parent, &id)),
+            None => Bound::Included(prefix.clone()),
+        };
+        let end = keys::after_prefix(&prefix).map_or(Bound::Unbounded, Bound::Excluded);
+        let view = inner.trees.view(Tk::Items);
+        let children = inner
+            .trees
+            .view(Tk::Children)
+            .range((start, end))
+            .filter_map(|entry| {
+                let (_, child) = match entry {
+                    Ok(entry) => entry,
+                    Err(e) => return Some(Err(inner.ctx.backend("listing children", e))),
+                };
+                let item_key = item_key_of(tenant, &child);
+                match view.get(&item_key) {
+                    Ok(bytes) => bytes
+                        .and_then(|bytes| decode_or_report(&inner.ctx, &item_key, &bytes))
+                        // An index entry is only a hint: the record says who its parent is.
+                        .filter(|item| item.item.parent_id.as_ref() == Some(parent))
+                        .map(Ok),
+                    Err(e) => Some(Err(inner.ctx.backend("reading a child item", e))),
+                }
+            });
+        take_page(children, include_deleted, page.limit)
     }
 
     async fn delete_item(
@@ -204,9 +273,37 @@ impl Stage<'_> {
     ) -> Result<(CatalogItem, bool), StoreError> {
         let key = keys::strings(&[item.tenant.as_str(), item.inventory_id.as_str()]);
         // A record that cannot be read is replaced, not a reason to refuse the new one.
-        let previous: Option<CatalogItem> = self
-            .get(Tk::Items, &key)?
-            .and_then(|bytes| decode_or_report(self.ctx, &key, &bytes));
+        let previous = self.stored_item(&key)?;
+        let parent = match &item.parent_id {
+            Some(parent) => {
+                self.stored_item(&keys::strings(&[item.tenant.as_str(), parent.as_str()]))?
+            }
+            None => None,
+        };
+        // Children only matter when the type changes: they were valid under the stored one.
+        let child = match &previous {
+            Some(p) if p.item.item_type != item.item_type => {
+                self.live_child(&item.tenant, &item.inventory_id)?
+            }
+            _ => None,
+        };
+        check_parent(&item, parent.as_ref(), child.as_ref())?;
+        let old_parent = previous.as_ref().and_then(|p| p.item.parent_id.as_ref());
+        if old_parent != item.parent_id.as_ref() {
+            if let Some(old) = old_parent {
+                self.del(
+                    Tk::Children,
+                    child_key(&item.tenant, old, &item.inventory_id),
+                );
+            }
+            if let Some(new) = &item.parent_id {
+                self.put(
+                    Tk::Children,
+                    child_key(&item.tenant, new, &item.inventory_id),
+                    item.inventory_id.as_str().as_bytes(),
+                );
+            }
+        }
         let created = previous.as_ref().is_none_or(|p| p.deleted_at.is_some());
         let stored = CatalogItem {
             item,
@@ -219,6 +316,33 @@ impl Stage<'_> {
         };
         self.put(Tk::Items, key, encode(&stored)?);
         Ok((stored, created))
+    }
+
+    /// The item stored at `key`, deleted or not; None if there is none or it cannot be read.
+    fn stored_item(&self, key: &[u8]) -> Result<Option<CatalogItem>, StoreError> {
+        Ok(self
+            .get(Tk::Items, key)?
+            .and_then(|bytes| decode_or_report(self.ctx, key, &bytes)))
+    }
+
+    /// One non-deleted child of `parent`, if it has any.
+    fn live_child(
+        &self,
+        tenant: &TenantId,
+        parent: &InventoryId,
+    ) -> Result<Option<CatalogItem>, StoreError> {
+        let prefix = keys::strings(&[tenant.as_str(), parent.as_str()]);
+        let end = keys::after_prefix(&prefix).map_or(Bound::Unbounded, Bound::Excluded);
+        for entry in self.range(Tk::Children, (Bound::Included(prefix), end)) {
+            let (_, child) = entry?;
+            let child = self.stored_item(&item_key_of(tenant, &child))?;
+            if let Some(child) = child
+                .filter(|c| c.deleted_at.is_none() && c.item.parent_id.as_ref() == Some(parent))
+            {
+                return Ok(Some(child));
+            }
+        }
+        Ok(None)
     }
 
     /// Soft-deletes an item and requests cancel of its active tasks.

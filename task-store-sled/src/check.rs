@@ -143,7 +143,7 @@ impl SledStore {
     }
 
     /// Checks that every index (persistent or in memory) and the status counts agree with
-    /// the task records and
+    /// the task records (the children index with the catalog items) and
     /// that no task is in an impossible state. Returns the problems found (empty when
     /// consistent). Reads everything: meant for tests, recovery checks and support, not for
     /// hot paths. Run it while no call is in flight: it reads what sled holds, and a group
@@ -216,6 +216,17 @@ impl SledStore {
             }
         }
         expected.insert(tree::LATEST, latest);
+        for entry in inner.trees.view(Tk::Items).iter() {
+            let (key, value) = entry.map_err(|e| ctx.backend("checking", e))?;
+            let item: task_core::catalog::CatalogItem =
+                crate::codec::decode(ctx, tree::ITEMS, &key, &value)?;
+            if let Some(parent) = &item.item.parent_id {
+                let id = item.item.inventory_id.as_str();
+                let k = keys::strings(&[item.item.tenant.as_str(), parent.as_str(), id]);
+                let v = id.as_bytes().to_vec();
+                expected.entry(tree::CHILDREN).or_default().insert(k, v);
+            }
+        }
         let mut compare = |name: &str, actual: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>| {
             let mut want = expected.remove(name).unwrap_or_default();
             for (key, value) in actual {
@@ -239,6 +250,7 @@ impl SledStore {
             Tk::ByTenant,
             Tk::ByItem,
             Tk::Counts,
+            Tk::Children,
         ] {
             let entries = inner
                 .trees

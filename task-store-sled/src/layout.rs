@@ -38,6 +38,8 @@ pub(crate) mod tree {
     pub const BY_ITEM: &str = "by_item";
     /// Catalog items: (tenant, inventory id) -> item.
     pub const ITEMS: &str = "items";
+    /// Catalog items by parent: (tenant, parent id, inventory id) -> inventory id.
+    pub const CHILDREN: &str = "children";
     /// Results: (tenant, product, inventory id, version) -> result.
     pub const RESULTS: &str = "results";
     /// Cache of step outputs.
@@ -97,13 +99,15 @@ pub(crate) enum Tk {
     Counts,
     /// [`tree::ACTIVITY`].
     Activity,
+    /// [`tree::CHILDREN`].
+    Children,
 }
 
 impl Tk {
     /// How many there are.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
     /// The keyspaces stored in sled, in prefix order.
-    pub const PERSISTENT: [Tk; 14] = [
+    pub const PERSISTENT: [Tk; 15] = [
         Tk::Active,
         Tk::Items,
         Tk::Deliveries,
@@ -114,6 +118,7 @@ impl Tk {
         Tk::Activity,
         Tk::ByTenant,
         Tk::Outbox,
+        Tk::Children,
         Tk::Results,
         Tk::Tasks,
         Tk::Counts,
@@ -139,6 +144,7 @@ impl Tk {
             Tk::Outbox => tree::OUTBOX,
             Tk::Counts => tree::COUNTS,
             Tk::Activity => tree::ACTIVITY,
+            Tk::Children => tree::CHILDREN,
         }
     }
 
@@ -159,6 +165,7 @@ impl Tk {
             Tk::Outbox => b'O',
             Tk::Counts => b'U',
             Tk::Activity => b'M',
+            Tk::Children => b'P',
             Tk::Ready | Tk::Leases => return None,
         })
     }

@@ -260,3 +260,51 @@ async fn many_active_tasks_rebuild_the_same_queues() {
     let next = claim_up_to(&store, "w2", 3_000).await;
     assert_eq!(next.len(), 2_300, "every pending task is claimable once");
 }
+
+#[tokio::test]
+async fn catalog_parents_and_their_index_survive_reopen() {
+    use task_core::hierarchy::CatalogStoreExt;
+    use task_core::testing::catalog_item;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::default();
+    let store = open(dir.path(), &clock);
+    let put = |name: &str, item_type, parent| catalog_item("t1", name, item_type, parent);
+    for item in [
+        put("show", ItemType::Series, None),
+        put("s1", ItemType::Season, Some("show")),
+        put("s2", ItemType::Season, Some("show")),
+        put("e1", ItemType::Episode, Some("s1")),
+        put("e2", ItemType::Episode, Some("s1")),
+        // Moved: its old index entry goes.
+        put("e2", ItemType::Episode, Some("s2")),
+    ] {
+        store.upsert_item(item).await.expect("upsert");
+    }
+    let tenant = TenantId::new("t1").expect("valid");
+    store
+        .delete_item(&tenant, &InventoryId::new("s1").expect("valid"))
+        .await
+        .expect("delete");
+    assert_eq!(
+        store.check_consistency().expect("check"),
+        Vec::<String>::new()
+    );
+    let before = store.raw_dump().expect("dump");
+    drop(store);
+
+    let store = open(dir.path(), &clock);
+    assert_eq!(store.raw_dump().expect("dump"), before);
+    assert_eq!(
+        store.check_consistency().expect("check"),
+        Vec::<String>::new()
+    );
+    for (parent, expected) in [("show", "s2"), ("s1", "e1"), ("s2", "e2")] {
+        let parent = InventoryId::new(parent).expect("valid");
+        let children = store.children(&tenant, &parent).await.expect("list");
+        let names: Vec<String> = children
+            .iter()
+            .map(|i| i.item.inventory_id.to_string())
+            .collect();
+        assert_eq!(names, [expected], "the children of {parent}");
+    }
+}

@@ -1,15 +1,54 @@
 //! [`CatalogStore`] and [`ResultStore`] for [`MemoryStore`].
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use async_trait::async_trait;
 
 use super::MemoryStore;
 use crate::catalog::{CatalogItem, DeletedItem, ItemUpsert};
+use crate::hierarchy::check_parent;
 use crate::ids::{InventoryId, ProductName, TaskId, TenantId, Version};
 use crate::machine::{Authority, TaskEvent};
 use crate::results::AnalysisResult;
 use crate::store::{CatalogStore, Page, PageRequest, ResultStore, StoreError};
+
+type Items = BTreeMap<(TenantId, InventoryId), CatalogItem>;
+
+/// The items of `tenant` after inventory id `after`, in order.
+fn tenant_items<'a>(
+    items: &'a Items,
+    tenant: &'a TenantId,
+    after: Option<InventoryId>,
+) -> impl Iterator<Item = &'a CatalogItem> + 'a {
+    let start = match after {
+        Some(id) => Bound::Excluded((tenant.clone(), id)),
+        None => Bound::Unbounded,
+    };
+    items
+        .range((start, Bound::Unbounded))
+        .skip_while(move |((owner, _), _)| owner < tenant)
+        .take_while(move |((owner, _), _)| owner == tenant)
+        .map(|(_, item)| item)
+}
+
+/// Whether `item`'s parent is `parent`.
+fn is_child(item: &CatalogItem, parent: &InventoryId) -> bool {
+    item.item.parent_id.as_ref() == Some(parent)
+}
+
+/// The first `limit` (at least 1) of `items`, and the cursor after them if more follow.
+fn page_of<'a>(
+    mut items: impl Iterator<Item = &'a CatalogItem>,
+    limit: usize,
+) -> Page<CatalogItem> {
+    let page: Vec<CatalogItem> = items.by_ref().take(limit.max(1)).cloned().collect();
+    let next = match items.next() {
+        Some(_) => page.last().map(|i| i.item.inventory_id.to_string()),
+        None => None,
+    };
+    Page { items: page, next }
+}
 
 #[async_trait]
 impl CatalogStore for MemoryStore {
@@ -19,6 +58,18 @@ impl CatalogStore for MemoryStore {
         let mut inner = self.lock();
         let key = (item.tenant.clone(), item.inventory_id.clone());
         let previous = inner.items.get(&key);
+        let parent = item
+            .parent_id
+            .as_ref()
+            .and_then(|parent| inner.items.get(&(item.tenant.clone(), parent.clone())));
+        // Children only matter when the type changes: they were valid under the stored one.
+        let child = previous
+            .filter(|p| p.item.item_type != item.item_type)
+            .and_then(|_| {
+                tenant_items(&inner.items, &item.tenant, None)
+                    .find(|c| c.deleted_at.is_none() && is_child(c, &item.inventory_id))
+            });
+        check_parent(&item, parent, child)?;
         let created = previous.is_none_or(|p| p.deleted_at.is_some());
         let stored = CatalogItem {
             item,
@@ -51,31 +102,25 @@ impl CatalogStore for MemoryStore {
         page: &PageRequest,
     ) -> Result<Page<CatalogItem>, StoreError> {
         let after = page.item_cursor()?;
-        let limit = page.limit.max(1);
         let inner = self.lock();
-        let start = match after {
-            Some(id) => Bound::Excluded((tenant.clone(), id)),
-            None => Bound::Unbounded,
-        };
-        let mut items: Vec<CatalogItem> = Vec::new();
-        let mut next = None;
-        for ((owner, _), item) in inner.items.range((start, Bound::Unbounded)) {
-            if owner < tenant {
-                continue;
-            }
-            if owner > tenant {
-                break;
-            }
-            if !include_deleted && item.deleted_at.is_some() {
-                continue;
-            }
-            if items.len() == limit {
-                next = items.last().map(|i| i.item.inventory_id.to_string());
-                break;
-            }
-            items.push(item.clone());
-        }
-        Ok(Page { items, next })
+        let items = tenant_items(&inner.items, tenant, after)
+            .filter(|item| include_deleted || item.deleted_at.is_none());
+        Ok(page_of(items, page.limit))
+    }
+
+    async fn list_children(
+        &self,
+        tenant: &TenantId,
+        parent: &InventoryId,
+        include_deleted: bool,
+        page: &PageRequest,
+    ) -> Result<Page<CatalogItem>, StoreError> {
+        let after = page.item_cursor()?;
+        let inner = self.lock();
+        let items = tenant_items(&inner.items, tenant, after).filter(|item| {
+            (include_deleted || item.deleted_at.is_none()) && is_child(item, parent)
+        });
+        Ok(page_of(items, page.limit))
     }
 
     async fn delete_item(

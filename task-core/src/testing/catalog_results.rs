@@ -22,6 +22,7 @@ fn item(tenant: &str, id: &str, title: &str) -> ItemUpsert {
         asset_url: format!("s3://media/{id}.mp4"),
         tags: vec!["drama".into()],
         extra,
+        parent_id: None,
     }
 }
 

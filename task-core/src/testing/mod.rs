@@ -17,6 +17,7 @@ mod batches;
 mod catalog_results;
 mod claims;
 mod fairness;
+mod hierarchy;
 mod recording;
 mod stats;
 mod tasks;
@@ -26,6 +27,7 @@ pub use batches::*;
 pub use catalog_results::*;
 pub use claims::*;
 pub use fairness::*;
+pub use hierarchy::*;
 pub use recording::{RecordingStore, StoreCalls};
 pub use stats::*;
 pub use tasks::*;
@@ -71,6 +73,11 @@ macro_rules! conformance_suite {
             next_wakeup_reports_retry_and_lease_times,
             catalog_upsert_get_list_delete,
             delete_item_cancels_its_active_tasks,
+            parent_chains_are_stored,
+            invalid_parents_are_refused,
+            another_tenants_parent_is_not_found,
+            children_are_listed_by_parent,
+            children_move_and_parents_keep_their_type,
             results_are_idempotent_and_versioned,
             cache_round_trips,
             status_changes_write_deliveries,

@@ -197,6 +197,17 @@ impl<S: Store> CatalogStore for RecordingStore<S> {
     ) -> Result<Page<CatalogItem>, StoreError> {
         self.inner.list_items(tenant, include_deleted, page).await
     }
+    async fn list_children(
+        &self,
+        tenant: &TenantId,
+        parent: &InventoryId,
+        include_deleted: bool,
+        page: &PageRequest,
+    ) -> Result<Page<CatalogItem>, StoreError> {
+        self.inner
+            .list_children(tenant, parent, include_deleted, page)
+            .await
+    }
     async fn delete_item(
         &self,
         tenant: &TenantId,

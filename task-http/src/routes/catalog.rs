@@ -89,6 +89,7 @@ pub(crate) async fn put_item(
                 asset_url: url.to_owned(),
                 tags,
                 extra,
+                parent_id: None,
             });
         }
     }

@@ -222,6 +222,7 @@ pub fn context(
             asset_url: url.into(),
             tags: vec![],
             extra: Default::default(),
+            parent_id: None,
         },
         created_at: Timestamp(0),
         updated_at: Timestamp(0),

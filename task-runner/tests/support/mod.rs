@@ -196,6 +196,7 @@ pub async fn submit<S: Store>(
             asset_url: format!("memory:///{inventory}.mp4"),
             tags: vec![],
             extra: Default::default(),
+            parent_id: None,
         })
         .await
         .unwrap();

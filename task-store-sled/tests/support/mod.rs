@@ -29,6 +29,7 @@ pub async fn populate(store: &SledStore, clock: &ManualClock) -> Vec<TaskId> {
         asset_url: "s3://b/a.mp4".into(),
         tags: vec![],
         extra: serde_json::Map::new(),
+        parent_id: None,
     };
     store.upsert_item(item).await.expect("upsert");
     let batch = (0..8)

@@ -72,6 +72,7 @@ pub async fn ingest<S: Store + ?Sized>(store: &S, count: usize) -> Vec<NewTask> 
                 asset_url: format!("memory:///asset-{i}.mp4"),
                 tags: vec![],
                 extra: Default::default(),
+                parent_id: None,
             })
             .await
             .expect("an item upsert");
