@@ -201,6 +201,7 @@ fn links(operation_id: &str) -> Option<Value> {
             "GetItem": to("get_item", &item),
             "DeleteItem": to("delete_item", &item),
             "ItemTasks": to("item_tasks", &json!({"inventory_id": "$response.body#/id"})),
+            "Children": to("list_items", &json!({"parent_id": "$response.body#/id"})),
         }),
         "post_task" | "post_by_key" | "get_task" => json!({
             "GetTask": to("get_task", &task),

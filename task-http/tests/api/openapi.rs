@@ -277,4 +277,10 @@ async fn the_document_is_the_servers_contract() {
         put_item["409"].is_object(),
         "a type change that strands children"
     );
+    let children = &put_item["201"]["links"]["Children"];
+    assert_eq!(children["parameters"]["parent_id"], "$response.body#/id");
+    assert_eq!(
+        doc["paths"]["/catalog/v1/item"]["get"]["operationId"], children["operationId"],
+        "the link names the listing"
+    );
 }
