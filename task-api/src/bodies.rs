@@ -59,6 +59,10 @@ pub struct ItemBody {
     /// Free tags.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+    /// The inventory id of the item it belongs to: an episode's season, a season's series
+    /// (null or absent: none). The parent must be a live item of the tenant of that type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
     /// Other fields, stored and returned as given (at most 32 levels deep).
     #[serde(flatten)]
     #[schema(ignore)]
@@ -74,8 +78,15 @@ impl ItemBody {
             title: title.to_owned(),
             asset_url: asset_url.to_owned(),
             tags: None,
+            parent_id: None,
             extra: Map::new(),
         }
+    }
+
+    /// The same item under `parent_id` (an episode's season, a season's series).
+    pub fn with_parent(mut self, parent_id: &str) -> Self {
+        self.parent_id = Some(parent_id.to_owned());
+        self
     }
 }
 

@@ -165,6 +165,9 @@ pub struct CatalogItemView {
     pub asset_url: String,
     /// Free tags.
     pub tags: Vec<String>,
+    /// The inventory id of its parent (an episode's season, a season's series), or null.
+    #[serde(default)]
+    pub parent_id: Option<String>,
     /// First ingest time.
     pub created_at: String,
     /// Last change.
@@ -186,12 +189,34 @@ impl CatalogItemView {
             title: item.item.title.clone(),
             asset_url: item.item.asset_url.clone(),
             tags: item.item.tags.clone(),
+            parent_id: item.item.parent_id.as_ref().map(|p| p.to_string()),
             created_at: rfc3339(item.created_at),
             updated_at: rfc3339(item.updated_at),
             deleted_at: item.deleted_at.map(rfc3339),
-            extra: item.item.extra.clone(),
+            extra: item
+                .item
+                .extra
+                .iter()
+                // An extra field named like one of the view's (a `parent_id` kept as given
+                // before the field existed) would repeat its key in the JSON.
+                .filter(|(name, _)| !Self::FIELDS.contains(&name.as_str()))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
         }
     }
+
+    /// The names of the view's own fields.
+    pub const FIELDS: [&str; 9] = [
+        "id",
+        "type",
+        "title",
+        "asset_url",
+        "tags",
+        "parent_id",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+    ];
 }
 
 /// One page of catalog items.

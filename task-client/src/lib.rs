@@ -23,6 +23,7 @@
 
 mod error;
 mod events;
+mod query;
 mod webhooks;
 
 use std::time::{Duration, Instant};
@@ -38,6 +39,7 @@ use task_api::views::{
 
 pub use error::{ClientError, Detail};
 pub use events::TaskEvents;
+pub use query::ItemQuery;
 /// The wire types, re-exported.
 pub use task_api as api;
 pub use webhooks::DeliveryQuery;
@@ -55,17 +57,6 @@ pub struct Client {
     base: String,
     key: String,
     http: reqwest::Client,
-}
-
-/// Paging and filters of [`Client::list_items`].
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ItemQuery {
-    /// Page number from 1 (default 1).
-    pub page_num: Option<u64>,
-    /// Items per page, 1-1000 (default 50).
-    pub page_size: Option<u64>,
-    /// Include soft-deleted items.
-    pub allow_deleted: bool,
 }
 
 /// The version and the product's filters of [`Client::results`].
@@ -154,19 +145,11 @@ impl Client {
         self.get(&path).await
     }
 
-    /// `GET /catalog/v1/item`: one page of items.
+    /// `GET /catalog/v1/item`: one page of items (of one parent's children with
+    /// [`ItemQuery::parent_id`]).
     pub async fn list_items(&self, query: &ItemQuery) -> Result<CatalogPage, ClientError> {
-        let mut params = Vec::new();
-        if let Some(page) = query.page_num {
-            params.push(("page_num".to_owned(), page.to_string()));
-        }
-        if let Some(size) = query.page_size {
-            params.push(("page_size".to_owned(), size.to_string()));
-        }
-        if query.allow_deleted {
-            params.push(("allow_deleted".to_owned(), "true".to_owned()));
-        }
-        self.get(&with_query("/catalog/v1/item", &params)).await
+        self.get(&with_query("/catalog/v1/item", &query.params()))
+            .await
     }
 
     /// `DELETE /catalog/v1/item/{type}/{inventory_id}`: soft-deletes it and cancels its tasks.

@@ -1,5 +1,5 @@
 //! The console's router over the in-memory store, without a browser: headers, cookies,
-//! refusals and error pages.
+//! refusals and error pages, and the catalog hierarchy on asset pages.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -15,7 +15,10 @@ use tower::ServiceExt;
 const KEY: &str = "the-secret-key-1";
 
 fn console() -> axum::Router {
-    let store = Arc::new(MemoryStore::default());
+    console_over(Arc::new(MemoryStore::default()))
+}
+
+fn console_over(store: Arc<MemoryStore>) -> axum::Router {
     let config = ServiceConfig::new().with_api_key(KEY, TenantId::new("acme").unwrap());
     Console::new(store, config, ConsoleOptions::default())
         .unwrap()
@@ -134,4 +137,47 @@ async fn a_forged_session_is_sent_to_sign_in() {
     let (response, _) = send(&router, request).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(response.headers()[header::LOCATION], "/ui/sign-in");
+}
+
+#[tokio::test]
+async fn an_asset_links_its_parent_and_lists_its_children() {
+    let store = Arc::new(MemoryStore::default());
+    for (name, item_type, parent) in [
+        ("show", ItemType::Series, None),
+        ("show-s1", ItemType::Season, Some("show")),
+        ("show-s1e1", ItemType::Episode, Some("show-s1")),
+        ("show-s1e2", ItemType::Episode, Some("show-s1")),
+    ] {
+        let item = task_core::testing::catalog_item("acme", name, item_type, parent);
+        store.upsert_item(item).await.unwrap();
+    }
+    let router = console_over(store);
+    let (response, _) = send(&router, sign_in(&[])).await;
+    let cookie = cookie_of(&response).split(';').next().unwrap().to_owned();
+    let page = |path: &str| {
+        Request::get(path)
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+
+    let (response, episode) = send(&router, page("/ui/assets/show-s1e1")).await;
+    assert_eq!(response.status(), StatusCode::OK, "{episode}");
+    assert!(episode.contains("href=\"/ui/assets/show-s1\""), "{episode}");
+    assert!(
+        !episode.contains("id=\"children-title\""),
+        "an episode has no children"
+    );
+    let (_, season) = send(&router, page("/ui/assets/show-s1")).await;
+    assert!(season.contains("href=\"/ui/assets/show\""), "{season}");
+    assert!(season.contains("Episodes"), "{season}");
+    for child in ["show-s1e1", "show-s1e2"] {
+        assert!(
+            season.contains(&format!("href=\"/ui/assets/{child}\"")),
+            "{season}"
+        );
+    }
+    let (_, series) = send(&router, page("/ui/assets/show")).await;
+    assert!(series.contains("Seasons"), "{series}");
+    assert!(series.contains("href=\"/ui/assets/show-s1\""), "{series}");
 }

@@ -19,6 +19,14 @@ fn inventory_id() -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": 256, "pattern": pattern})
 }
 
+/// An inventory id or null, described.
+fn nullable_inventory_id(description: &str) -> Value {
+    let mut schema = inventory_id();
+    schema["type"] = json!(["string", "null"]);
+    schema["description"] = json!(description);
+    schema
+}
+
 /// An id the API hands out: a version-7 UUID.
 fn v7_id(what: &str) -> Value {
     json!({"type": "string", "format": "uuid",
@@ -108,7 +116,7 @@ fn tighten_operation(
                     "enum": ["pending", "delivered", "failed"]})),
                 "type" => Some(json!({"type": "string",
                     "enum": ["standalone", "series", "season", "episode"]})),
-                "inventory_id" | "against" => Some(inventory_id()),
+                "inventory_id" | "against" | "parent_id" => Some(inventory_id()),
                 "product" => Some(products(config)),
                 "version" => Some(version()),
                 "page_num" => Some(json!({"type": "integer", "minimum": 1, "maximum": 1_000_000})),
@@ -193,6 +201,7 @@ fn links(operation_id: &str) -> Option<Value> {
             "GetItem": to("get_item", &item),
             "DeleteItem": to("delete_item", &item),
             "ItemTasks": to("item_tasks", &json!({"inventory_id": "$response.body#/id"})),
+            "Children": to("list_items", &json!({"parent_id": "$response.body#/id"})),
         }),
         "post_task" | "post_by_key" | "get_task" => json!({
             "GetTask": to("get_task", &task),
@@ -253,6 +262,12 @@ fn tighten_bodies(schemas: &mut Map<String, Value>, config: &ServiceConfig) {
         item["properties"]["type"] =
             json!({"type": "string", "enum": ["standalone", "series", "season", "episode"]});
         item["properties"]["asset_url"] = asset_url();
+        item["properties"]["parent_id"] = nullable_inventory_id(
+            "The inventory id of the item it belongs to: an episode's season, a season's series \
+             (null or absent: none). It must be a live item of the tenant of that type, and not \
+             the item itself; a standalone item and a series take none. One that is not gets a \
+             422 naming it.",
+        );
         // Other fields are kept as given, up to 32 levels deep; the times are read-only.
         for read_only in ["created_at", "updated_at", "deleted_at", "tenant"] {
             item["properties"][read_only] = json!({"not": {}, "description": "Read-only: refused"});

@@ -155,13 +155,15 @@ async fn the_migration_counts_the_tasks_already_stored() {
         .expect("cancel");
     let expected = store.status_counts(None).await.expect("counts");
     drop(store);
-    // The schema as version 4 left it: no statistics tables (nor the later catalog parents).
+    // The schema as version 4 left it: no statistics tables (nor the later waiting-task index
+    // and catalog parents).
     let mut conn = support::connect().await;
     let name = &schema.name;
     conn.execute(
         format!(
             "DROP TABLE \"{name}\".task_counts, \"{name}\".task_count_changes,
                         \"{name}\".task_activity, \"{name}\".task_activity_changes;
+             DROP INDEX \"{name}\".tasks_waiting;
              DROP INDEX \"{name}\".catalog_items_by_parent;
              ALTER TABLE \"{name}\".catalog_items DROP COLUMN parent_id;
              DELETE FROM \"{name}\".schema_version WHERE version >= 5;"

@@ -372,6 +372,30 @@ async fn client_covers_the_contract(url: &str, ids: &[String], raw: &[(Value, Va
     assert!(created && item.id == "extra");
     let deleted = client.delete_item("standalone", "extra").await.unwrap();
     assert!(deleted.item.deleted_at.is_some());
+    // A season and its episode: the parent is shown, the children listed by parent.
+    let season = ItemBody::new("season-1", "season", "Season 1", &good.asset_url);
+    client.put_item(&season).await.unwrap();
+    let episode =
+        ItemBody::new("s1-e1", "episode", "Pilot", &good.asset_url).with_parent("season-1");
+    let (episode, _) = client.put_item(&episode).await.unwrap();
+    assert_eq!(episode.parent_id.as_deref(), Some("season-1"));
+    let children = client
+        .list_items(&ItemQuery::children_of("season-1"))
+        .await
+        .unwrap();
+    let child_ids: Vec<&str> = children.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(child_ids, ["s1-e1"]);
+    let orphan = ItemBody::new("s1-e2", "episode", "Lost", &good.asset_url).with_parent("nowhere");
+    match client.put_item(&orphan).await.unwrap_err() {
+        ClientError::Api {
+            detail: Detail::Invalid(errors),
+            ..
+        } => assert!(
+            errors.iter().any(|e| e.msg.contains("parent_id")),
+            "{errors:?}"
+        ),
+        other => panic!("expected a 422 naming parent_id: {other}"),
+    }
     let refused = Client::new(url, "wrong-key")
         .unwrap()
         .get_task(&ids[0])

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use maud::{Markup, html};
 use serde::Deserialize;
+use task_core::catalog::ItemType;
 use task_core::ids::{InventoryId, ProductName, Version};
 use task_core::store::{PageRequest, TaskFilter};
 use task_core::task::Task;
@@ -18,6 +19,8 @@ use crate::state::ConsoleState;
 
 /// The most tasks of one item the page reads; the task list (filtered by the item) has all.
 const MAX_TASKS: usize = 500;
+/// The most children (a season's episodes, a series' seasons) the page lists: one page.
+const MAX_CHILDREN: usize = 200;
 
 /// The parts of a stored result the timeline draws: adbreaks' candidates in seconds.
 #[derive(Debug, Deserialize)]
@@ -148,6 +151,20 @@ pub(crate) async fn show(
             .and_then(|r| serde_json::from_value::<Breaks>(r.data.clone()).ok());
         sections.push((product, version, tasks, result, breaks));
     }
+    let children = match item.item.item_type {
+        ItemType::Series | ItemType::Season => {
+            let first = PageRequest::first(MAX_CHILDREN);
+            Some(
+                state
+                    .store
+                    .list_children(&session.tenant, &inventory_id, false, &first)
+                    .await?,
+            )
+        }
+        ItemType::Episode | ItemType::Standalone => None,
+    };
+    let asset =
+        |id: &InventoryId| state.at(&format!("/assets/{}", task_api::views::encode(id.as_str())));
     let all_tasks = state.at(&format!(
         "/tasks?inventory_id={}",
         task_api::views::encode(inventory_id.as_str())
@@ -161,9 +178,31 @@ pub(crate) async fn show(
                 dt { "Type" } dd { (item.item.item_type.as_str()) }
                 dt { "Asset URL" } dd.mono { (item.item.asset_url) }
                 dt { "Tags" } dd { @if item.item.tags.is_empty() { "–" } @else { (item.item.tags.join(", ")) } }
+                @if let Some(parent) = &item.item.parent_id {
+                    dt { "Parent" } dd.mono { a href=(asset(parent)) { (parent) } }
+                }
                 dt { "Created" } dd { (time(item.created_at)) }
                 dt { "Updated" } dd { (time(item.updated_at)) }
                 @if let Some(deleted) = item.deleted_at { dt { "Deleted" } dd { (time(deleted)) } }
+            }
+        }
+        @if let Some(children) = &children {
+            section aria-labelledby="children-title" {
+                h2 id="children-title" {
+                    @if item.item.item_type == ItemType::Series { "Seasons" } @else { "Episodes" }
+                }
+                @if children.items.is_empty() {
+                    p.empty { "None in the catalog." }
+                } @else {
+                    ul.children {
+                        @for child in &children.items {
+                            li { a.mono href=(asset(&child.item.inventory_id)) { (child.item.inventory_id) } " " (child.item.title) }
+                        }
+                    }
+                    @if children.next.is_some() {
+                        p { "Only the first " (MAX_CHILDREN) " are listed." }
+                    }
+                }
             }
         }
         @if sections.is_empty() {

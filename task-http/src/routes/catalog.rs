@@ -4,32 +4,42 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, response::IntoResponse};
-use task_core::catalog::{ItemType, ItemUpsert};
-use task_core::ids::InventoryId;
-use task_core::store::PageRequest;
+use task_core::catalog::{CatalogItem, ItemType, ItemUpsert};
+use task_core::ids::{InventoryId, TenantId};
+use task_core::store::{Page, PageRequest, Store, StoreError};
 
 use crate::body::{ApiPath, Fields, JsonBody, RawQuery, check, parse_bool, parse_int, path_param};
-use crate::error::{ApiError, MessageBody, ValidationErrorBody};
+use crate::error::{ApiError, FieldError, MessageBody, ValidationErrorBody};
 use crate::state::{ApiState, Tenant};
 use crate::views::{CatalogItemView, CatalogPage, DeletedItemView};
 use task_api::bodies::ItemBody;
 
 /// The fields of an item the service reads; any other field is kept as given, except these
 /// read-only ones, which are refused.
-const KNOWN: [&str; 5] = ["id", "type", "title", "asset_url", "tags"];
+const KNOWN: [&str; 6] = ["id", "type", "title", "asset_url", "tags", "parent_id"];
 const READ_ONLY: [&str; 4] = ["created_at", "updated_at", "deleted_at", "tenant"];
 /// The largest `page_size`.
 pub const MAX_PAGE_SIZE: u64 = 1000;
 
 /// Upserts a catalog item. Fields other than the known ones are stored and returned as given;
 /// `created_at`, `updated_at`, `deleted_at` and `tenant` are read-only and refused.
+///
+/// `parent_id` (optional, null for none) links an episode to its season and a season to its
+/// series: the parent must be a live item of the tenant with that type, else 422 naming it
+/// (another tenant's item is answered as a missing one). An item whose live children could
+/// not have it as parent with its new type is refused with 409. Deleting a parent leaves its
+/// children and their `parent_id` as they are.
 #[utoipa::path(put, path = "/catalog/v1/item", tag = "catalog",
     request_body = ItemBody,
     responses(
         (status = 201, description = "Created (or re-created after a delete)", body = CatalogItemView),
         (status = 200, description = "Replaced", body = CatalogItemView),
         (status = 401, body = MessageBody), (status = 413, body = MessageBody),
-        (status = 422, body = ValidationErrorBody),
+        (status = 409, description = "The item has children that could not have it as parent \
+            with the new type: move or delete them first", body = MessageBody),
+        (status = 422, description = "Invalid input: each entry names the field (a parent_id \
+            that is missing, deleted, of the wrong type or the item itself included)",
+            body = ValidationErrorBody),
     ))]
 pub(crate) async fn put_item(
     State(state): State<ApiState>,
@@ -51,6 +61,7 @@ pub(crate) async fn put_item(
         let title = fields.string("title", true);
         let asset_url = fields.string("asset_url", true);
         let tags = fields.strings("tags").unwrap_or_default();
+        let parent_id: Option<InventoryId> = fields.parse("parent_id", false);
         if let Some(url) = asset_url {
             let verdict = match &state.config.asset_url_validator {
                 Some(validate) => validate(&tenant, url),
@@ -89,13 +100,19 @@ pub(crate) async fn put_item(
                 asset_url: url.to_owned(),
                 tags,
                 extra,
-                parent_id: None,
+                parent_id,
             });
         }
     }
     check(errors)?;
     let upsert = upsert.ok_or_else(|| ApiError::Internal("item body lost".into()))?;
-    let (item, created) = state.store.upsert_item(upsert).await?;
+    let (item, created) = match state.store.upsert_item(upsert).await {
+        Err(StoreError::Invalid { field, reason }) if field == "parent_id" => {
+            let loc = vec!["body".into(), field.into()];
+            return Err(ApiError::field(FieldError::new(loc, reason, "value_error")));
+        }
+        other => other?,
+    };
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -105,9 +122,12 @@ pub(crate) async fn put_item(
 }
 
 /// Lists the tenant's items by id, a page at a time. Query: `page_num` (from 1, default 1),
-/// `page_size` (1-1000, default 50), `allow_deleted` (default false).
+/// `page_size` (1-1000, default 50), `allow_deleted` (default false), `parent_id` (only the
+/// children of that item: a season's episodes, a series' seasons).
 #[utoipa::path(get, path = "/catalog/v1/item", tag = "catalog",
     params(
+        ("parent_id" = Option<String>, Query, description = "Only the items whose parent is this \
+            inventory id (none when it has no children or is not in the catalog)"),
         ("page_num" = Option<u64>, Query, description = "Page number from 1 (default 1)"),
         ("page_size" = Option<u64>, Query, description = "Items per page, 1-1000 (default 50)"),
         ("allow_deleted" = Option<bool>, Query, description = "Include soft-deleted items (default false)"),
@@ -131,23 +151,22 @@ pub(crate) async fn list_items(
     let allow_deleted = query
         .get("allow_deleted", &mut errors, parse_bool)
         .unwrap_or(false);
+    let parent = query.get("parent_id", &mut errors, |raw| {
+        InventoryId::new(raw).map_err(|e| (e.to_string(), "value_error"))
+    });
     check(errors)?;
     let limit = usize::try_from(page_size).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut request = PageRequest::first(limit);
-    let mut page = state
-        .store
-        .list_items(&tenant, allow_deleted, &request)
-        .await?;
+    let store = &*state.store;
+    let parent = parent.as_ref();
+    let mut page = list_page(store, &tenant, parent, allow_deleted, &request).await?;
     for _ in 1..page_num {
         let Some(next) = page.next.take() else {
             page.items.clear();
             break;
         };
         request.after = Some(next);
-        page = state
-            .store
-            .list_items(&tenant, allow_deleted, &request)
-            .await?;
+        page = list_page(store, &tenant, parent, allow_deleted, &request).await?;
     }
     Ok(Json(CatalogPage {
         items: page.items.iter().map(CatalogItemView::of).collect(),
@@ -155,6 +174,24 @@ pub(crate) async fn list_items(
         page_size,
         has_next: page.next.is_some(),
     }))
+}
+
+/// One page of the tenant's items, or of the children of `parent`.
+async fn list_page(
+    store: &dyn Store,
+    tenant: &TenantId,
+    parent: Option<&InventoryId>,
+    allow_deleted: bool,
+    request: &PageRequest,
+) -> Result<Page<CatalogItem>, StoreError> {
+    match parent {
+        Some(parent) => {
+            store
+                .list_children(tenant, parent, allow_deleted, request)
+                .await
+        }
+        None => store.list_items(tenant, allow_deleted, request).await,
+    }
 }
 
 fn item_path(item_type: &str, inventory_id: &str) -> Result<(ItemType, InventoryId), ApiError> {

@@ -5,6 +5,7 @@ mod abuse;
 mod auth;
 mod batch;
 mod catalog;
+mod catalog_parents;
 mod common;
 mod errors;
 mod fingerprint;

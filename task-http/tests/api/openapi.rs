@@ -247,7 +247,9 @@ async fn the_document_is_the_servers_contract() {
                 match param["name"].as_str().unwrap() {
                     "task_id" => assert_eq!(schema["format"], "uuid"),
                     "type" | "product" | "status" => assert!(schema["enum"].is_array(), "{param}"),
-                    "inventory_id" | "version" => assert!(schema["pattern"].is_string()),
+                    "inventory_id" | "version" | "parent_id" => {
+                        assert!(schema["pattern"].is_string(), "{param}")
+                    }
                     "page_size" => assert_eq!(
                         (&schema["minimum"], &schema["maximum"]),
                         (&json!(1), &json!(1000))
@@ -266,5 +268,19 @@ async fn the_document_is_the_servers_contract() {
     assert_eq!(
         schemas["ItemBody"]["properties"]["asset_url"]["format"],
         "asset-url"
+    );
+    let parent = &schemas["ItemBody"]["properties"]["parent_id"];
+    assert_eq!(parent["type"], json!(["string", "null"]));
+    assert!(parent["pattern"].is_string());
+    let put_item = &doc["paths"]["/catalog/v1/item"]["put"]["responses"];
+    assert!(
+        put_item["409"].is_object(),
+        "a type change that strands children"
+    );
+    let children = &put_item["201"]["links"]["Children"];
+    assert_eq!(children["parameters"]["parent_id"], "$response.body#/id");
+    assert_eq!(
+        doc["paths"]["/catalog/v1/item"]["get"]["operationId"], children["operationId"],
+        "the link names the listing"
     );
 }
