@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::Daemon;
 
+#[path = "../../task-media/tests/support/sound.rs"]
+mod sound;
+
 const KEY: &str = "products-test-key";
 
 /// 6 s, 25 fps, with a tone: red 0-2 s, blue 2-4 s, a test pattern 4-6 s.
@@ -210,4 +213,99 @@ fn thumbnails_without_an_output_refuse_to_start_naming_the_field() {
         stderr.contains("products.thumbnails.output") && stderr.contains("required"),
         "{stderr}"
     );
+}
+
+/// An episode: its own `lead` seconds of sound, a shared 20 s intro, its own 25 s, and shared
+/// 15 s credits; with a test pattern.
+fn episode(dir: &Path, name: &str, seed: u32, lead: f64) -> std::path::PathBuf {
+    let parts = [(seed, lead), (900, 20.0), (seed + 50, 25.0), (901, 15.0)];
+    sound::media(dir, name, &parts, Some("testsrc"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markers_create_the_fingerprints_they_need_wait_for_them_and_fingerprints_are_reused() {
+    let config = format!(
+        "[[api_keys]]\nkey = \"{KEY}\"\ntenant = \"acme\"\n\
+         [products.fingerprint]\n[products.markers]\nfingerprint_version = \"1\"\n\
+         [runner]\nconcurrency = 1\n"
+    );
+    let daemon = Daemon::start(&config);
+    let media = daemon.dir.as_ref().unwrap().path().join("media");
+    let http = reqwest::Client::new();
+    let put = |item: Value| {
+        let http = http.clone();
+        let url = daemon.url("/catalog/v1/item");
+        async move {
+            let (status, body) = call(&http, reqwest::Method::PUT, url, Some(item)).await;
+            assert!(status == 201 || status == 200, "{status} {body}");
+        }
+    };
+    put(json!({"id": "show", "type": "series", "title": "Show", "asset_url": "file:///none"}))
+        .await;
+    put(
+        json!({"id": "s1", "type": "season", "title": "S1", "asset_url": "file:///none",
+        "parent_id": "show"}),
+    )
+    .await;
+    for (id, seed, lead) in [("e1", 1, 6.0), ("e2", 2, 13.0)] {
+        let file = episode(&media, &format!("{id}.mp4"), seed, lead);
+        put(
+            json!({"id": id, "type": "episode", "title": id, "parent_id": "s1",
+            "asset_url": format!("file://{}", file.display())}),
+        )
+        .await;
+    }
+    // One slot: the markers task must give it up while it waits for the fingerprints.
+    let markers = submit(&http, &daemon, "e1", "markers").await;
+    let done = finished(&http, &daemon, &markers).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["waiting_for"], json!([]));
+    let (_, history) = get(&http, &daemon, &format!("/task/{markers}/history")).await;
+    let events: Vec<&str> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(
+        events.contains(&"waiting") && events.contains(&"wait_ended"),
+        "{events:?}"
+    );
+    let (_, result) = get(&http, &daemon, "/results/markers/e1?version=1.0.0").await;
+    let data = &result["data"];
+    assert_eq!(data["siblings_compared"], json!(["e2"]), "{result}");
+    let intro = data["intro"].as_array().expect("an intro");
+    assert!((intro[0].as_f64().unwrap() - 6.0).abs() <= 0.5, "{data}");
+    assert!((intro[1].as_f64().unwrap() - 26.0).abs() <= 0.5, "{data}");
+    let credits = data["credits"].as_array().expect("credits");
+    assert!((credits[0].as_f64().unwrap() - 51.0).abs() <= 0.5, "{data}");
+
+    // The fingerprint tasks it made, once each; another version of one reuses its analysis.
+    let (_, e2_tasks) = get(&http, &daemon, "/tasks/catalog-item/e2").await;
+    let e2_tasks = e2_tasks["tasks"].as_array().unwrap();
+    assert_eq!(e2_tasks.len(), 1, "{e2_tasks:?}");
+    assert_eq!(e2_tasks[0]["product"], "fingerprint");
+    let body = json!({"inventory_id": "e2", "product": "fingerprint", "version": "2"});
+    let (status, again) = call(
+        &http,
+        reqwest::Method::POST,
+        daemon.url("/task"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 201, "{again}");
+    let again = finished(&http, &daemon, again["task_id"].as_str().unwrap()).await;
+    assert_eq!(again["status"], "done", "{again}");
+    let id = again["task_id"].as_str().unwrap();
+    let (_, history) = get(&http, &daemon, &format!("/task/{id}/history")).await;
+    let reused = history["history"].as_array().unwrap().iter().any(|e| {
+        e["step"] == "analyze" && e["detail"].as_str().is_some_and(|d| d.contains("reused"))
+    });
+    assert!(
+        reused,
+        "the unchanged object's fingerprint is reused: {history}"
+    );
+    let (_, v1) = get(&http, &daemon, "/results/fingerprint/e2?version=1").await;
+    let (_, v2) = get(&http, &daemon, "/results/fingerprint/e2?version=2").await;
+    assert_eq!(v1["data"], v2["data"]);
 }

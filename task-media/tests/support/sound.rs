@@ -1,10 +1,9 @@
 //! Sound whose content is known by construction: pseudo-random notes from a seed, played in
-//! parts one after the other, with or without a test-pattern picture.
+//! parts one after the other, with or without a test-pattern picture. Self-contained, so that
+//! other crates' tests include it by path.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use super::run;
 
 /// Two voices of pseudo-random notes (a quarter and a third of a second long, over three and
 /// two octaves), chosen by a hash of the note's index and `seed`: sound that changes pitch like
@@ -55,6 +54,15 @@ pub fn media(dir: &Path, name: &str, parts: &[(u32, f64)], pattern: Option<&str>
         command.args(["-map", "[v]", "-c:v", "libx264", "-preset", "ultrafast"]);
     }
     command.args(["-c:a", "aac", "-b:a", "128k"]);
-    run(command.arg(&path));
+    let output = command
+        .arg(&path)
+        .output()
+        .expect("ffmpeg is needed (scripts/install-test-deps.sh installs it)");
+    assert!(
+        output.status.success(),
+        "ffmpeg could not make {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
     path
 }
