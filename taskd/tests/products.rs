@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::Daemon;
 
+#[allow(dead_code)]
 #[path = "../../task-media/tests/support/sound.rs"]
 mod sound;
 
