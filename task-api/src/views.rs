@@ -316,7 +316,11 @@ pub struct ResultView {
     /// The product's data (for `adbreaks`: `{"adbreak": [{"rank", "candidates"}]}`, filtered;
     /// for `scenes`: `{"duration_secs", "threshold", "shots": [[start, end]], "cuts": [{"time",
     /// "score"}]}`; for `thumbnails`: `{"duration_secs", "shots", "stills": [{"time_secs", "shot":
-    /// [start, end], "key", "url", "width", "height", "mean_luma"}]}`).
+    /// [start, end], "key", "url", "width", "height", "mean_luma"}]}`; for `fingerprint`:
+    /// `{"algorithm", "item_secs", "duration_secs", "items", "fingerprint"}` (base64 of
+    /// little-endian 32-bit Chromaprint items); for `markers`: `{"intro": [start, end] | null,
+    /// "credits": [start, end] | null, "intro_shared_with", "credits_shared_with",
+    /// "fingerprint_version", "siblings_compared", "siblings_left_out"}`).
     #[schema(value_type = Object)]
     pub data: Value,
 }
