@@ -20,6 +20,7 @@
 //! task. The tenants served get their turn recorded ([`RECORD_TURNS`]) before the write.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use task_core::ids::TaskId;
 use task_core::machine::{Authority, TaskEvent, transition};
@@ -67,40 +68,84 @@ async fn requeue_in(
 }
 
 /// Waiting tasks whose awaited tasks have all ended (a pruned task counts as ended), skipping
-/// rows another transaction holds.
-const WAITING_DONE: &str = "
+/// rows another transaction holds: every one (`ALL`), or only those that changed after change
+/// position `$2` or wait for a task that ended after it (`RECENT`, through the GIN index).
+static WAITING_DONE_ALL: LazyLock<String> = LazyLock::new(|| waiting_done("", ""));
+
+/// See [`WAITING_DONE_ALL`].
+static WAITING_DONE_RECENT: LazyLock<String> = LazyLock::new(|| {
+    waiting_done(
+        "WITH ended AS (
+    SELECT c.id::text AS id FROM tasks c
+    WHERE c.seq > $2 AND c.status IN ('done', 'failed', 'cancelled')
+)",
+        "
+  AND (t.seq > $2 OR (t.doc->'state'->'waiting_for') ?| ARRAY(SELECT id FROM ended))",
+    )
+});
+
+/// The waiting rows (after the CTE `with`, filtered by `filter`) whose awaited tasks have
+/// all ended, locked.
+fn waiting_done(with: &str, filter: &str) -> String {
+    format!(
+        "{with}
 SELECT t.id, t.seq, t.doc::text FROM tasks t
-WHERE t.status = 'pending' AND t.ready_at IS NULL
+WHERE t.status = 'pending' AND t.ready_at IS NULL{filter}
   AND NOT EXISTS (
       SELECT 1 FROM jsonb_array_elements_text(t.doc->'state'->'waiting_for') AS a(id)
       JOIN tasks c ON c.id = a.id::uuid
       WHERE c.status IN ('pending', 'processing'))
 ORDER BY t.id
 LIMIT $1
-FOR UPDATE OF t SKIP LOCKED";
+FOR UPDATE OF t SKIP LOCKED"
+    )
+}
 
 /// Makes claimable, in `tx`, up to [`REQUEUE_BATCH`] waiting tasks whose awaited tasks have
-/// all ended; returns them. (A task that ends later than this claim's snapshot is seen by the
-/// next claim, which its end wakes.)
+/// all ended; returns them, and the change position up to which every ended wait was seen
+/// (None when the batch was full: the next claim looks again from the same position).
+///
+/// Change positions commit in order, so reading the counter before the query means every
+/// change at or before it is in the query's snapshot. A task parked after that position is
+/// looked at again by the next claim (its own row changed); one whose awaited task ends later
+/// is found through that task's end.
 async fn wake_in(
     store: &PostgresStore,
     tx: &mut Tx,
     now: Timestamp,
-) -> Result<Vec<Task>, StoreError> {
+) -> Result<(Vec<Task>, Option<i64>), StoreError> {
     let shared = &store.shared;
-    let rows: Vec<(Uuid, i64, String)> = sqlx::query_as(WAITING_DONE)
-        .bind(REQUEUE_BATCH)
-        .fetch_all(&mut **tx)
+    let fail = |e| {
+        shared
+            .ctx
+            .db("waking waiting tasks", format_args!("at {now}"), e)
+    };
+    let upto: i64 = sqlx::query_scalar("SELECT seq FROM change_counter")
+        .fetch_one(&mut **tx)
         .await
-        .map_err(|e| {
-            shared
-                .ctx
-                .db("waking waiting tasks", format_args!("at {now}"), e)
-        })?;
+        .map_err(fail)?;
+    let since = shared
+        .waits_checked_to
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let rows: Vec<(Uuid, i64, String)> = if since == 0 {
+        sqlx::query_as(WAITING_DONE_ALL.as_str())
+            .bind(REQUEUE_BATCH)
+            .fetch_all(&mut **tx)
+            .await
+    } else {
+        sqlx::query_as(WAITING_DONE_RECENT.as_str())
+            .bind(REQUEUE_BATCH)
+            .bind(since)
+            .fetch_all(&mut **tx)
+            .await
+    }
+    .map_err(fail)?;
+    let full = rows.len() >= usize::try_from(REQUEUE_BATCH).unwrap_or(usize::MAX);
     let ended = |task: &Task| TaskEvent::WaitEnded {
         ended: task.waiting_for().to_vec(),
     };
-    write_system_events(store, tx, rows, ended, now).await
+    let woken = write_system_events(store, tx, rows, ended, now).await?;
+    Ok((woken, (!full).then_some(upto)))
 }
 
 /// Applies the system event `event_for` gives each of the locked `rows`, in their order, and
@@ -378,9 +423,13 @@ pub(crate) async fn claim(
     // for product locks without holding the change counter.
     let mut tx = shared.begin("claiming tasks").await?;
     let mut requeued = requeue_in(store, &mut tx, now).await;
+    let mut waits_checked = None;
     if let Ok(moved) = &mut requeued {
         match wake_in(store, &mut tx, now).await {
-            Ok(woken) => moved.extend(woken),
+            Ok((woken, upto)) => {
+                moved.extend(woken);
+                waits_checked = upto;
+            }
             Err(err) => requeued = Err(err),
         }
     }
@@ -388,11 +437,13 @@ pub(crate) async fn claim(
         let moved = shared
             .finish(tx, requeued, "claiming tasks", input.clone())
             .await?;
+        shared.waits_checked(waits_checked.take());
         shared.notify(&moved);
         tx = shared.begin("claiming tasks").await?;
     }
     let result = claim_in(store, &mut tx, request).await;
     let (claimed, mut changed) = shared.finish(tx, result, "claiming tasks", input).await?;
+    shared.waits_checked(waits_checked);
     changed.extend(claimed.iter().cloned());
     shared.notify(&changed);
     Ok(claimed)

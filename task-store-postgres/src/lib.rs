@@ -266,11 +266,23 @@ pub(crate) struct Shared {
     pub channel: String,
     pub clock: SharedClock,
     pub changes: broadcast::Sender<TaskChange>,
+    /// The change position up to which this instance's claims have woken every waiting task
+    /// whose awaited tasks ended (0: not yet looked; the first claim looks at them all).
+    pub waits_checked_to: std::sync::atomic::AtomicI64,
     /// Dropped with the store: ends the change feed and the retention.
     _stop: watch::Sender<()>,
 }
 
 impl Shared {
+    /// Records that every wait ended at or before change position `upto` was seen (after the
+    /// transaction that woke them committed).
+    pub fn waits_checked(&self, upto: Option<i64>) {
+        if let Some(upto) = upto {
+            self.waits_checked_to
+                .fetch_max(upto, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// Broadcasts committed changes to this store's subscribers.
     pub fn notify<'a>(&self, tasks: impl IntoIterator<Item = &'a task_core::task::Task>) {
         for task in tasks {
@@ -384,6 +396,7 @@ impl PostgresStore {
             channel: channel.clone(),
             clock: options.clock.clone(),
             changes: changes.clone(),
+            waits_checked_to: std::sync::atomic::AtomicI64::new(0),
             _stop: stop,
         });
         listen::spawn(

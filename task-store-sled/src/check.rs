@@ -185,9 +185,9 @@ impl SledStore {
                 let v = task.key.product.as_str().as_bytes().to_vec();
                 expected.entry(tree::LEASES).or_default().insert(k, v);
             }
-            if !task.waiting_for().is_empty() {
+            for awaited in task.waiting_for() {
                 let waiting = expected.entry(tree::WAITING).or_default();
-                waiting.insert(id_bytes.clone(), Vec::new());
+                waiting.insert(keys::waiting(*awaited, id), Vec::new());
             }
             if task.status().is_active() {
                 let active = expected.entry(tree::ACTIVE).or_default();

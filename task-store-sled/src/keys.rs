@@ -155,6 +155,14 @@ pub(crate) fn split_points(first: &[u8], last: &[u8], parts: u32) -> Vec<Vec<u8>
     points
 }
 
+/// A waiting-index key: the awaited task, then the task that waits for it.
+pub(crate) fn waiting(awaited: TaskId, waiter: TaskId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(32);
+    key.extend_from_slice(&awaited.to_bytes());
+    key.extend_from_slice(&waiter.to_bytes());
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

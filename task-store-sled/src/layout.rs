@@ -32,7 +32,7 @@ pub(crate) mod tree {
     pub const LATEST: &str = "latest";
     /// Leases (in memory) by (expires-at, id) -> product.
     pub const LEASES: &str = "leases";
-    /// Pending tasks that wait for other tasks (in memory): id -> nothing.
+    /// Who waits for whom (in memory): (awaited id, waiting task id) -> nothing.
     pub const WAITING: &str = "waiting";
     /// Per-tenant listing: (tenant, id).
     pub const BY_TENANT: &str = "by_tenant";

@@ -60,12 +60,15 @@ impl Stage<'_> {
             }
             None => None,
         };
-        let was_waiting = old.is_some_and(|o| !o.task.waiting_for().is_empty());
-        let is_waiting = !task.waiting_for().is_empty();
-        if was_waiting && !is_waiting {
-            self.del(Tk::Waiting, id.to_bytes().to_vec());
-        } else if is_waiting && !was_waiting {
-            self.put(Tk::Waiting, id.to_bytes().to_vec(), &[] as &[u8]);
+        let old_waits = old.map(|o| o.task.waiting_for()).unwrap_or_default();
+        let parked = old_waits != task.waiting_for();
+        if parked {
+            for awaited in old_waits {
+                self.del(Tk::Waiting, keys::waiting(*awaited, id));
+            }
+            for awaited in task.waiting_for() {
+                self.put(Tk::Waiting, keys::waiting(*awaited, id), &[] as &[u8]);
+            }
         }
         let old_lease = old.and_then(|o| o.task.lease()).map(|l| l.expires_at);
         let new_lease = task.lease().map(|l| l.expires_at);
@@ -105,8 +108,59 @@ impl Stage<'_> {
         }
         self.record_deliveries(&task, entries)?;
         self.add_stats(&task.key, StatsDelta::of_write(old.map(|o| &o.task), &task))?;
+        let ended = was_active && !is_active;
+        let (now, waits) = (task.updated_at, !task.waiting_for().is_empty());
         self.store(StoredTask { task, ready_seq }, entries);
+        // The write that ends a task wakes, in the same commit, the tasks that waited only
+        // for it; a wait for tasks that have all ended already is over as soon as it is
+        // written.
+        if ended {
+            for waiter in self.waiters_of(id)? {
+                self.wake_if_ready(waiter, now)?;
+            }
+        }
+        if parked && waits {
+            self.wake_if_ready(id, now)?;
+        }
         Ok(())
+    }
+
+    /// The tasks waiting for task `awaited`.
+    fn waiters_of(&self, awaited: TaskId) -> Result<Vec<TaskId>, StoreError> {
+        let from = keys::waiting(awaited, TaskId::from_bytes([0; 16]));
+        let to = keys::waiting(awaited, TaskId::from_bytes([0xff; 16]));
+        let mut waiters = Vec::new();
+        for entry in self.range(Tk::Waiting, (Bound::Included(from), Bound::Included(to))) {
+            let (key, _) = entry?;
+            let waiter = keys::trailing_id(&key).ok_or_else(|| {
+                self.ctx
+                    .corrupt(Tk::Waiting.name(), &key, "malformed waiting key")
+            })?;
+            waiters.push(waiter);
+        }
+        Ok(waiters)
+    }
+
+    /// Makes `waiter` claimable if every task it waits for has ended (or was pruned).
+    fn wake_if_ready(&mut self, waiter: TaskId, now: Timestamp) -> Result<(), StoreError> {
+        let Some(stored) = self.load(waiter)? else {
+            return Ok(());
+        };
+        let awaited = stored.task.waiting_for().to_vec();
+        if awaited.is_empty() {
+            return Ok(());
+        }
+        for id in &awaited {
+            if self.load(*id)?.is_some_and(|t| t.task.status().is_active()) {
+                return Ok(());
+            }
+        }
+        let event = TaskEvent::WaitEnded { ended: awaited };
+        match self.apply(waiter, Authority::System, &[event], now) {
+            Ok(_) => Ok(()),
+            Err(err) if is_skippable(&err) => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     /// Applies `events` to task `id` with `authority`: all of them or none.
@@ -319,7 +373,6 @@ impl Stage<'_> {
         now: Timestamp,
     ) -> Result<(Vec<Task>, Vec<Task>), StoreError> {
         let mut requeued = self.requeue_expired(now)?;
-        requeued.extend(self.wake_waiters(now)?);
         let mut claimed = Vec::new();
         let picked = self.candidates(request, now)?;
         self.turns_mut()
@@ -334,50 +387,6 @@ impl Stage<'_> {
             }
         }
         Ok((requeued, claimed))
-    }
-
-    /// Makes claimable every waiting task whose awaited tasks have all ended (or were pruned).
-    fn wake_waiters(&mut self, now: Timestamp) -> Result<Vec<Task>, StoreError> {
-        let mut waiting = Vec::new();
-        for entry in self.range(Tk::Waiting, (Bound::Unbounded, Bound::Unbounded)) {
-            let (key, _) = entry?;
-            let id = keys::trailing_id(&key).ok_or_else(|| {
-                self.ctx
-                    .corrupt(Tk::Waiting.name(), &key, "malformed task id")
-            })?;
-            waiting.push(id);
-        }
-        let mut woken = Vec::new();
-        for id in waiting {
-            let Some(stored) = self.load(id)? else {
-                continue;
-            };
-            let ended = stored.task.waiting_for().to_vec();
-            let mut all_ended = true;
-            for awaited in &ended {
-                if self
-                    .load(*awaited)?
-                    .is_some_and(|t| t.task.status().is_active())
-                {
-                    all_ended = false;
-                    break;
-                }
-            }
-            if !all_ended {
-                continue;
-            }
-            match self.apply(
-                id,
-                Authority::System,
-                &[TaskEvent::WaitEnded { ended }],
-                now,
-            ) {
-                Ok(task) => woken.push(task),
-                Err(err) if is_skippable(&err) => continue,
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(woken)
     }
 
     /// Claims task `id` (starting its first step when the request asks): one record write

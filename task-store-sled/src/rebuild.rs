@@ -121,10 +121,10 @@ fn add_run(ctx: &Ctx, trees: &Trees, run: KeyRange, queues: &mut Queues) -> Resu
             }
             (None, _) => {}
         }
-        if !task.waiting_for().is_empty() {
+        for awaited in task.waiting_for() {
             queues
                 .waiting
-                .insert(id.to_bytes().to_vec(), IVec::default());
+                .insert(keys::waiting(*awaited, id), IVec::default());
         }
         if let Some(lease) = task.lease() {
             queues.leases.insert(

@@ -39,8 +39,12 @@ struct Inner {
     ready_pos: HashMap<TaskId, ReadyPos>,
     turns: Turns<TenantId>,
     leases: BTreeSet<(Timestamp, TaskId)>,
-    /// Pending tasks that wait for other tasks to end.
-    waiting: BTreeSet<TaskId>,
+    /// Each awaited task, and the tasks that wait for it.
+    awaiters: HashMap<TaskId, BTreeSet<TaskId>>,
+    /// Tasks woken since the last notification (their awaited tasks all ended).
+    woken: Vec<Task>,
+    /// Waiting tasks to check once the current change is written.
+    to_wake: Vec<TaskId>,
     active: HashMap<TaskKey, TaskId>,
     latest: HashMap<TaskKey, TaskId>,
     history: HashMap<TaskId, Vec<HistoryEntry>>,
@@ -81,11 +85,30 @@ impl Inner {
         if let Some(lease) = task.lease() {
             self.leases.insert((lease.expires_at, task.id));
         }
-        if task.waiting_for().is_empty() {
-            self.waiting.remove(&task.id);
-        } else {
-            self.waiting.insert(task.id);
+        let old_waits = self
+            .tasks
+            .get(&task.id)
+            .map(|old| old.waiting_for().to_vec())
+            .unwrap_or_default();
+        let parked = old_waits.as_slice() != task.waiting_for();
+        if parked {
+            for awaited in &old_waits {
+                if let Some(waiters) = self.awaiters.get_mut(awaited) {
+                    waiters.remove(&task.id);
+                    if waiters.is_empty() {
+                        self.awaiters.remove(awaited);
+                    }
+                }
+            }
+            for awaited in task.waiting_for() {
+                self.awaiters.entry(*awaited).or_default().insert(task.id);
+            }
         }
+        let ended = !task.status().is_active()
+            && self
+                .tasks
+                .get(&task.id)
+                .is_some_and(|old| old.status().is_active());
         if task.status().is_active() {
             self.active.insert(task.key.clone(), task.id);
         } else if self.active.get(&task.key) == Some(&task.id) {
@@ -95,7 +118,43 @@ impl Inner {
         self.by_tenant.insert((task.key.tenant.clone(), task.id));
         self.outbox.record_change(&task, &entry);
         self.history.entry(task.id).or_default().push(entry);
-        self.tasks.insert(task.id, task);
+        let id = task.id;
+        let waits = !task.waiting_for().is_empty();
+        self.tasks.insert(id, task);
+        if ended {
+            let waiters = self.awaiters.remove(&id).unwrap_or_default();
+            self.to_wake.extend(waiters);
+        }
+        if parked && waits {
+            self.to_wake.push(id);
+        }
+    }
+
+    /// The write that ends a task wakes, under the same lock, the tasks that waited only for
+    /// it; a wait for tasks that have all ended already is over as soon as it is written.
+    /// Called once a change's writes are all made.
+    fn wake_waiters(&mut self, now: Timestamp) {
+        while let Some(waiter) = self.to_wake.pop() {
+            self.wake_if_ready(waiter, now);
+        }
+    }
+
+    /// Makes `waiter` claimable if every task it waits for has ended (or was pruned).
+    fn wake_if_ready(&mut self, waiter: TaskId, now: Timestamp) {
+        let Some(task) = self.tasks.get(&waiter) else {
+            return;
+        };
+        let awaited = task.waiting_for().to_vec();
+        let all_ended = awaited
+            .iter()
+            .all(|id| self.tasks.get(id).is_none_or(|t| !t.status().is_active()));
+        if awaited.is_empty() || !all_ended {
+            return;
+        }
+        let event = TaskEvent::WaitEnded { ended: awaited };
+        if let Ok(woken) = self.apply(waiter, Authority::System, &[event], now) {
+            self.woken.push(woken);
+        }
     }
 
     fn apply(
@@ -120,6 +179,7 @@ impl Inner {
         for entry in entries {
             self.put(task.clone(), entry);
         }
+        self.wake_waiters(task.updated_at);
     }
 
     fn claim_one(
@@ -132,30 +192,6 @@ impl Inner {
         let (task, entries) = request.transition(task, now)?;
         self.put_all(&task, entries);
         Ok(task)
-    }
-
-    /// Makes claimable every waiting task whose awaited tasks have all ended.
-    fn wake_waiters(&mut self, now: Timestamp) -> Vec<Task> {
-        let ended: Vec<(TaskId, Vec<TaskId>)> = self
-            .waiting
-            .iter()
-            .filter_map(|id| self.tasks.get(id))
-            .filter(|task| {
-                task.waiting_for().iter().all(|awaited| {
-                    self.tasks
-                        .get(awaited)
-                        .is_none_or(|t| !t.status().is_active())
-                })
-            })
-            .map(|task| (task.id, task.waiting_for().to_vec()))
-            .collect();
-        ended
-            .into_iter()
-            .filter_map(|(id, ended)| {
-                let event = TaskEvent::WaitEnded { ended };
-                self.apply(id, Authority::System, &[event], now).ok()
-            })
-            .collect()
     }
 
     fn requeue_expired(&mut self, now: Timestamp) -> Vec<Task> {
@@ -281,9 +317,14 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Announces `tasks`, and the tasks their writes woke.
     fn notify<'a>(&self, tasks: impl IntoIterator<Item = &'a Task>) {
         for task in tasks {
             // No subscriber is fine: nobody is waiting.
+            let _ = self.changes.send(TaskChange::of(task));
+        }
+        let woken = std::mem::take(&mut self.lock().woken);
+        for task in &woken {
             let _ = self.changes.send(TaskChange::of(task));
         }
     }
@@ -398,7 +439,6 @@ impl TaskStore for MemoryStore {
         let now = self.clock.now();
         let mut inner = self.lock();
         let mut changed = inner.requeue_expired(now);
-        changed.extend(inner.wake_waiters(now));
         let picked = inner.pick(request, now);
         inner.turns.record(picked.iter().map(|(tenant, _)| tenant));
         let mut claimed = Vec::with_capacity(picked.len());
