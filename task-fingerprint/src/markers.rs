@@ -91,6 +91,11 @@ pub fn find_markers(
                 segment.end = duration_secs;
             }
             segment.end = segment.end.min(duration_secs);
+            // A duration shorter than the fingerprint (a probe that disagrees with the
+            // decode) cuts segments short; what is left must still be a segment.
+            if segment.end - segment.start < rules.matching.min_segment_secs {
+                continue;
+            }
             if segment.end >= credits_from {
                 credits.push((segment, index));
             } else if segment.start <= intro_limit {
@@ -256,5 +261,38 @@ mod tests {
         let b = Fingerprint::new(ITEM, b).expect("valid");
         let found = find_markers(&a, a.covered_secs(), &[b], &exact()).expect("ok");
         assert_eq!(found, Markers::default());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the fingerprints (lengths, sharing, an episode shorter than its own
+        /// fingerprint says), the search never panics and markers lie inside the episode with
+        /// their start before their end.
+        #[test]
+        fn markers_stay_inside_the_episode(
+            seeds in proptest::collection::vec(0u32..6, 1..5),
+            lengths in proptest::collection::vec(0usize..900, 5),
+            duration in 0.0f64..150.0,
+        ) {
+            let shared = synthetic_items(99, 300);
+            let make = |i: usize, seed: u32| {
+                let mut items = synthetic_items(seed, lengths[i]);
+                let at = lengths[i] / 3;
+                let n = shared.len().min(lengths[i] - at);
+                items[at..at + n].copy_from_slice(&shared[..n]);
+                Fingerprint::new(ITEM, items).expect("valid")
+            };
+            let episode = make(0, 1);
+            let siblings: Vec<Fingerprint> =
+                seeds.iter().enumerate().map(|(i, s)| make(i + 1, *s)).collect();
+            let found = find_markers(&episode, duration, &siblings, &MarkerRules::default())
+                .expect("same time base");
+            for marker in [found.intro, found.credits].into_iter().flatten() {
+                proptest::prop_assert!(marker.start <= marker.end, "{marker:?}");
+                proptest::prop_assert!(marker.end <= duration.max(0.0) + 1e-9, "{marker:?}");
+                proptest::prop_assert!(marker.shared_with.iter().all(|i| *i < siblings.len()));
+            }
+        }
     }
 }
