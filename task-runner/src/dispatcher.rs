@@ -49,9 +49,13 @@ async fn watch<S: Store>(
                 {
                     stop.stop(StopReason::CancelRequested);
                 }
-                // A task that ends may be the last one a waiting task waits for: the claim
-                // wakes waiting tasks, so it runs again.
-                if change.status == Status::Pending || !change.status.is_active() {
+                // A task that ends may be the last one a waiting task waits for, and a store
+                // may wake waiting tasks in its claims (PostgreSQL does): one that ended
+                // elsewhere (another process, a cancel) calls for a claim. The end of one of
+                // ours frees its slot, which claims anyway.
+                let ended_elsewhere =
+                    !change.status.is_active() && shared.running_stop(&change.task_id).is_none();
+                if change.status == Status::Pending || ended_elsewhere {
                     wake.notify_one();
                 }
             }

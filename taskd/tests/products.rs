@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::Daemon;
+use support::pg::Backend;
 
 #[allow(dead_code)]
 #[path = "../../task-media/tests/support/sound.rs"]
@@ -224,13 +225,30 @@ fn episode(dir: &Path, name: &str, seed: u32, lead: f64) -> std::path::PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn markers_create_the_fingerprints_they_need_wait_for_them_and_fingerprints_are_reused() {
+async fn markers_wait_for_the_fingerprints_they_create_on_sled() {
+    markers_create_the_fingerprints_they_need_wait_for_them_and_fingerprints_are_reused(
+        Backend::Sled,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markers_wait_for_the_fingerprints_they_create_on_postgres() {
+    markers_create_the_fingerprints_they_need_wait_for_them_and_fingerprints_are_reused(
+        Backend::postgres(),
+    )
+    .await;
+}
+
+async fn markers_create_the_fingerprints_they_need_wait_for_them_and_fingerprints_are_reused(
+    backend: Backend,
+) {
     let config = format!(
         "[[api_keys]]\nkey = \"{KEY}\"\ntenant = \"acme\"\n\
          [products.fingerprint]\n[products.markers]\nfingerprint_version = \"1\"\n\
          [runner]\nconcurrency = 1\n"
     );
-    let daemon = Daemon::start(&config);
+    let daemon = Daemon::start_on(&config, &backend);
     let media = daemon.dir.as_ref().unwrap().path().join("media");
     let http = reqwest::Client::new();
     let put = |item: Value| {
