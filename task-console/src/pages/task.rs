@@ -138,6 +138,17 @@ pub(crate) async fn show(
                     }
                 }
             }
+            @if !task.waiting_for().is_empty() {
+                section aria-labelledby="waiting-title" {
+                    h2 id="waiting-title" { "Waiting for" }
+                    p { "This task holds no worker until these tasks end:" }
+                    ul.waiting {
+                        @for awaited in task.waiting_for() {
+                            li { a.mono href=(state.at(&format!("/tasks/{awaited}"))) { (awaited) } }
+                        }
+                    }
+                }
+            }
             @if let Some(probe) = probe {
                 section aria-labelledby="probe-title" {
                     h2 id="probe-title" { "Probe facts" }
