@@ -67,16 +67,27 @@ fn strings(value: &Value, field: &str) -> Vec<String> {
         .collect()
 }
 
-/// A line as long as the asset, with `ticks` (class `tick_class`) and `bands` on it.
+/// What a chart draws: `ticks` (of class `tick_class`) and `bands`.
+struct Marks<'a> {
+    tick_class: &'static str,
+    ticks: &'a [Tick],
+    bands: &'a [Band],
+}
+
+/// A line as long as the asset with `marks` on it, then `inside` (a table, say) in the figure.
 fn chart(
     id: &str,
     classes: &str,
     caption: Markup,
     duration: f64,
-    tick_class: &str,
-    ticks: &[Tick],
-    bands: &[Band],
+    marks: Marks<'_>,
+    inside: Markup,
 ) -> Markup {
+    let Marks {
+        tick_class,
+        ticks,
+        bands,
+    } = marks;
     let (left, width, base) = (16.0, 968.0, 70.0);
     let duration = duration.max(f64::EPSILON);
     let x = |secs: f64| left + (secs / duration).clamp(0.0, 1.0) * width;
@@ -103,6 +114,7 @@ fn chart(
                     }
                 }
             }
+            (inside)
         }
     }
 }
@@ -128,8 +140,7 @@ fn adbreaks(id: &str, data: &Value) -> Option<Markup> {
         .collect();
     points.sort_by(|a, b| a.0.total_cmp(&b.0));
     let caption = html! { (points.len()) " adbreak candidates over " (clock(duration)) };
-    Some(html! {
-        (chart(id, "breaks", caption, duration, "s-break", &scored(&points), &[]))
+    let inside = html! {
         details {
             summary { "Candidates as a table" }
             div.table-scroll {
@@ -147,7 +158,13 @@ fn adbreaks(id: &str, data: &Value) -> Option<Markup> {
                 }
             }
         }
-    })
+    };
+    let marks = Marks {
+        tick_class: "s-break",
+        ticks: &scored(&points),
+        bands: &[],
+    };
+    Some(chart(id, "breaks", caption, duration, marks, inside))
 }
 
 fn scenes(id: &str, data: &Value) -> Option<Markup> {
@@ -161,8 +178,7 @@ fn scenes(id: &str, data: &Value) -> Option<Markup> {
         .filter_map(|c| Some((num(c, "time")?, num(c, "score").unwrap_or(0.0))))
         .collect();
     let caption = html! { (shots.len()) " shots over " (clock(duration)) ", cut at the marks" };
-    Some(html! {
-        (chart(id, "scenes", caption, duration, "s-cut", &scored(&cuts), &[]))
+    let inside = html! {
         details {
             summary { "Shots as a table" }
             div.table-scroll {
@@ -181,7 +197,13 @@ fn scenes(id: &str, data: &Value) -> Option<Markup> {
                 }
             }
         }
-    })
+    };
+    let marks = Marks {
+        tick_class: "s-cut",
+        ticks: &scored(&cuts),
+        bands: &[],
+    };
+    Some(chart(id, "scenes", caption, duration, marks, inside))
 }
 
 fn thumbnails(id: &str, data: &Value) -> Option<Markup> {
@@ -204,8 +226,7 @@ fn thumbnails(id: &str, data: &Value) -> Option<Markup> {
         @if let Some(shots) = shots { " from " (shots) " shots" }
         " over " (clock(duration))
     };
-    Some(html! {
-        (chart(id, "thumbnails", caption, duration, "s-still", &ticks, &[]))
+    let inside = html! {
         div.table-scroll {
             table {
                 caption { "Stills (stored objects; not shown here)" }
@@ -222,7 +243,13 @@ fn thumbnails(id: &str, data: &Value) -> Option<Markup> {
                 }
             }
         }
-    })
+    };
+    let marks = Marks {
+        tick_class: "s-still",
+        ticks: &ticks,
+        bands: &[],
+    };
+    Some(chart(id, "thumbnails", caption, duration, marks, inside))
 }
 
 fn fingerprint(data: &Value) -> Option<Markup> {
@@ -287,14 +314,19 @@ fn markers(
         }
     };
     let caption = html! { "Intro and credits over " (clock(duration)) };
-    Some(html! {
-        (chart(id, "markers", caption, duration, "s-cut", &[], &bands))
+    let inside = html! {
         dl.facts {
             (row("Intro", intro, strings(data, "intro_shared_with")))
             (row("Credits", credits, strings(data, "credits_shared_with")))
             dt { "Siblings compared" } dd { (compared.len()) }
         }
-    })
+    };
+    let marks = Marks {
+        tick_class: "s-cut",
+        ticks: &[],
+        bands: &bands,
+    };
+    Some(chart(id, "markers", caption, duration, marks, inside))
 }
 
 /// The view of `data`, a result of `product`, if its shape is known; `id` makes the figure's
