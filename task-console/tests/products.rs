@@ -202,10 +202,16 @@ async fn a_waiting_task_links_the_tasks_it_waits_for() {
 
     let page = console.get(&format!("/ui/tasks/{}", waiter.id)).await;
     assert!(page.contains("Waiting for"), "{page}");
-    for id in &awaited {
-        let link = format!("<a class=\"mono\" href=\"/ui/tasks/{id}\">{id}</a>");
+    for (id, item) in awaited.iter().zip(["e2", "e3"]) {
+        let link = format!(
+            "<a class=\"mono\" href=\"/ui/tasks/{id}\">{id}</a> fingerprint 1 of <a class=\"mono\" href=\"/ui/assets/{item}\">{item}</a> <span class=\"badge\" data-status=\"pending\">pending</span>"
+        );
         assert!(page.contains(&link), "{link} in {page}");
     }
+    assert!(
+        page.contains("<section id=\"waiting\""),
+        "the script hides it once the wait ends"
+    );
     let other = console.get(&format!("/ui/tasks/{}", awaited[0])).await;
     assert!(!other.contains("Waiting for"), "{other}");
 }
