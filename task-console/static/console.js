@@ -68,6 +68,8 @@
     if (cancel) { cancel.hidden = !active; }
     const error = document.getElementById("error");
     if (error) { error.hidden = !(task.error || task.last_error); }
+    const waiting = document.getElementById("waiting");
+    if (waiting) { waiting.hidden = !(task.waiting_for && task.waiting_for.length > 0); }
     const timeline = document.getElementById("timeline");
     if (timeline && snapshot.history.length > 0) {
       timeline.replaceChildren(...snapshot.history.map(timelineEntry));

@@ -1,18 +1,18 @@
-//! An asset: its catalog item, its tasks by product and version, and the adbreak candidates of
-//! its results on a timeline of its duration.
+//! An asset: its catalog item, its tasks by product and version, and the latest result of each
+//! (adbreak candidates, shots, stills, fingerprint, intro and credits; see [`super::results`]).
 
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use maud::{Markup, html};
-use serde::Deserialize;
 use task_core::catalog::ItemType;
 use task_core::ids::{InventoryId, ProductName, Version};
 use task_core::store::{PageRequest, TaskFilter};
-use task_core::task::Task;
+use task_core::task::{Step, Task};
 
 use crate::error::ConsoleError;
 use crate::pages::layout::{Nav, page, time};
+use crate::pages::results;
 use crate::pages::tasks::task_table;
 use crate::session::Session;
 use crate::state::ConsoleState;
@@ -21,78 +21,6 @@ use crate::state::ConsoleState;
 const MAX_TASKS: usize = 500;
 /// The most children (a season's episodes, a series' seasons) the page lists: one page.
 const MAX_CHILDREN: usize = 200;
-
-/// The parts of a stored result the timeline draws: adbreaks' candidates in seconds.
-#[derive(Debug, Deserialize)]
-struct Breaks {
-    duration_secs: f64,
-    candidates: Vec<Candidate>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Candidate {
-    time: f64,
-    #[serde(default)]
-    score: f64,
-}
-
-fn clock(secs: f64) -> String {
-    let whole = secs.max(0.0).round() as u64;
-    format!("{}:{:02}:{:02}", whole / 3600, whole / 60 % 60, whole % 60)
-}
-
-/// The candidates as ticks on a line as long as the asset, taller for higher scores.
-fn timeline(id: &str, breaks: &Breaks) -> Markup {
-    let (left, width, base) = (16.0, 968.0, 70.0);
-    let duration = breaks.duration_secs.max(f64::EPSILON);
-    let best = breaks
-        .candidates
-        .iter()
-        .map(|c| c.score)
-        .fold(0.0, f64::max);
-    let x = |secs: f64| left + (secs / duration).clamp(0.0, 1.0) * width;
-    let title_id = format!("{id}-title");
-    let mut by_time: Vec<&Candidate> = breaks.candidates.iter().collect();
-    by_time.sort_by(|a, b| a.time.total_cmp(&b.time));
-    html! {
-        figure.chart.breaks {
-            figcaption id=(title_id) {
-                (breaks.candidates.len()) " adbreak candidates over " (clock(breaks.duration_secs))
-            }
-            svg viewBox="0 0 1000 100" role="img" aria-labelledby=(title_id) {
-                line.axis-line x1=(left) x2=(left + width) y1=(base) y2=(base) {}
-                @for quarter in 0..=4 {
-                    @let secs = duration * f64::from(quarter) / 4.0;
-                    line.grid x1=(x(secs)) x2=(x(secs)) y1=(base) y2=(base + 6.0) {}
-                    text.axis x=(x(secs)) y="92" text-anchor=(match quarter { 0 => "start", 4 => "end", _ => "middle" }) { (clock(secs)) }
-                }
-                @for candidate in &by_time {
-                    @let height = if best > 0.0 { 12.0 + 48.0 * candidate.score / best } else { 30.0 };
-                    rect.s-break x=(x(candidate.time) - 1.5) width="3" y=(base - height) height=(height) {
-                        title { (clock(candidate.time)) ", score " (format!("{:.2}", candidate.score)) }
-                    }
-                }
-            }
-            details {
-                summary { "Candidates as a table" }
-                div.table-scroll {
-                    table {
-                        thead { tr { th scope="col" { "Time" } th scope="col" { "Seconds" } th scope="col" { "Score" } } }
-                        tbody {
-                            @for candidate in &by_time {
-                                tr {
-                                    th scope="row" { (clock(candidate.time)) }
-                                    td { (format!("{:.2}", candidate.time)) }
-                                    td { (format!("{:.2}", candidate.score)) }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
 
 async fn item_tasks(
     state: &ConsoleState,
@@ -117,6 +45,16 @@ async fn item_tasks(
             None => return Ok((tasks, false)),
         }
     }
+}
+
+/// The asset's duration as the probe step of one of `tasks` measured it (`duration_secs`).
+fn probed(tasks: &[Task]) -> Option<f64> {
+    tasks.iter().rev().find_map(|task| {
+        task.checkpoint(Step::Probe)?
+            .output
+            .get("duration_secs")?
+            .as_f64()
+    })
 }
 
 /// `GET /assets/{inventory_id}`.
@@ -146,10 +84,7 @@ pub(crate) async fn show(
             .store
             .get_result(&session.tenant, product, &inventory_id, Some(version))
             .await?;
-        let breaks = result
-            .as_ref()
-            .and_then(|r| serde_json::from_value::<Breaks>(r.data.clone()).ok());
-        sections.push((product, version, tasks, result, breaks));
+        sections.push((product, version, tasks, result, probed(tasks)));
     }
     let children = match item.item.item_type {
         ItemType::Series | ItemType::Season => {
@@ -163,8 +98,8 @@ pub(crate) async fn show(
         }
         ItemType::Episode | ItemType::Standalone => None,
     };
-    let asset =
-        |id: &InventoryId| state.at(&format!("/assets/{}", task_api::views::encode(id.as_str())));
+    let asset_href = |id: &str| state.at(&format!("/assets/{}", task_api::views::encode(id)));
+    let asset = |id: &InventoryId| asset_href(id.as_str());
     let all_tasks = state.at(&format!(
         "/tasks?inventory_id={}",
         task_api::views::encode(inventory_id.as_str())
@@ -208,13 +143,14 @@ pub(crate) async fn show(
         @if sections.is_empty() {
             p.empty role="status" { "No tasks for this item yet." }
         }
-        @for (i, (product, version, tasks, result, breaks)) in sections.iter().enumerate() {
+        @for (i, (product, version, tasks, result, probed)) in sections.iter().enumerate() {
             section aria-labelledby=(format!("group-{i}")) {
                 h2 id=(format!("group-{i}")) { (product) " " (version) }
-                @if let Some(breaks) = breaks {
-                    (timeline(&format!("breaks-{i}"), breaks))
-                } @else if let Some(result) = result {
+                @if let Some(result) = result {
                     p { "Result stored " (time(result.updated_at)) "." }
+                    @if let Some(view) = results::view(&format!("result-{i}"), product.as_str(), &result.data, *probed, &asset_href) {
+                        (view)
+                    }
                 } @else {
                     p.empty { "No result yet." }
                 }

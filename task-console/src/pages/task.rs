@@ -20,6 +20,9 @@ use crate::pages::tasks::asset_href;
 use crate::session::Session;
 use crate::state::{ConsoleState, Posted, WithToken};
 
+/// The most awaited tasks the page describes (one read each).
+const MAX_AWAITED: usize = 50;
+
 /// What the live stream sends on each change: the task and its whole history.
 #[derive(Debug, Serialize)]
 struct Snapshot {
@@ -95,6 +98,10 @@ pub(crate) async fn show(
     let task = load(&state, &session, &raw).await?;
     let history = state.store.history(&session.tenant, task.id).await?;
     let history: Vec<HistoryEntryView> = history.iter().map(HistoryEntryView::of).collect();
+    let mut awaited = Vec::new();
+    for id in task.waiting_for().iter().take(MAX_AWAITED) {
+        awaited.push((*id, state.store.get_task(&session.tenant, *id).await?));
+    }
     let view = TaskView::of(&task, "");
     let active = task.status().is_active();
     let events = state.at(&format!("/tasks/{}/events", task.id));
@@ -135,6 +142,28 @@ pub(crate) async fn show(
                         (fact("Code", "error_code", view.error_code.clone()))
                         (fact("Message", "error", view.error.clone()))
                         (fact("Last attempt's error", "last_error", view.last_error.clone()))
+                    }
+                }
+            }
+            @if !awaited.is_empty() {
+                section id="waiting" aria-labelledby="waiting-title" {
+                    h2 id="waiting-title" { "Waiting for" }
+                    p { "This task holds no worker until these tasks end:" }
+                    ul.waiting {
+                        @for (id, found) in &awaited {
+                            li {
+                                a.mono href=(state.at(&format!("/tasks/{id}"))) { (id) }
+                                @if let Some(other) = found {
+                                    " " (other.key.product) " " (other.key.version) " of "
+                                    a.mono href=(asset_href(&state, other.key.inventory_id.as_str())) { (other.key.inventory_id) }
+                                    @let status = other.status().to_string();
+                                    " " span.badge data-status=(status) { (status) }
+                                }
+                            }
+                        }
+                    }
+                    @if task.waiting_for().len() > awaited.len() {
+                        p { "Only the first " (MAX_AWAITED) " are listed." }
                     }
                 }
             }

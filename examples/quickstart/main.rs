@@ -2,9 +2,13 @@
 //!
 //! Ingests a few assets, creates adbreaks tasks with different priorities, cancels one, shows
 //! every status change live, then the final statuses (failures with the contract's exact
-//! messages) and the adbreak results. Needs ffmpeg; makes its videos on first run.
+//! messages) and the adbreak results. Then a small season (see [`season`]): markers tasks that
+//! create and wait for their episodes' fingerprint tasks, the intro and credits they find, the
+//! shots of each episode and the stills of one. Needs ffmpeg; makes its videos on first run.
 //!
 //! `cargo run --example quickstart`
+
+mod season;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -245,6 +249,7 @@ async fn main() -> Result<(), Error> {
             println!("    rank {}: {:?}", group.rank, group.candidates);
         }
     }
+    season::run(store, &media_dir, &work).await?;
     println!(
         "\ndone in {:.1} s; the store is in {}",
         started.elapsed().as_secs_f64(),
