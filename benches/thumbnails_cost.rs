@@ -11,7 +11,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use object_store::memory::InMemory;
 use object_store::path::Path as Key;
@@ -39,23 +38,14 @@ const SHOTS: usize = 24;
 /// Makes the asset unless it is cached; returns its path.
 fn asset() -> PathBuf {
     let dir = support::workspace_root().join("target/bench-media");
-    let path = dir.join("thumbnails-720p-120s-v1.mp4");
-    if path.exists() {
-        return path;
-    }
-    std::fs::create_dir_all(&dir).expect("target/bench-media");
-    let sources: Vec<String> = (0..SHOTS)
-        .map(|i| format!("{}:d={SHOT_SECS}", SOURCES[i % SOURCES.len()]))
-        .collect();
-    let inputs: String = (0..SHOTS).map(|i| format!("[{i}]")).collect();
-    let filter = format!("{inputs}concat=n={SHOTS}:v=1:a=0,format=yuv420p[v]");
-    let partial = dir.join("partial-thumbnails.mp4");
-    println!("making {} (once; cached)...", path.display());
-    let started = Instant::now();
-    support::lavfi_video(&partial, &sources, &filter);
-    std::fs::rename(&partial, &path).expect("rename");
-    println!("made in {:.0} s", started.elapsed().as_secs_f64());
-    path
+    cost::cached(&dir, "thumbnails-720p-120s-v1.mp4", |partial| {
+        let sources: Vec<String> = (0..SHOTS)
+            .map(|i| format!("{}:d={SHOT_SECS}", SOURCES[i % SOURCES.len()]))
+            .collect();
+        let inputs: String = (0..SHOTS).map(|i| format!("[{i}]")).collect();
+        let filter = format!("{inputs}concat=n={SHOTS}:v=1:a=0,format=yuv420p[v]");
+        support::lavfi_video(partial, &sources, &filter);
+    })
 }
 
 fn main() {
@@ -75,16 +65,13 @@ fn main() {
         std::time::Duration::ZERO,
     );
     let ((), bare_cpu, bare_wall) = cost::measure(|| cost::bare_decode(&path));
-    let (scenes, scenes_cpu, scenes_wall) = cost::measure(|| {
-        runtime
-            .block_on(ScenesAnalyzer::default().detect(&path, length))
-            .expect("scenes")
-    });
-    let (data, thumbs_cpu, thumbs_wall) = cost::measure(|| {
-        runtime
-            .block_on(analyzer.stills(&ctx, &path, length))
-            .expect("thumbnails")
-    });
+    let (scenes, scenes_cpu, scenes_wall) = cost::measure_on(
+        &runtime,
+        "scenes",
+        ScenesAnalyzer::default().detect(&path, length),
+    );
+    let (data, thumbs_cpu, thumbs_wall) =
+        cost::measure_on(&runtime, "thumbnails", analyzer.stills(&ctx, &path, length));
     println!(
         "\nasset: {} ({length:.0} s, 1280x720 25 fps H.264, {SHOTS} shots of {SHOT_SECS} s)",
         path.display()
