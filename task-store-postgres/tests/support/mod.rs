@@ -38,9 +38,22 @@ impl Drop for TestSchema {
                 .expect("a runtime");
             runtime.block_on(async move {
                 let mut conn = sqlx::PgConnection::connect(&url).await?;
-                sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                    .execute(&mut conn)
-                    .await?;
+                let drop = format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE");
+                // A store dropped by the test may still have a background statement (the
+                // statistics fold) in flight: PostgreSQL then breaks the deadlock with the
+                // drop by failing one side; the drop goes again once that statement is gone.
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    match sqlx::raw_sql(&drop).execute(&mut conn).await {
+                        Err(sqlx::Error::Database(e))
+                            if e.code().as_deref() == Some("40P01") && attempts < 5 => {}
+                        other => {
+                            other?;
+                            break;
+                        }
+                    }
+                }
                 conn.close().await
             })
         })
