@@ -47,8 +47,28 @@ fn spawn_upsert(
     tokio::spawn(async move { store.upsert_item(upsert).await })
 }
 
-/// How long the store's call is given to reach the lock the raw transaction holds.
-const REACH_THE_LOCK: Duration = Duration::from_millis(300);
+/// Waits until a backend is blocked on a lock (the store's call reached the lock the raw
+/// transaction holds), polling pg_stat_activity; panics after 30 s.
+async fn until_blocked_on_a_lock() {
+    let mut conn = support::connect().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%catalog_items%'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("pg_stat_activity");
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no call reached the lock"
+        );
+        tokio::task::yield_now().await;
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parent_deleted_during_a_child_upsert_refuses_the_child() {
@@ -58,7 +78,7 @@ async fn a_parent_deleted_during_a_child_upsert_refuses_the_child() {
         .await
         .expect("delete the season, uncommitted");
     let upsert = spawn_upsert(&store, item("e1", ItemType::Episode, Some("s1")));
-    tokio::time::sleep(REACH_THE_LOCK).await;
+    until_blocked_on_a_lock().await;
     assert!(
         !upsert.is_finished(),
         "the upsert waits for the parent's lock"
@@ -93,7 +113,7 @@ async fn a_parent_retyped_during_a_child_upsert_refuses_the_child() {
         .await
         .expect("make the season a series, uncommitted");
     let upsert = spawn_upsert(&store, item("e1", ItemType::Episode, Some("s1")));
-    tokio::time::sleep(REACH_THE_LOCK).await;
+    until_blocked_on_a_lock().await;
     retype.commit().await.expect("commit the type change");
     match upsert.await.expect("no panic") {
         Err(StoreError::Invalid { reason, .. }) => {
@@ -121,7 +141,7 @@ async fn a_type_change_waits_for_a_child_being_added() {
     .await
     .expect("insert the episode, uncommitted");
     let retype = spawn_upsert(&store, item("s1", ItemType::Series, None));
-    tokio::time::sleep(REACH_THE_LOCK).await;
+    until_blocked_on_a_lock().await;
     assert!(!retype.is_finished(), "the type change waits for the child");
     child.commit().await.expect("commit the child");
     match retype.await.expect("no panic") {
