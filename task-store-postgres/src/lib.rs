@@ -222,7 +222,12 @@
 //!
 //! # Retention
 //! [`PostgresStore::prune_finished_before`] deletes finished tasks and their history in
-//! batches of 1000; [`PostgresOptions::with_retention`] runs it about once a second.
+//! batches of 1000; [`PostgresStore::prune_ended_deliveries_before`] deletes, the same way, the
+//! webhook deliveries that ended before the cut-off (delivered ones by `delivered_at`, failed
+//! ones by their last attempt; pending ones never, whatever their age), through a partial index
+//! of the ended deliveries (schema version 8, `migrations/0008_delivery_retention.sql`).
+//! [`PostgresOptions::with_retention`] runs both about once a second with one cut-off, so the
+//! retention also bounds the webhook outbox.
 #![deny(missing_docs)]
 
 use std::sync::Arc;

@@ -56,10 +56,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "catalog items' parents, indexed for listing an item's children",
         sql: include_str!("../migrations/0007_catalog_parents.sql"),
     },
+    Migration {
+        version: 8,
+        description: "an index of the ended webhook deliveries, for their retention",
+        sql: include_str!("../migrations/0008_delivery_retention.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 
 /// Brings `schema` to [`SCHEMA_VERSION`] through `pool` (whose `search_path` is `schema`).
 pub(crate) async fn migrate(ctx: &Ctx, pool: &PgPool) -> Result<(), StoreError> {

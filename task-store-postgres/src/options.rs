@@ -96,7 +96,8 @@ impl PostgresOptions {
         self
     }
 
-    /// Deletes finished tasks (and their history) once they are older than `age`, checking
+    /// Deletes finished tasks (and their history), and webhook deliveries that ended
+    /// (delivered or failed; pending ones never), once they are older than `age`, checking
     /// about once a second, in bounded batches.
     pub fn with_retention(mut self, age: Duration) -> Self {
         self.retention = Some(age);

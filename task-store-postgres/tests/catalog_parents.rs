@@ -171,7 +171,8 @@ async fn items_stored_before_version_7_read_back_without_a_parent() {
         format!(
             "DROP INDEX \"{name}\".catalog_items_by_parent;
              ALTER TABLE \"{name}\".catalog_items DROP COLUMN parent_id;
-             DELETE FROM \"{name}\".schema_version WHERE version = 7;"
+             DROP INDEX \"{name}\".webhook_deliveries_ended;
+             DELETE FROM \"{name}\".schema_version WHERE version >= 7;"
         )
         .as_str(),
     )

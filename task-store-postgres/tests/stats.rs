@@ -156,7 +156,7 @@ async fn the_migration_counts_the_tasks_already_stored() {
     let expected = store.status_counts(None).await.expect("counts");
     drop(store);
     // The schema as version 4 left it: no statistics tables (nor the later waiting-task index
-    // and catalog parents).
+    // and catalog parents, nor the index of ended deliveries).
     let mut conn = support::connect().await;
     let name = &schema.name;
     conn.execute(
@@ -166,6 +166,7 @@ async fn the_migration_counts_the_tasks_already_stored() {
              DROP INDEX \"{name}\".tasks_waiting;
              DROP INDEX \"{name}\".catalog_items_by_parent;
              ALTER TABLE \"{name}\".catalog_items DROP COLUMN parent_id;
+             DROP INDEX \"{name}\".webhook_deliveries_ended;
              DELETE FROM \"{name}\".schema_version WHERE version >= 5;"
         )
         .as_str(),
