@@ -303,6 +303,17 @@ pub fn deliveries_for<'a>(
 }
 
 impl Delivery {
+    /// When it ended: a delivered one when it was acknowledged, a failed one when its last
+    /// attempt started; None while pending. A store's retention deletes ended deliveries by
+    /// this time.
+    pub fn ended_at(&self) -> Option<Timestamp> {
+        match self.state {
+            DeliveryState::Pending => None,
+            DeliveryState::Delivered => self.delivered_at.or(self.last_attempt_at),
+            DeliveryState::Failed => self.last_attempt_at.or(Some(self.occurred_at)),
+        }
+    }
+
     /// Whether a dispatcher may take it at `now`.
     pub fn is_due(&self, now: Timestamp) -> bool {
         self.state == DeliveryState::Pending && self.next_attempt_at.is_some_and(|at| at <= now)

@@ -231,6 +231,17 @@ impl SledStore {
                 expected.entry(tree::CHILDREN).or_default().insert(k, v);
             }
         }
+        for entry in inner.trees.view(Tk::Deliveries).iter() {
+            let (key, value) = entry.map_err(|e| ctx.backend("checking", e))?;
+            let delivery: task_core::webhooks::Delivery =
+                crate::codec::decode(ctx, tree::DELIVERIES, &key, &value)?;
+            let (due, ended) = crate::webhooks::index_keys(&delivery);
+            for (name, k) in [(tree::OUTBOX, due), (tree::ENDED, ended)] {
+                if let Some(k) = k {
+                    expected.entry(name).or_default().insert(k, Vec::new());
+                }
+            }
+        }
         let mut compare = |name: &str, actual: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>| {
             let mut want = expected.remove(name).unwrap_or_default();
             for (key, value) in actual {
@@ -255,6 +266,8 @@ impl SledStore {
             Tk::ByItem,
             Tk::Counts,
             Tk::Children,
+            Tk::Outbox,
+            Tk::Ended,
         ] {
             let entries = inner
                 .trees

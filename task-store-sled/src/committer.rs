@@ -65,6 +65,11 @@ pub(crate) enum Op {
     CachePut(String, serde_json::Value),
     /// Delete up to a round of tasks that finished before this time.
     Prune(Timestamp),
+    /// Delete up to a round of webhook deliveries that ended before this time.
+    PruneDeliveries(Timestamp),
+    /// The retention's round: [`Op::Prune`] and [`Op::PruneDeliveries`] together, answered
+    /// with the number of tasks deleted.
+    Retain(Timestamp),
     /// Store a webhook subscription.
     PutWebhook(Webhook),
     /// Delete a tenant's subscription and its deliveries.
@@ -313,6 +318,13 @@ pub(crate) fn execute(
             Done::Stored
         }
         Op::Prune(before) => Done::Pruned(stage.prune_finished(before, PRUNE_ROUND)?.len()),
+        Op::PruneDeliveries(before) => {
+            Done::Pruned(stage.prune_ended_deliveries(before, PRUNE_ROUND)?)
+        }
+        Op::Retain(before) => {
+            stage.prune_ended_deliveries(before, PRUNE_ROUND)?;
+            Done::Pruned(stage.prune_finished(before, PRUNE_ROUND)?.len())
+        }
         Op::PutWebhook(webhook) => {
             stage.put_webhook(&webhook)?;
             Done::Stored
@@ -353,7 +365,7 @@ fn next_request(
                     .saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX)),
             );
             return Some(Request {
-                op: Op::Prune(before),
+                op: Op::Retain(before),
                 reply: Replier::Pruning(parts.pruned.clone()),
             });
         }

@@ -54,6 +54,9 @@ pub(crate) mod tree {
     pub const DELIVERIES: &str = "deliveries";
     /// Pending deliveries by (due time, webhook id, delivery id).
     pub const OUTBOX: &str = "outbox";
+    /// Ended (delivered or failed) deliveries by (ended-at, webhook id, delivery id), for
+    /// retention.
+    pub const ENDED: &str = "ended_deliveries";
     /// Status counts: (tenant, product, status) -> how many tasks (u64, big-endian).
     pub const COUNTS: &str = "counts";
     /// Per-minute activity: (minute, tenant, product) -> what happened in it.
@@ -105,16 +108,19 @@ pub(crate) enum Tk {
     Activity,
     /// [`tree::CHILDREN`].
     Children,
+    /// [`tree::ENDED`].
+    Ended,
 }
 
 impl Tk {
     /// How many there are.
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
     /// The keyspaces stored in sled, in prefix order.
-    pub const PERSISTENT: [Tk; 15] = [
+    pub const PERSISTENT: [Tk; 16] = [
         Tk::Active,
         Tk::Items,
         Tk::Deliveries,
+        Tk::Ended,
         Tk::Finished,
         Tk::ByItem,
         Tk::Cache,
@@ -150,6 +156,7 @@ impl Tk {
             Tk::Counts => tree::COUNTS,
             Tk::Activity => tree::ACTIVITY,
             Tk::Children => tree::CHILDREN,
+            Tk::Ended => tree::ENDED,
         }
     }
 
@@ -171,6 +178,7 @@ impl Tk {
             Tk::Counts => b'U',
             Tk::Activity => b'M',
             Tk::Children => b'P',
+            Tk::Ended => b'E',
             Tk::Ready | Tk::Leases | Tk::Waiting => return None,
         })
     }

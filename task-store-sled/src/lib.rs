@@ -57,9 +57,10 @@
 //! one key), `A` active tasks by natural key (dedup), `L` latest task by natural key, `N` and
 //! `I` per-tenant and per-item listings, `C` catalog items, `R` results, `K` the step cache,
 //! `F` finished tasks by finish time (for [`SledOptions::with_retention`]), and for webhooks
-//! `W` subscriptions by tenant, `D` deliveries by subscription (newest first) and `O` the
-//! outbox (pending deliveries by due time), written by the committer in the same batch as the
-//! status change that causes them.
+//! `W` subscriptions by tenant, `D` deliveries by subscription (newest first), `O` the
+//! outbox (pending deliveries by due time) and `E` ended deliveries by end time (for the
+//! retention), written by the committer in the same batch as the status change that causes
+//! them.
 //! The ready queue (priority, tenant, ready-at, id: claims let tenants take turns, see
 //! `task_core::fair`) and the lease-expiry index (expiry, id -> product: the running count
 //! of each limited product) are kept in memory: they are functions of the active tasks' records, rebuilt on open from the `A`

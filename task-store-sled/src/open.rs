@@ -74,8 +74,9 @@ impl SledOptions {
     }
 
     /// These options with a retention: tasks that finished more than `retention` ago are
-    /// deleted with their history (see [`SledStore::prune_finished_before`]), about once a
-    /// second. This bounds the listings, the disk and resident memory, which in sled 0.34
+    /// deleted with their history (see [`SledStore::prune_finished_before`]), and webhook
+    /// deliveries that ended more than `retention` ago (see
+    /// [`SledStore::prune_ended_deliveries_before`]), about once a second. This bounds the listings, the disk and resident memory, which in sled 0.34
     /// follows the most tasks the store ever held at once (about 240 bytes per finished task).
     pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
         self.retention = Some(retention);
@@ -320,6 +321,7 @@ pub(crate) fn open_inner(
     };
     let last_seq = replay_journal(&ctx, path, &trees, replay)?;
     crate::stats::ensure_counts(&ctx, &trees)?;
+    crate::webhooks::ensure_ended_index(&ctx, &trees)?;
     let queues = rebuild::rebuild_queues(&ctx, &trees)?;
     trees.publish_wakeup(&queues);
     *trees.lock_queues() = queues;

@@ -89,4 +89,28 @@ impl SledStore {
             }
         }
     }
+
+    /// Deletes every webhook delivery that ended before `before` (delivered, or failed, by
+    /// [`Delivery::ended_at`]); pending deliveries stay, however old, since they still go out.
+    /// Returns how many were deleted. Stores opened with a retention do this too, with the same
+    /// cut-off as for tasks.
+    ///
+    /// [`Delivery::ended_at`]: task_core::webhooks::Delivery::ended_at
+    pub async fn prune_ended_deliveries_before(
+        &self,
+        before: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            match self.live()?.write(Op::PruneDeliveries(before)).await? {
+                Done::Pruned(count) => {
+                    total += count;
+                    if count < PRUNE_ROUND {
+                        return Ok(total);
+                    }
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+    }
 }

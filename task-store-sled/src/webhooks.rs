@@ -17,7 +17,8 @@ use task_core::webhooks::{
 
 use crate::codec::{decode, encode};
 use crate::committer::{Done, Op};
-use crate::layout::{Tk, tree};
+use crate::error::Ctx;
+use crate::layout::{Tk, Trees, prefixed, tree};
 use crate::stage::Stage;
 use crate::{SledStore, keys, unexpected};
 
@@ -42,6 +43,57 @@ fn outbox_key(at: Timestamp, webhook: WebhookId, id: DeliveryId) -> Vec<u8> {
     key.extend_from_slice(&webhook.to_bytes());
     key.extend_from_slice(&id.to_bytes());
     key
+}
+
+/// The index entries a stored delivery has: its outbox key while pending and due, its
+/// [`Tk::Ended`] key once ended (for the consistency check).
+pub(crate) fn index_keys(delivery: &Delivery) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let key = |at| outbox_key(at, delivery.webhook_id, delivery.id);
+    let due = match (delivery.state, delivery.next_attempt_at) {
+        (DeliveryState::Pending, Some(at)) => Some(key(at)),
+        _ => None,
+    };
+    (due, delivery.ended_at().map(key))
+}
+
+/// Marks (in the meta tree) a database whose ended deliveries are indexed in [`Tk::Ended`].
+const ENDED_KEPT_KEY: &[u8] = b"ended_deliveries_kept";
+
+/// Makes sure the ended deliveries are indexed for retention: a database written by a build
+/// that did not index them (no marker in the meta tree) gets the index built from its
+/// deliveries, once, at open (after the journal replay, before anything else writes). Made
+/// durable by the checkpoint that ends the open; a crash before it only means building it again.
+pub(crate) fn ensure_ended_index(ctx: &Ctx, trees: &Trees) -> Result<(), StoreError> {
+    let marked = trees
+        .meta
+        .get(ENDED_KEPT_KEY)
+        .map_err(|e| ctx.backend("reading the ended deliveries marker", e))?;
+    if marked.is_some() {
+        return Ok(());
+    }
+    let prefix = Tk::Ended.prefix().unwrap_or(b'E');
+    let mut batch = sled::Batch::default();
+    let mut indexed = 0usize;
+    for entry in trees.view(Tk::Deliveries).iter() {
+        let (key, value) = entry.map_err(|e| ctx.backend("indexing ended deliveries", e))?;
+        let delivery: Delivery = decode(ctx, tree::DELIVERIES, &key, &value)?;
+        if let (_, Some(ended)) = index_keys(&delivery) {
+            batch.insert(prefixed(prefix, &ended), &[] as &[u8]);
+            indexed += 1;
+        }
+    }
+    trees
+        .data
+        .apply_batch(batch)
+        .map_err(|e| ctx.backend("indexing ended deliveries", e))?;
+    trees
+        .meta
+        .insert(ENDED_KEPT_KEY, &[1u8][..])
+        .map_err(|e| ctx.backend("writing the ended deliveries marker", e))?;
+    if indexed > 0 {
+        tracing::info!(path = %ctx.path, indexed, "indexed the ended webhook deliveries");
+    }
+    Ok(())
 }
 
 /// The (webhook, delivery) of an outbox key.
@@ -93,6 +145,16 @@ impl Stage<'_> {
     fn save_delivery(&mut self, old: Option<&Delivery>, new: &Delivery) -> Result<(), StoreError> {
         if let Some(at) = old.and_then(|o| o.next_attempt_at) {
             self.del(Tk::Outbox, outbox_key(at, new.webhook_id, new.id));
+        }
+        if let Some(at) = old.and_then(Delivery::ended_at) {
+            self.del(Tk::Ended, outbox_key(at, new.webhook_id, new.id));
+        }
+        if let Some(at) = new.ended_at() {
+            self.put(
+                Tk::Ended,
+                outbox_key(at, new.webhook_id, new.id),
+                &[] as &[u8],
+            );
         }
         if let (DeliveryState::Pending, Some(at)) = (new.state, new.next_attempt_at) {
             self.put(
@@ -146,9 +208,41 @@ impl Stage<'_> {
             if let (DeliveryState::Pending, Some(at)) = (delivery.state, delivery.next_attempt_at) {
                 self.del(Tk::Outbox, outbox_key(at, id, delivery.id));
             }
+            if let Some(at) = delivery.ended_at() {
+                self.del(Tk::Ended, outbox_key(at, id, delivery.id));
+            }
             self.del(Tk::Deliveries, key);
         }
         Ok(true)
+    }
+
+    /// Deletes up to `max` deliveries that ended before `before`; returns how many.
+    pub fn prune_ended_deliveries(
+        &mut self,
+        before: Timestamp,
+        max: usize,
+    ) -> Result<usize, StoreError> {
+        let upto = outbox_key(
+            before,
+            WebhookId::from_bytes([0; 16]),
+            DeliveryId::from_bytes([0; 16]),
+        );
+        let mut ended = Vec::new();
+        for entry in self.range(Tk::Ended, (Bound::Unbounded, Bound::Excluded(upto))) {
+            let (key, _) = entry?;
+            if ended.len() == max {
+                break;
+            }
+            let Some((webhook, id)) = outbox_ids(&key) else {
+                return Err(self.ctx.corrupt(tree::ENDED, &key, "malformed key"));
+            };
+            ended.push((key, webhook, id));
+        }
+        for (key, webhook, id) in &ended {
+            self.del(Tk::Ended, key.clone());
+            self.del(Tk::Deliveries, delivery_key(*webhook, *id));
+        }
+        Ok(ended.len())
     }
 
     /// Takes due deliveries ([`WebhookStore::take_due_deliveries`]).

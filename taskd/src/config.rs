@@ -31,8 +31,9 @@ pub struct FileConfig {
     /// How a `postgres://` store is used (schema, pool size).
     #[serde(default)]
     pub postgres: PostgresEntry,
-    /// Days a finished task (with its history) is kept before it is deleted; results and
-    /// catalog items are kept regardless (default: finished tasks are kept forever).
+    /// Days a finished task (with its history), or an ended webhook delivery, is kept before it
+    /// is deleted; pending deliveries, results and catalog items are kept regardless (default:
+    /// both are kept forever).
     pub retention_days: Option<u64>,
     /// Root of `file://` asset URLs (default `./media`).
     pub media_root: Option<PathBuf>,
