@@ -11,7 +11,10 @@
 //!   30 minutes of 1080p takes about 26 minutes here), so 42 silent intervals.
 //!
 //! Both are made once and cached under target/bench-media/. `first-only` skips the bare decode
-//! and the full analysis (for quick iterations; the figures need all three).
+//! and the full analysis (for quick iterations; the figures need all three). `keyint=N` makes
+//! (and caches) the assets with a keyframe at most every N frames instead of x264's 250 (e.g.
+//! 50: the 2 s GOPs of streaming encodes), since audio first decodes each window from the
+//! keyframe before its silence.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,10 +64,11 @@ fn enable(spans: &[(f64, f64)]) -> String {
 }
 
 /// Makes the asset unless it is cached; returns its path.
-fn asset(seconds: u32) -> PathBuf {
+fn asset(seconds: u32, keyint: Option<u32>) -> PathBuf {
     let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     dir.push("target/bench-media");
-    let path = dir.join(format!("adbreaks-1080p-{seconds}s-v1.mp4"));
+    let gop = keyint.map_or(String::new(), |k| format!("-k{k}"));
+    let path = dir.join(format!("adbreaks-1080p-{seconds}s-v1{gop}.mp4"));
     if path.exists() {
         return path;
     }
@@ -107,6 +111,7 @@ fn asset(seconds: u32) -> PathBuf {
             "-movflags",
             "+faststart",
         ])
+        .args(keyint.map_or(Vec::new(), |k| vec!["-g".to_string(), k.to_string()]))
         .arg(&partial)
         .status()
         .expect("ffmpeg (scripts/install-test-deps.sh)");
@@ -203,11 +208,14 @@ fn bench(runtime: &tokio::runtime::Runtime, path: &Path, gaps: usize, first_only
 
 fn main() {
     let first_only = std::env::args().any(|a| a == "first-only");
+    let keyint = std::env::args()
+        .find_map(|a| a.strip_prefix("keyint=").map(str::to_owned))
+        .map(|k| k.parse::<u32>().expect("keyint=N: a number of frames"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let segment = asset(300);
+    let segment = asset(300, keyint);
     let long = repeated(&segment, 6);
     let gaps = schedule(300).0.len();
     bench(&runtime, &segment, gaps, first_only);

@@ -18,17 +18,34 @@ pub fn print(value: &impl Serialize) {
     }
 }
 
+/// What `taskd ingest` was asked to store.
+pub struct Ingest<'a> {
+    /// The inventory id.
+    pub id: &'a str,
+    /// Where the video is.
+    pub asset_url: &'a str,
+    /// standalone, series, season or episode.
+    pub item_type: &'a str,
+    /// Title (default: the id).
+    pub title: Option<&'a str>,
+    /// Tags.
+    pub tags: &'a [String],
+    /// The parent item's inventory id.
+    pub parent: Option<&'a str>,
+}
+
 /// `taskd ingest`: upserts a catalog item.
-pub async fn ingest(
-    client: &Client,
-    id: &str,
-    asset_url: &str,
-    item_type: &str,
-    title: Option<&str>,
-    tags: &[String],
-) -> Result<(), TaskdError> {
-    let mut body = ItemBody::new(id, item_type, title.unwrap_or(id), asset_url);
-    body.tags = Some(tags.to_vec());
+pub async fn ingest(client: &Client, item: &Ingest<'_>) -> Result<(), TaskdError> {
+    let mut body = ItemBody::new(
+        item.id,
+        item.item_type,
+        item.title.unwrap_or(item.id),
+        item.asset_url,
+    );
+    if let Some(parent) = item.parent {
+        body = body.with_parent(parent);
+    }
+    body.tags = Some(item.tags.to_vec());
     let (item, _) = client.put_item(&body).await?;
     print(&item);
     Ok(())

@@ -154,6 +154,9 @@ enum Command {
         /// A tag (repeatable).
         #[arg(long = "tag")]
         tags: Vec<String>,
+        /// The parent item's inventory id: an episode's season, a season's series.
+        #[arg(long)]
+        parent: Option<String>,
     },
     /// Creates one task, or every task of a CSV/JSONL file (--file) with a progress bar.
     Submit {
@@ -266,17 +269,18 @@ async fn run(command: Command) -> Result<bool, TaskdError> {
             item_type,
             title,
             tags,
+            parent,
         } => {
             let client = Client::new(&remote.url, &remote.key)?;
-            commands::ingest(
-                &client,
-                &id,
-                &asset_url,
-                &item_type,
-                title.as_deref(),
-                &tags,
-            )
-            .await?;
+            let item = commands::Ingest {
+                id: &id,
+                asset_url: &asset_url,
+                item_type: &item_type,
+                title: title.as_deref(),
+                tags: &tags,
+                parent: parent.as_deref(),
+            };
+            commands::ingest(&client, &item).await?;
         }
         Command::Submit {
             remote,

@@ -44,6 +44,12 @@ impl Daemon {
     }
 
     fn cli(&self, args: &[&str]) -> (i32, String) {
+        let (code, stdout, _) = self.cli_output(args);
+        (code, stdout)
+    }
+
+    /// The exit code, stdout and stderr of a client subcommand.
+    fn cli_output(&self, args: &[&str]) -> (i32, String, String) {
         let output = Command::new(BIN)
             .args(args)
             .args(["--url", &self.url, "--key", KEY])
@@ -52,6 +58,7 @@ impl Daemon {
         (
             output.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     }
 }
@@ -219,6 +226,22 @@ async fn serve_drive_terminate_restart_keeps_everything(backend: Backend) {
     let (code, out) = daemon.cli(&["status", &ids[1]]);
     assert_eq!(code, 0);
     assert!(out.contains("asset_too_short"), "{out}");
+    // A season and its episode from the command line; an unknown parent is refused by name.
+    let good = format!("file://{}", m.join("good.mp4").display());
+    let (code, out) = daemon.cli(&["ingest", "season-1", &good, "--type", "season"]);
+    assert_eq!(code, 0, "{out}");
+    let episode = [
+        "ingest", "ep-1", &good, "--type", "episode", "--parent", "season-1",
+    ];
+    let (code, out) = daemon.cli(&episode);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"parent_id\": \"season-1\""), "{out}");
+    let orphan = [
+        "ingest", "ep-2", &good, "--type", "episode", "--parent", "season-9",
+    ];
+    let (code, _, err) = daemon.cli_output(&orphan);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("season-9"), "{err}");
     let (clean, _) = daemon.terminate();
     assert!(clean);
     if !matches!(backend, Backend::Sled) {
