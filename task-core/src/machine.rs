@@ -267,8 +267,9 @@ pub fn created(id: TaskId, key: TaskKey, priority: Priority, now: Timestamp) -> 
     Transition { task, entry }
 }
 
-/// Applies `events` in order, all or none: the final task and one history entry per event,
-/// or the first refusal.
+/// Applies `events` in order, all or none: the final task and one history entry per event
+/// except heartbeats ([`TaskEvent::LeaseExtended`]: they only move the lease's expiry, and a
+/// long step would otherwise add an entry every few seconds), or the first refusal.
 pub fn transition_all(
     task: &Task,
     events: &[TaskEvent],
@@ -280,7 +281,9 @@ pub fn transition_all(
     for event in events {
         let step = transition(&current, event, authority, now)?;
         current = step.task;
-        entries.push(step.entry);
+        if !matches!(event, TaskEvent::LeaseExtended { .. }) {
+            entries.push(step.entry);
+        }
     }
     Ok((current, entries))
 }

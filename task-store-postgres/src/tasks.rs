@@ -140,7 +140,8 @@ async fn apply_in(
         match transition_all(&current.task, &request.events, authority, now) {
             Ok((task, entries)) => {
                 history.push(&task, &entries)?;
-                if !entries.is_empty() {
+                // A heartbeat changes the lease and leaves no history entry.
+                if !request.events.is_empty() {
                     written.insert(uuid(task.id));
                 }
                 current.task = task.clone();

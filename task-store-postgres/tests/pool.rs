@@ -197,10 +197,11 @@ async fn hanging_steps_hold_no_connection() {
         }
         assert_eq!(counts.get("lease_expired"), None, "{id}: {counts:?}");
     }
+    // The hanging tasks outlived several leases on one claim: their heartbeats kept the lease,
+    // and left no history entry.
     for &id in &hanging {
         let counts = event_counts(&store, id).await;
-        let extended = counts.get("lease_extended").copied().unwrap_or(0);
-        assert!(extended >= PERIODS as usize, "{id}: heartbeats: {counts:?}");
+        assert_eq!(counts.get("lease_extended"), None, "{id}: {counts:?}");
     }
     assert_eq!(steps.analyze.calls(), HANGING + created.len());
     assert_eq!(steps.analyze.peak.load(Ordering::SeqCst), HANGING);

@@ -57,7 +57,7 @@ struct Inner {
 
 impl Inner {
     /// Stores `task` (replacing its previous version) and keeps every index in step.
-    fn put(&mut self, task: Task, entry: HistoryEntry) {
+    fn put(&mut self, task: Task, entry: Option<HistoryEntry>) {
         let delta = StatsDelta::of_write(self.tasks.get(&task.id), &task);
         self.stats.apply(&task.key, delta);
         if let Some(old) = self.tasks.get(&task.id) {
@@ -116,8 +116,10 @@ impl Inner {
         }
         self.latest.insert(task.key.clone(), task.id);
         self.by_tenant.insert((task.key.tenant.clone(), task.id));
-        self.outbox.record_change(&task, &entry);
-        self.history.entry(task.id).or_default().push(entry);
+        if let Some(entry) = entry {
+            self.outbox.record_change(&task, &entry);
+            self.history.entry(task.id).or_default().push(entry);
+        }
         let id = task.id;
         let waits = !task.waiting_for().is_empty();
         self.tasks.insert(id, task);
@@ -176,8 +178,11 @@ impl Inner {
 
     /// Stores `task` with several history entries, all decided before anything is written.
     fn put_all(&mut self, task: &Task, entries: Vec<HistoryEntry>) {
+        if entries.is_empty() {
+            self.put(task.clone(), None);
+        }
         for entry in entries {
-            self.put(task.clone(), entry);
+            self.put(task.clone(), Some(entry));
         }
         self.wake_waiters(task.updated_at);
     }
@@ -349,7 +354,7 @@ impl TaskStore for MemoryStore {
                 continue;
             }
             let made = created(TaskId::generate(), new.key, new.priority, now);
-            inner.put(made.task.clone(), made.entry);
+            inner.put(made.task.clone(), Some(made.entry));
             outcomes.push(CreateOutcome {
                 task: made.task,
                 created: true,

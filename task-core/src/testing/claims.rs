@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{LEASE, claim_one, key, new_task, run_to_done, worker};
 use crate::ids::{Priority, ProductName};
 use crate::machine::{TaskEvent, TransitionError};
-use crate::store::{ClaimRequest, NewTask, Store, StoreError};
+use crate::store::{ClaimRequest, NewTask, Store, StoreError, TaskStoreExt};
 use crate::task::{Status, Step};
 use crate::time::{Clock, ManualClock};
 
@@ -254,6 +254,49 @@ pub async fn released_lease_is_claimable_at_once<S: Store>(store: Arc<S>, _clock
     let again = claim_one(&*store, "staying").await;
     assert_eq!(again.id, held.id);
     assert!(again.epoch > held.epoch);
+}
+
+/// A heartbeat moves the lease's expiry, durably enough that no other worker can claim the
+/// task until the new expiry, and writes no history entry (a long step would otherwise add one
+/// every few seconds).
+pub async fn heartbeats_extend_the_lease_without_history<S: Store>(
+    store: Arc<S>,
+    clock: ManualClock,
+) {
+    store
+        .create_task(new_task("long", Priority::Low))
+        .await
+        .expect("create");
+    let held = claim_one(&*store, "holder").await;
+    let tenant = held.key.tenant.clone();
+    let trail = store.history(&tenant, held.id).await.expect("history");
+    let extended = Duration::from_secs(600);
+    for _ in 0..3 {
+        clock.advance(LEASE / 2);
+        let beat = store
+            .extend_lease(held.id, held.epoch, extended)
+            .await
+            .expect("heartbeat");
+        let expiry = beat.lease().map(|l| l.expires_at);
+        assert_eq!(expiry, Some(clock.now().plus(extended)));
+        let stored = store.get_task(&tenant, held.id).await.expect("get");
+        let stored = stored.and_then(|t| t.lease().map(|l| l.expires_at));
+        assert_eq!(stored, expiry, "the new expiry is stored");
+    }
+    assert_eq!(
+        store.history(&tenant, held.id).await.expect("history"),
+        trail,
+        "heartbeats leave the history as it was"
+    );
+    clock.advance(LEASE * 2);
+    let taken = store
+        .claim(&ClaimRequest::one(worker("other"), LEASE))
+        .await
+        .expect("claim");
+    assert!(
+        taken.is_empty(),
+        "the extended lease still holds: {taken:?}"
+    );
 }
 
 /// A task whose leases keep expiring (a worker that crashes on it every time) stops at its

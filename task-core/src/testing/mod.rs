@@ -59,6 +59,7 @@ macro_rules! conformance_suite {
             expired_lease_is_reclaimed_and_old_holder_fenced,
             expired_leases_count_against_the_attempt_limit,
             released_lease_is_claimable_at_once,
+            heartbeats_extend_the_lease_without_history,
             tenants_take_turns_despite_a_backlog,
             equal_backlogs_alternate,
             product_limit_counts_processing_tasks,
