@@ -233,6 +233,16 @@ pub fn task_finished(task: &Task) {
     .increment(1);
 }
 
+/// Counts the tasks among `tasks` that a store's own write ended, as [`task_finished`] does:
+/// a claim giving a task up at its attempt limit, a lease that expired on a task whose cancel
+/// was requested, a catalog item's deletion cancelling its pending tasks. Runners count the ends
+/// they write, and the API the cancels it writes; tasks still active are skipped.
+pub fn tasks_ended_by_the_store<'a>(tasks: impl IntoIterator<Item = &'a Task>) {
+    if enabled() {
+        tasks.into_iter().for_each(task_finished);
+    }
+}
+
 /// Records a step run of `took` that ended with a result.
 pub fn step_ran(product_name: &ProductName, step: Step, took: Duration) {
     if enabled() {

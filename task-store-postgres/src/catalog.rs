@@ -380,6 +380,7 @@ impl CatalogStore for PostgresStore {
         let (item, cancelled) = shared
             .finish(tx, result, "deleting a catalog item", &input)
             .await?;
+        task_core::telemetry::tasks_ended_by_the_store(&cancelled);
         shared.notify(&cancelled);
         Ok(DeletedItem {
             item,

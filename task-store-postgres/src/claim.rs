@@ -195,6 +195,7 @@ pub(crate) async fn requeue_expired(store: &PostgresStore) -> Result<Vec<TaskId>
         let moved = shared
             .finish(tx, result, "requeueing expired leases", format!("at {now}"))
             .await?;
+        task_core::telemetry::tasks_ended_by_the_store(&moved);
         shared.notify(&moved);
         let full = moved.len() >= usize::try_from(REQUEUE_BATCH).unwrap_or(usize::MAX);
         all.extend(moved.iter().map(|t| uuid(t.id)));
@@ -438,12 +439,14 @@ pub(crate) async fn claim(
             .finish(tx, requeued, "claiming tasks", input.clone())
             .await?;
         shared.waits_checked(waits_checked.take());
+        task_core::telemetry::tasks_ended_by_the_store(&moved);
         shared.notify(&moved);
         tx = shared.begin("claiming tasks").await?;
     }
     let result = claim_in(store, &mut tx, request).await;
     let (claimed, mut changed) = shared.finish(tx, result, "claiming tasks", input).await?;
     shared.waits_checked(waits_checked);
+    task_core::telemetry::tasks_ended_by_the_store(&changed);
     changed.extend(claimed.iter().cloned());
     shared.notify(&changed);
     Ok(claimed)

@@ -183,6 +183,7 @@ impl CatalogStore for SledStore {
             .await?
         {
             Done::Deleted(item, cancelled) => {
+                task_core::telemetry::tasks_ended_by_the_store(&cancelled);
                 inner.notify(&cancelled);
                 Ok(DeletedItem {
                     item,

@@ -192,6 +192,7 @@ impl TaskStore for SledStore {
         let inner = &self.live()?;
         match inner.write(Op::Claim(request.clone())).await? {
             Done::Claimed(requeued, claimed) => {
+                task_core::telemetry::tasks_ended_by_the_store(&requeued);
                 inner.notify(requeued.iter().chain(&claimed));
                 Ok(claimed)
             }
@@ -241,6 +242,7 @@ impl TaskStore for SledStore {
         let inner = &self.live()?;
         match inner.write(Op::Requeue).await? {
             Done::Requeued(moved) => {
+                task_core::telemetry::tasks_ended_by_the_store(&moved);
                 inner.notify(&moved);
                 Ok(moved.into_iter().map(|t| t.id).collect())
             }

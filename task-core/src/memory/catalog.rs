@@ -166,6 +166,7 @@ impl CatalogStore for MemoryStore {
             }
         }
         drop(inner);
+        crate::telemetry::tasks_ended_by_the_store(&cancelled);
         self.notify(&cancelled);
         Ok(DeletedItem {
             item,

@@ -457,6 +457,7 @@ impl TaskStore for MemoryStore {
             }
         }
         drop(inner);
+        crate::telemetry::tasks_ended_by_the_store(&changed);
         changed.extend(claimed.iter().cloned());
         self.notify(&changed);
         Ok(claimed)
@@ -495,6 +496,7 @@ impl TaskStore for MemoryStore {
     async fn requeue_expired(&self) -> Result<Vec<TaskId>, StoreError> {
         let now = self.clock.now();
         let moved = self.lock().requeue_expired(now);
+        crate::telemetry::tasks_ended_by_the_store(&moved);
         self.notify(&moved);
         Ok(moved.into_iter().map(|t| t.id).collect())
     }

@@ -18,6 +18,7 @@ mod catalog_results;
 mod claims;
 mod fairness;
 mod hierarchy;
+mod metrics;
 mod recording;
 mod stats;
 mod tasks;
@@ -29,6 +30,7 @@ pub use catalog_results::*;
 pub use claims::*;
 pub use fairness::*;
 pub use hierarchy::*;
+pub use metrics::*;
 pub use recording::{RecordingStore, StoreCalls};
 pub use stats::*;
 pub use tasks::*;
@@ -92,7 +94,8 @@ macro_rules! conformance_suite {
             tasks_filter_by_priority_and_creation_time,
             waiting_tasks_wake_once_every_awaited_task_ends,
             a_wait_for_unknown_or_foreign_tasks_is_refused,
-            cancelling_a_waiting_task_leaves_its_awaited_tasks
+            cancelling_a_waiting_task_leaves_its_awaited_tasks,
+            tasks_the_store_ends_are_counted
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
