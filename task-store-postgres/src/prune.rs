@@ -57,25 +57,8 @@ impl PostgresStore {
     /// on its own about once a second.
     #[tracing::instrument(skip(self), fields(schema = %self.shared.ctx.schema))]
     pub async fn prune_finished_before(&self, before: Timestamp) -> Result<usize, StoreError> {
-        let mut total = 0;
-        loop {
-            let deleted: Vec<Uuid> = sqlx::query_scalar(PRUNE)
-                .bind(millis(before))
-                .bind(PRUNE_BATCH)
-                .fetch_all(&self.shared.pool)
-                .await
-                .map_err(|e| {
-                    self.shared.ctx.db(
-                        "deleting finished tasks",
-                        format_args!("tasks finished before {before}"),
-                        e,
-                    )
-                })?;
-            total += deleted.len();
-            if i64::try_from(deleted.len()).unwrap_or(i64::MAX) < PRUNE_BATCH {
-                return Ok(total);
-            }
-        }
+        self.delete_in_batches(PRUNE, before, "deleting finished tasks", "tasks finished")
+            .await
     }
 
     /// Deletes every webhook delivery that ended before `before`: delivered ones by their
@@ -90,19 +73,31 @@ impl PostgresStore {
         &self,
         before: Timestamp,
     ) -> Result<usize, StoreError> {
+        let what = "deleting ended webhook deliveries";
+        self.delete_in_batches(PRUNE_DELIVERIES, before, what, "deliveries ended")
+            .await
+    }
+
+    /// Runs `sql` (a delete of at most `$2` rows older than `$1`, returning their ids), each
+    /// time its own transaction, until a batch comes back short; returns the rows deleted.
+    async fn delete_in_batches(
+        &self,
+        sql: &'static str,
+        before: Timestamp,
+        operation: &'static str,
+        rows: &str,
+    ) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let deleted: Vec<Uuid> = sqlx::query_scalar(PRUNE_DELIVERIES)
+            let deleted: Vec<Uuid> = sqlx::query_scalar(sql)
                 .bind(millis(before))
                 .bind(PRUNE_BATCH)
                 .fetch_all(&self.shared.pool)
                 .await
                 .map_err(|e| {
-                    self.shared.ctx.db(
-                        "deleting ended webhook deliveries",
-                        format_args!("deliveries ended before {before}"),
-                        e,
-                    )
+                    self.shared
+                        .ctx
+                        .db(operation, format_args!("{rows} before {before}"), e)
                 })?;
             total += deleted.len();
             if i64::try_from(deleted.len()).unwrap_or(i64::MAX) < PRUNE_BATCH {

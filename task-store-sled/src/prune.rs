@@ -76,18 +76,7 @@ impl SledStore {
     /// opened with a retention ([`SledOptions::with_retention`](crate::SledOptions::with_retention))
     /// do this on their own about once a second.
     pub async fn prune_finished_before(&self, before: Timestamp) -> Result<usize, StoreError> {
-        let mut total = 0;
-        loop {
-            match self.live()?.write(Op::Prune(before)).await? {
-                Done::Pruned(count) => {
-                    total += count;
-                    if count < PRUNE_ROUND {
-                        return Ok(total);
-                    }
-                }
-                other => return Err(unexpected(&other)),
-            }
-        }
+        self.prune_in_rounds(|| Op::Prune(before)).await
     }
 
     /// Deletes every webhook delivery that ended before `before` (delivered, or failed, by
@@ -100,9 +89,15 @@ impl SledStore {
         &self,
         before: Timestamp,
     ) -> Result<usize, StoreError> {
+        self.prune_in_rounds(|| Op::PruneDeliveries(before)).await
+    }
+
+    /// Writes `op()` round after round until a round deletes fewer than [`PRUNE_ROUND`];
+    /// returns how many were deleted in all.
+    async fn prune_in_rounds(&self, op: impl Fn() -> Op) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            match self.live()?.write(Op::PruneDeliveries(before)).await? {
+            match self.live()?.write(op()).await? {
                 Done::Pruned(count) => {
                     total += count;
                     if count < PRUNE_ROUND {
