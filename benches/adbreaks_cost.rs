@@ -1,5 +1,6 @@
-//! What the adbreaks analysis costs against a bare decode: CPU time (user + sys) of the ffmpeg
-//! and ffprobe children, from the children's times in /proc/self/stat, in one run. Needs
+//! What the adbreaks analysis costs against a bare decode: CPU time (user + sys) of this
+//! process (which reads packets and writes the lead copies) and its ffmpeg and ffprobe
+//! children, from /proc/self/stat, in one run. Needs
 //! ffmpeg (scripts/install-test-deps.sh). Prints its figures; not run by CI or `cargo test`.
 //!
 //! `cargo bench --bench adbreaks_cost [-- [first-only]]`: two assets, both 1920x1080 25 fps
@@ -24,7 +25,7 @@ use task_media::analyze::adbreaks::{AdbreaksAnalyzer, AdbreaksData, AdbreaksMode
 
 #[path = "support/cost.rs"]
 mod cost;
-use cost::{bare_decode, duration, measure};
+use cost::{bare_decode, duration, measure_with_self};
 
 /// The stretches drawn into the asset: (black+silent gaps, silent only, black only).
 type Spans = Vec<(f64, f64)>;
@@ -163,12 +164,15 @@ fn bench(runtime: &tokio::runtime::Runtime, path: &Path, gaps: usize, first_only
         length,
         size as f64 * 8.0 / length / 1e6,
     );
-    let bare = (!first_only).then(|| measure(|| bare_decode(path)));
-    let full = (!first_only).then(|| measure(|| analyse(AdbreaksMode::Full)));
-    let ((first, work), first_cpu, first_wall) = measure(|| analyse(AdbreaksMode::AudioFirst));
+    let bare = (!first_only).then(|| measure_with_self(|| bare_decode(path)));
+    let full = (!first_only).then(|| measure_with_self(|| analyse(AdbreaksMode::Full)));
+    let ((first, work), first_cpu, first_wall) =
+        measure_with_self(|| analyse(AdbreaksMode::AudioFirst));
     let bare_cpu = bare.as_ref().map(|b| b.1);
     let ratio = |cpu: f64| bare_cpu.map_or("-".into(), |b| format!("{:.3}x", cpu / b));
-    println!("| run | CPU (user+sys of children) | wall | vs bare decode | candidates |");
+    println!(
+        "| run | CPU (user+sys, this process and children) | wall | vs bare decode | candidates |"
+    );
     println!("| --- | --- | --- | --- | --- |");
     if let Some(((), cpu, wall)) = &bare {
         println!(
@@ -192,8 +196,13 @@ fn bench(runtime: &tokio::runtime::Runtime, path: &Path, gaps: usize, first_only
     );
     println!(
         "audio first: {} silent intervals, {} windows, {} video ffmpeg runs, {:.1} s of video decoded, \
-         {} disposable lead pictures dropped",
-        work.silences, work.windows, work.video_runs, work.video_secs, work.frames_dropped
+         lead pictures: {} left out, {} cut to their headers",
+        work.silences,
+        work.windows,
+        work.video_runs,
+        work.video_secs,
+        work.frames_dropped,
+        work.frames_cut
     );
     if let Some(((full, _), full_cpu, _)) = &full {
         println!("audio first / full: {:.3}x CPU", first_cpu / full_cpu);

@@ -5,6 +5,8 @@ corpus/mp4_probe/: the ftyp+moov header of small ffmpeg files (one per codec and
 layout, including the QuickTime version-1 and version-2 sound descriptions), and the headers
 that froze the mp4 crate (a moov child of size 0, a zeroed moov body).
 corpus/asset_url/: URLs that are valid, and ones that broke a rule.
+corpus/h264_leads/: the avcC and first access units of small x264 streams (B-frames used as
+references, several references, no B-frames), in the target's length-prefixed form.
 """
 import os
 import struct
@@ -93,5 +95,41 @@ def main():
             f.write(url)
 
 
+def dump_bytes(dump):
+    """The bytes of an ffprobe hex dump."""
+    out = bytearray()
+    for line in dump.splitlines():
+        if ": " in line:
+            out += bytes.fromhex(line.split(": ", 1)[1].split("  ")[0].replace(" ", ""))
+    return bytes(out)
+
+
+def h264_leads():
+    import json
+    leads = "corpus/h264_leads"
+    os.makedirs(leads, exist_ok=True)
+    encoders = {
+        "veryfast": ["-preset", "veryfast"],
+        "four-refs": ["-x264-params", "ref=4:bframes=3:weightp=2:b-adapt=2"],
+        "no-b": ["-preset", "veryfast", "-bf", "0"],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, options in encoders.items():
+            path = os.path.join(tmp, name + ".mp4")
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                            "testsrc2=size=64x36:rate=10:duration=3", "-c:v", "libx264"]
+                           + options + [path], check=True)
+            probe = json.loads(subprocess.run(
+                ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                 "stream=extradata:packet=data", "-show_data", "-show_packets", "-of", "json",
+                 path], check=True, capture_output=True, text=True).stdout)
+            parts = [dump_bytes(probe["streams"][0]["extradata"])]
+            parts += [dump_bytes(p["data"]) for p in probe["packets"][:16]]
+            with open(os.path.join(leads, name), "wb") as f:
+                for part in parts:
+                    f.write(struct.pack(">H", len(part)) + part)
+
+
 if __name__ == "__main__":
     main()
+    h264_leads()

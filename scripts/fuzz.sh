@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes every parser of untrusted bytes (fuzz/: mp4_probe, asset_url, journal, stored_values,
-# request_bodies) for SECONDS each (default 20; the long run is e.g. `scripts/fuzz.sh 3600`).
+# request_bodies, h264_leads) for SECONDS each (default 20; the long run is e.g. `scripts/fuzz.sh 3600`).
 # Needs the nightly toolchain beside stable (cargo-fuzz's sanitizer flags); installs cargo-fuzz
 # when missing. New inputs go to a scratch corpus, so the committed seeds stay as they are;
 # a crash leaves its input under fuzz/artifacts/ and fails the run.
@@ -18,7 +18,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 scratch="$(mktemp -d "${TMPDIR:-/tmp}/fuzz-corpus.XXXXXX")"
 trap 'rm -rf "$scratch"' EXIT
-targets="${FUZZ_TARGETS:-mp4_probe asset_url journal stored_values request_bodies}"
+targets="${FUZZ_TARGETS:-mp4_probe asset_url journal stored_values request_bodies h264_leads}"
 cargo +nightly fuzz build --release >/dev/null 2>"$scratch/build.log" || {
   cat "$scratch/build.log"; exit 1; }
 for target in $targets; do

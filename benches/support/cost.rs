@@ -12,6 +12,11 @@ pub fn children_cpu() -> f64 {
     stat_cpu("/proc/self/stat", 16)
 }
 
+/// CPU seconds (user + sys) of this process (all its threads) and its reaped children so far.
+pub fn process_and_children_cpu() -> f64 {
+    stat_cpu("/proc/self/stat", 14) + children_cpu()
+}
+
 /// CPU seconds (user + sys) of the calling thread so far.
 pub fn thread_cpu() -> f64 {
     stat_cpu("/proc/thread-self/stat", 14)
@@ -41,6 +46,12 @@ fn clock_ticks() -> f64 {
 /// CPU seconds of the children and wall time of `work`.
 pub fn measure<T>(work: impl FnOnce() -> T) -> (T, f64, Duration) {
     measure_by(children_cpu, work)
+}
+
+/// CPU seconds of this process and its children, and wall time, of `work` (for work split
+/// between ffmpeg and this process).
+pub fn measure_with_self<T>(work: impl FnOnce() -> T) -> (T, f64, Duration) {
+    measure_by(process_and_children_cpu, work)
 }
 
 /// CPU seconds of the children and wall time of an analysis run on `runtime`; panics when it

@@ -51,3 +51,39 @@ fn every_mp4_probe_seed_parses_within_the_deadline() {
         }
     }
 }
+
+/// The `h264_leads` seeds in the fuzz target's form: a 2-byte length and the avcC, then access
+/// units behind 2-byte lengths.
+fn lead_seed(bytes: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let mut parts = Vec::new();
+    let mut rest = bytes;
+    while let Some((length, tail)) = rest.split_first_chunk::<2>() {
+        let length = usize::from(u16::from_be_bytes(*length)).min(tail.len());
+        parts.push(tail[..length].to_vec());
+        rest = &tail[length..];
+    }
+    let avcc = parts.remove(0);
+    (avcc, parts)
+}
+
+#[test]
+fn every_h264_leads_seed_replays_and_x264_b_frames_are_cut() {
+    let dir = workspace_root().join("fuzz/corpus/h264_leads");
+    let mut spared = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let (avcc, units) = lead_seed(&std::fs::read(&path).unwrap());
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        spared.insert(
+            name,
+            task_media::analyze::adbreaks::fuzz_lead_copy(&avcc, &units),
+        );
+    }
+    // 16 pictures, the last analysed: x264's B-frames used as references are cut, the others
+    // left out; with four references nothing is sure enough to cut; without B-frames every
+    // picture is needed.
+    let veryfast = spared["veryfast"];
+    assert!(veryfast.0 > 0 && veryfast.1 > 0, "{spared:?}");
+    assert_eq!(spared["no-b"], (0, 0), "{spared:?}");
+    assert!(spared["four-refs"].0 > 0, "{spared:?}");
+}

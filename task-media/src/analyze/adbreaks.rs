@@ -21,7 +21,9 @@
 //! only in windows around each silent interval to find the black there (each window is decoded
 //! from the keyframe before its silence and ends a little after it; overlapping windows are
 //! merged, and several windows share one ffmpeg process). Before the analysed part of a window,
-//! the H.264 pictures that nothing refers to are dropped unread by the decoder (MP4/MOV files).
+//! the H.264 pictures that no analysed picture depends on are not decoded (MP4/MOV files): those
+//! that nothing refers to are left out, and reference pictures that the slice headers show no
+//! analysed picture reaches keep only those headers.
 //! It gives the candidates of [`AdbreaksMode::Full`], which decodes the whole
 //! video, within a few milliseconds, at a fraction of its cost (BENCHMARKS.md).
 //!
@@ -34,7 +36,10 @@
 //! missing part.
 
 mod filter;
+mod h264;
 mod lead;
+mod matroska;
+mod references;
 mod silence;
 mod video;
 
@@ -89,6 +94,9 @@ pub struct AdbreaksWork {
     pub video_secs: f64,
     /// Pictures that nothing refers to, dropped from the windows' leads unread by the decoder.
     pub frames_dropped: usize,
+    /// Reference pictures of the windows' leads that no analysed picture depends on, cut to
+    /// their slice headers.
+    pub frames_cut: usize,
 }
 
 /// Which video the analysis decodes.
@@ -192,6 +200,7 @@ impl AdbreaksAnalyzer {
                     path,
                     index: &index,
                     start_time: streams.start_time,
+                    avcc: streams.video_extradata.as_deref(),
                     drop_leads: lead::qualifies(
                         streams.video_codec.as_deref(),
                         &streams.container,
@@ -217,6 +226,14 @@ impl AdbreaksAnalyzer {
             work,
         ))
     }
+}
+
+/// For the `h264_leads` fuzz target only: what a window's lead copy would leave out and cut to
+/// slice headers of `units` (H.264 access units in MP4 form of the stream whose `avcC` is
+/// `avcc`, the first decoded first and the last analysed), as `(left out, cut)`.
+#[doc(hidden)]
+pub fn fuzz_lead_copy(avcc: &[u8], units: &[Vec<u8>]) -> (usize, usize) {
+    lead::spare(avcc, units)
 }
 
 /// `blackdetect` ends a black run that lasts to the end of the video at its last frame's start;

@@ -106,6 +106,8 @@ pub(super) struct Streams {
     pub video_codec: Option<String>,
     /// The container, as ffprobe names it (`mov,mp4,m4a,3gp,3g2,mj2`).
     pub container: String,
+    /// That video stream's codec configuration (`avcC` for H.264 in MP4), when it has one.
+    pub video_extradata: Option<Vec<u8>>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +123,8 @@ struct ReportStream {
     codec_name: Option<String>,
     #[serde(default)]
     disposition: Disposition,
+    /// A hex dump (`-show_data`).
+    extradata: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -141,7 +145,8 @@ pub(super) async fn streams(ffprobe: &str, path: &Path) -> Result<Streams, TaskE
         "-v",
         "error",
         "-show_entries",
-        "format=start_time,format_name:stream=codec_type,codec_name:stream_disposition=attached_pic",
+        "format=start_time,format_name:stream=codec_type,codec_name,extradata:stream_disposition=attached_pic",
+        "-show_data",
         "-of",
         "json",
         "-i",
@@ -152,6 +157,27 @@ pub(super) async fn streams(ffprobe: &str, path: &Path) -> Result<Streams, TaskE
     .collect();
     let printed = run("ffprobe", ffprobe, args, path, "the stream listing").await?;
     parse_streams(&printed.stdout)
+}
+
+/// The bytes of an ffprobe hex dump (`00000000: 0164 0028 ffe1  .d.(..` lines), or `None` if a
+/// line does not read as one.
+fn hex_dump(dump: &str) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    for line in dump.lines().filter(|l| !l.trim().is_empty()) {
+        let (_, rest) = line.split_once(": ")?;
+        // The hex part ends where the two spaces before the characters begin.
+        let hex = rest.split("  ").next()?;
+        for group in hex.split_whitespace() {
+            if group.len() % 2 != 0 {
+                return None;
+            }
+            for pair in group.as_bytes().chunks(2) {
+                let pair = std::str::from_utf8(pair).ok()?;
+                bytes.push(u8::from_str_radix(pair, 16).ok()?);
+            }
+        }
+    }
+    (!bytes.is_empty()).then_some(bytes)
 }
 
 fn parse_streams(json: &str) -> Result<Streams, TaskError> {
@@ -175,6 +201,9 @@ fn parse_streams(json: &str) -> Result<Streams, TaskError> {
             .and_then(|t| t.parse().ok())
             .unwrap_or(0.0),
         video_codec: video.and_then(|v| v.codec_name.clone()),
+        video_extradata: video
+            .and_then(|v| v.extradata.as_deref())
+            .and_then(hex_dump),
         container: format.format_name.unwrap_or_default(),
     })
 }
@@ -362,8 +391,29 @@ mod tests {
                 start_time: 1.4,
                 video_codec: None,
                 container: String::new(),
+                video_extradata: None,
             }
         );
+    }
+
+    #[test]
+    fn extradata_is_read_from_ffprobe_hex_dumps() {
+        // What ffprobe 5.1 printed for the avcC of a 1080p x264 stream.
+        let dump = "\n00000000: 0164 0028 ffe1 001b 6764 0028 acd9 4078  .d.(....gd.(..@x\n\
+            00000010: 0227 e5c0 4400 0003 0004 0000 0300 c83c  .'..D..........<\n\
+            00000020: 60c6 5801 0004 68ef 8fcb fdf8 f800       `.X...h.......\n";
+        let bytes = hex_dump(dump).unwrap_or_default();
+        assert_eq!(bytes.len(), 46);
+        assert_eq!(bytes[..4], [0x01, 0x64, 0x00, 0x28]);
+        assert_eq!(bytes[44..], [0xf8, 0x00]);
+        let json = format!(
+            r#"{{"streams": [{{"codec_type": "video", "codec_name": "h264", "extradata": {}}}]}}"#,
+            serde_json::to_string(dump).unwrap_or_default()
+        );
+        let streams = parse_streams(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(streams.video_extradata, Some(bytes));
+        assert_eq!(hex_dump("00000000: 01zz  ..\n"), None);
+        assert_eq!(hex_dump(""), None);
     }
 
     #[test]

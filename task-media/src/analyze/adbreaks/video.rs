@@ -12,8 +12,8 @@
 //!
 //! The windows are decoded several to an ffmpeg process (an input each, seeked to its keyframe,
 //! with file timestamps so each black run says which window it is in), one thread per decoder.
-//! Where it can, a window is decoded from a copy of its packets without the pictures of its lead
-//! that nothing refers to ([`super::lead`]).
+//! Where it can, a window is decoded from a copy of its packets without the work of its lead that
+//! no analysed picture depends on ([`super::lead`]).
 //!
 //! [`AdbreaksMode::Full`]: super::AdbreaksMode::Full
 //! [`AdbreaksMode::AudioFirst`]: super::AdbreaksMode::AudioFirst
@@ -135,7 +135,9 @@ pub(super) struct Source<'a> {
     pub index: &'a VideoIndex,
     /// The container's start time, seconds.
     pub start_time: f64,
-    /// Whether the leads' disposable pictures may be dropped ([`super::lead`]).
+    /// The video's `avcC` (H.264 decoder configuration), when it has one.
+    pub avcc: Option<&'a [u8]>,
+    /// Whether the leads may be copied without their unneeded pictures ([`super::lead`]).
     pub drop_leads: bool,
 }
 
@@ -157,12 +159,15 @@ pub(super) fn seek_target(index: &VideoIndex, window: &Window) -> f64 {
 /// Black runs per window of a batch.
 type WindowRuns = Vec<Vec<(f64, f64)>>;
 
+/// Lead pictures left out and cut to their headers.
+type Spared = (usize, usize);
+
 /// Black runs (of any length) inside each of `windows` (ascending, disjoint), on the file's
 /// time line, decoded by one ffmpeg process, and how many lead packets were dropped.
 async fn black_in_windows(
     source: &Source<'_>,
     windows: &[Window],
-) -> Result<(WindowRuns, usize), TaskError> {
+) -> Result<(WindowRuns, Spared), TaskError> {
     let copies = lead::copies(source, windows).await;
     // Timestamps as in the file (-copyts), so every run says by its time which window it is in.
     let mut args = ffmpeg_args(["-copyts"]);
@@ -170,6 +175,9 @@ async fn black_in_windows(
     for (i, window) in windows.iter().enumerate() {
         args.extend(WINDOW_DECODER.map(Into::into));
         let target = seek_target(source.index, window);
+        if copies.has_headers_only(i) {
+            args.extend(["-ec".into(), "0".into()]);
+        }
         let input = match copies.file(i) {
             Some(copy) => copy.as_os_str().to_owned(),
             None if target > 0.0 => {
@@ -217,7 +225,7 @@ async fn black_in_windows(
         .map(|(a, b)| (a - source.start_time, b - source.start_time))
         .collect::<Vec<_>>();
     let starts: Vec<f64> = windows.iter().map(|w| w.start - 0.002).collect();
-    Ok((attribute(runs, &starts), copies.dropped))
+    Ok((attribute(runs, &starts), (copies.dropped, copies.cut)))
 }
 
 /// Black runs in a log of one or more `blackdetect` filters: each run is one line with its
@@ -308,13 +316,14 @@ pub(super) async fn windows_pass(
             .iter()
             .map(|group| black_in_windows(source, group))
             .collect();
-        let found: Vec<(WindowRuns, usize)> = futures::stream::iter(runs)
+        let found: Vec<(WindowRuns, Spared)> = futures::stream::iter(runs)
             .buffered(RUNS_AT_ONCE)
             .try_collect()
             .await?;
         let index = source.index;
-        for (group, (black, dropped)) in groups.into_iter().zip(found) {
+        for (group, (black, (dropped, cut))) in groups.into_iter().zip(found) {
             work.frames_dropped += dropped;
+            work.frames_cut += cut;
             for (mut window, black) in group.into_iter().zip(black) {
                 let from = index.keyframes.get(window.keyframe).copied().unwrap_or(0.0);
                 work.video_secs += window.end - from;
