@@ -191,9 +191,14 @@ fn bench(runtime: &tokio::runtime::Runtime, path: &Path, gaps: usize, first_only
         first.candidates.len()
     );
     println!(
-        "audio first: {} silent intervals, {} windows, {} video ffmpeg runs, {:.1} s of video decoded, \
-         {} disposable lead pictures dropped",
-        work.silences, work.windows, work.video_runs, work.video_secs, work.frames_dropped
+        "audio first: {} silent intervals, {} windows ({} widened), {} video ffmpeg runs, \
+         {:.1} s of video decoded, {} disposable lead pictures dropped",
+        work.silences,
+        work.windows,
+        work.windows_widened,
+        work.video_runs,
+        work.video_secs,
+        work.frames_dropped
     );
     if let Some(((full, _), full_cpu, _)) = &full {
         println!("audio first / full: {:.3}x CPU", first_cpu / full_cpu);
