@@ -195,10 +195,11 @@ fn bench(runtime: &tokio::runtime::Runtime, path: &Path, gaps: usize, first_only
         first.candidates.len()
     );
     println!(
-        "audio first: {} silent intervals, {} windows, {} video ffmpeg runs, {:.1} s of video decoded, \
-         lead pictures: {} left out, {} cut to their headers",
+        "audio first: {} silent intervals, {} windows ({} widened), {} video ffmpeg runs, \
+         {:.1} s of video decoded, lead pictures: {} left out, {} cut to their headers",
         work.silences,
         work.windows,
+        work.windows_widened,
         work.video_runs,
         work.video_secs,
         work.frames_dropped,

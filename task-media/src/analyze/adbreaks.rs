@@ -19,13 +19,14 @@
 //! default [`AdbreaksMode::AudioFirst`] finds the silence from the audio alone (one `-vn` pass
 //! per track), reads the video's keyframe index (demuxing, no decoding), and decodes the video
 //! only in windows around each silent interval to find the black there (each window is decoded
-//! from the keyframe before its silence and ends a little after it; overlapping windows are
-//! merged, and several windows share one ffmpeg process). Before the analysed part of a window,
-//! the H.264 pictures that no analysed picture depends on are not decoded (MP4/MOV files): those
-//! that nothing refers to are left out, and reference pictures that the slice headers show no
-//! analysed picture reaches keep only those headers.
-//! It gives the candidates of [`AdbreaksMode::Full`], which decodes the whole
-//! video, within a few milliseconds, at a fraction of its cost (BENCHMARKS.md).
+//! from the keyframe before its silence and analysed from two frames before it to two frames
+//! after it, and again with a minimum interval more each side in the rare case that black cut by
+//! those edges might count; overlapping windows are merged, and several windows share one ffmpeg
+//! process). Before the analysed part of a window, the H.264 pictures that no analysed picture
+//! depends on are not decoded (MP4/MOV files): those that nothing refers to are left out, and
+//! reference pictures that the slice headers show no analysed picture reaches keep only those
+//! headers. It gives the candidates of [`AdbreaksMode::Full`], which decodes the whole video,
+//! within a few milliseconds, at a fraction of its cost (BENCHMARKS.md).
 //!
 //! # Truncated or damaged files
 //!
@@ -90,6 +91,9 @@ pub struct AdbreaksWork {
     pub windows: usize,
     /// ffmpeg processes that decoded video.
     pub video_runs: usize,
+    /// Windows decoded again with wide margins (audio first): a black run cut by a narrow
+    /// window's edge might have been long enough to count.
+    pub windows_widened: usize,
     /// Seconds of video decoded (the whole video in full mode).
     pub video_secs: f64,
     /// Pictures that nothing refers to, dropped from the windows' leads unread by the decoder.

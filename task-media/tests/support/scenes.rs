@@ -45,8 +45,8 @@ const BASE: Scene = Scene {
 
 /// Every scene: gaps of 0.5, 1 and 2 s; black only and silent only; a fade; gaps in the first
 /// and last second; two gaps 3 s apart; near-silence above and below the -50 dB threshold; a
-/// second audio track that plays through one gap.
-pub const SCENES: [Scene; 7] = [
+/// second audio track that plays through one gap; black that straddles the edges of silences.
+pub const SCENES: [Scene; 8] = [
     Scene {
         name: "gaps.mp4",
         black: &[(5.0, 5.5), (12.0, 13.0), (20.0, 22.0)],
@@ -93,6 +93,18 @@ pub const SCENES: [Scene; 7] = [
         silent: &[(8.0, 10.0), (18.0, 20.0)],
         second_track: Some(&[(18.0, 20.0)]),
         expected: &[19.0],
+        ..BASE
+    },
+    // Black 0.6 s long from 0.3 s before a silence, and into the end of another, so that less
+    // than the minimum of it lies within two frames of the silence (audio first decodes those
+    // windows again, wider); 0.4 s of black from before a third silence, too short to count.
+    // More than 10 s apart, so each silence has a window of its own.
+    Scene {
+        name: "straddling.mp4",
+        seconds: 40.0,
+        black: &[(3.7, 4.1), (14.7, 15.3), (30.7, 31.3)],
+        silent: &[(4.0, 5.0), (15.0, 16.0), (30.0, 31.0)],
+        expected: &[15.15, 30.85],
         ..BASE
     },
 ];
@@ -174,18 +186,20 @@ pub fn encode_scene(scene: &Scene, out: &std::path::Path) {
     run(&mut command);
 }
 
-/// Makes every scene once per run (cached under target/ across runs) and returns its path.
+/// Makes every scene missing once per run (cached under target/ across runs, each file written
+/// whole or not at all, so a scene added later is made too) and returns its path.
 pub fn scene_path(scene: &Scene) -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
         let dir = workspace_root().join("target/media-fixtures/scenes-v1");
-        let done = dir.join(".complete");
-        if !done.exists() {
-            std::fs::create_dir_all(&dir).unwrap();
-            for scene in &SCENES {
-                encode_scene(scene, &dir.join(scene.name));
+        std::fs::create_dir_all(&dir).unwrap();
+        for scene in &SCENES {
+            let path = dir.join(scene.name);
+            if !path.exists() {
+                let partial = dir.join(format!("partial-{}", scene.name));
+                encode_scene(scene, &partial);
+                std::fs::rename(&partial, &path).unwrap();
             }
-            std::fs::write(&done, b"ok").unwrap();
         }
         dir
     });

@@ -69,6 +69,7 @@ async fn cut_and_left_out_lead_pictures_leave_the_analysed_pictures_unchanged() 
             start: 6.0,
             end: 8.0,
             silences: vec![(6.0, 7.0)],
+            margin: super::super::video::Margin::Narrow,
         };
         let copy = dir.path().join(format!("a{i}.mkv"));
         let file = File::open(&asset).expect("open");

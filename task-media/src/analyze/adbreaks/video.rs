@@ -1,14 +1,16 @@
 //! The video passes: `blackdetect` over the whole video ([`AdbreaksMode::Full`]) or only over
 //! windows around the silent intervals ([`AdbreaksMode::AudioFirst`]).
 //!
-//! A window is decoded from the last keyframe at or before its silence starts, and analysed from
-//! a minimum interval plus two frames before the silence (or from the keyframe, if later) to a
-//! minimum interval plus two frames after it, so a black run that overlaps the silence is seen
-//! for at least the minimum interval whenever it is that long. Windows that overlap are merged.
-//! Inside a window `blackdetect` reports every run (`d=0`) and the minimum is applied here, with
-//! one correction: a short black run that begins at the first frame of a window analysed from
-//! its keyframe may have begun before it, so that window is decoded again from the keyframe
-//! before.
+//! A window is decoded from the last keyframe at or before its silence starts and first analysed
+//! narrowly, from two frames before the silence (or from the keyframe, if later) to two frames
+//! after it: black rarely straddles the edge of a silence, and wider margins on every window
+//! would decode more video after each one and leave fewer pictures before it to drop unread
+//! ([`super::lead`]). Inside a window `blackdetect` reports every run (`d=0`) and the minimum is
+//! applied here. Only an edge can make a run look shorter than it is, so a window where a run cut
+//! by an edge is shorter than the minimum yet reaches into a silence is decoded again with wide
+//! margins ([`Margin::Wide`]). Windows that overlap are merged. Last, a short black run that
+//! begins at the first frame of a window analysed from its keyframe may have begun before it, so
+//! that window is decoded again from the keyframe before.
 //!
 //! The windows are decoded several to an ffmpeg process (an input each, seeked to its keyframe,
 //! with file timestamps so each black run says which window it is in), one thread per decoder.
@@ -58,55 +60,95 @@ pub(super) async fn full_pass(
 pub(super) struct Window {
     /// Index of the keyframe decoding starts at (in [`VideoIndex::keyframes`]).
     pub keyframe: usize,
-    /// Where `blackdetect` starts, seconds: the keyframe, or [`lead`] before the first silence
-    /// when that is later (the frames before it are decoded only as references).
+    /// Where `blackdetect` starts, seconds: the keyframe, or [`Window::margin`] before the first
+    /// silence when that is later (the frames before it are decoded only as references).
     pub start: f64,
-    /// Where it ends, seconds.
+    /// Where it ends, seconds: [`Window::margin`] after the last silence.
     pub end: f64,
     /// The silent intervals it covers.
     pub silences: Vec<(f64, f64)>,
+    /// How far around its silences it is analysed.
+    pub margin: Margin,
+}
+
+/// How far around its silences a window is analysed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Margin {
+    /// Two frames: a run that begins or ends with the silence is seen whole (one cut by an edge
+    /// may widen the window, [`widens`]). Every window is planned so.
+    Narrow,
+    /// A minimum interval and two frames: a black run that reaches into a silence and was cut
+    /// by an edge is then seen for more than the minimum, so it counts however far beyond the
+    /// edge it goes, and that does not move the candidate (clipped to the silence).
+    Wide,
+}
+
+impl Margin {
+    fn secs(self, index: &VideoIndex, min_secs: f64) -> f64 {
+        match self {
+            Margin::Narrow => 2.0 * frame(index),
+            Margin::Wide => min_secs + 2.0 * frame(index),
+        }
+    }
+}
+
+/// A frame's length as the margins count it: at least 20 ms (an index may not know it).
+fn frame(index: &VideoIndex) -> f64 {
+    index.frame.max(0.02)
+}
+
+impl Window {
+    /// The window decoded from `keyframe` and analysed `margin` around `silences` (ascending).
+    fn around(
+        index: &VideoIndex,
+        keyframe: usize,
+        silences: Vec<(f64, f64)>,
+        margin: Margin,
+        min_secs: f64,
+    ) -> Self {
+        let from = index.keyframes.get(keyframe).copied().unwrap_or(0.0);
+        let secs = margin.secs(index, min_secs);
+        let first = silences.first().map_or(from, |s| s.0);
+        let last = silences.iter().map(|s| s.1).fold(first, f64::max);
+        Self {
+            keyframe,
+            start: from.max(first - secs),
+            end: last + secs,
+            silences,
+            margin,
+        }
+    }
 }
 
 /// Windows closer than this are decoded as one: opening another input costs about as much as
 /// decoding this much more video.
 const MERGE_SLACK_SECS: f64 = 0.3;
 
-/// How long before a silence the black is looked at: a minimum interval and two frames. A black
-/// run that reaches into the silence and began before that is then seen for more than the
-/// minimum, so it counts however long before it began, and where it began does not move the
-/// candidate (which starts where the silence does).
-fn lead(index: &VideoIndex, min_secs: f64) -> f64 {
-    min_secs + 2.0 * index.frame.max(0.02)
-}
-
-/// Where `blackdetect` starts in a window decoded from `keyframe` whose first silence starts at
-/// `silence`.
-fn analysis_start(index: &VideoIndex, keyframe: usize, silence: f64, min_secs: f64) -> f64 {
-    let from = index.keyframes.get(keyframe).copied().unwrap_or(0.0);
-    from.max(silence - lead(index, min_secs))
-}
-
-/// The windows to decode for `silences` (ascending), merged where they overlap.
+/// The narrow windows to decode for `silences` (ascending), merged where they overlap. Merging
+/// looks at the narrow extents: it only saves a decoder's start, since a window's candidates
+/// come from its own silences and the runs around them, whatever else it covers, and a window
+/// is widened from its own silences.
 pub(super) fn plan(silences: &[(f64, f64)], index: &VideoIndex, min_secs: f64) -> Vec<Window> {
-    let tail = min_secs + 2.0 * index.frame.max(0.02);
     let mut windows: Vec<Window> = Vec::new();
-    for &(start, end) in silences {
+    for &silence in silences {
         let keyframe = index
             .keyframes
-            .partition_point(|k| *k <= start + 1e-6)
+            .partition_point(|k| *k <= silence.0 + 1e-6)
             .saturating_sub(1);
         let begins = index.keyframes.get(keyframe).copied().unwrap_or(0.0);
         match windows.last_mut() {
             Some(last) if begins <= last.end + MERGE_SLACK_SECS => {
-                last.end = last.end.max(end + tail);
-                last.silences.push((start, end));
+                let mut covered = std::mem::take(&mut last.silences);
+                covered.push(silence);
+                *last = Window::around(index, last.keyframe, covered, Margin::Narrow, min_secs);
             }
-            _ => windows.push(Window {
+            _ => windows.push(Window::around(
+                index,
                 keyframe,
-                start: analysis_start(index, keyframe, start, min_secs),
-                end: end + tail,
-                silences: vec![(start, end)],
-            }),
+                vec![silence],
+                Margin::Narrow,
+                min_secs,
+            )),
         }
     }
     windows
@@ -260,8 +302,8 @@ fn attribute(mut runs: Vec<(f64, f64)>, starts: &[f64]) -> Vec<Vec<(f64, f64)>> 
 
 /// Whether the first black run of a window began at its first frame, is shorter than the
 /// minimum and reaches into a silence: then it may have begun before the window. Only a window
-/// that starts at its keyframe can cut a run that matters (one that starts [`lead`] before the
-/// silence sees such a run for longer than the minimum).
+/// that starts at its keyframe can cut a run this way; an edge later than that is a margin
+/// before the silence, which [`widens`] and [`Margin::Wide`] take care of.
 fn clipped_at_start(
     black: &[(f64, f64)],
     index: &VideoIndex,
@@ -276,6 +318,34 @@ fn clipped_at_start(
                 && b - a < min_secs - 1e-6
                 && window.silences.iter().any(|&(s, _)| b > s)
         })
+}
+
+/// Whether a narrow `window` is decoded again wide: a run of `black` (every run it saw) shorter
+/// than the minimum may have been cut by one of its margins and reaches into a silence, so the
+/// whole run may be long enough to count.
+///
+/// A run that counts as a narrow window saw it gives the full decode's candidate even if an
+/// edge cut it, since the candidate is its overlap with a silence `(s, e)`, `(max(a, s),
+/// min(b, e))`. Cut at the start, it begins at the first analysed frame, before `start + frame`
+/// = `first silence start - frame`, so `max(a, s) = s` as for the whole run. Cut at the end,
+/// `blackdetect` ends it at the last frame's start, at least `end - frame` =
+/// `last silence end + frame`, so `min(b, e) = e` as for the whole run. (A window that starts at
+/// its keyframe is [`clipped_at_start`]'s business.)
+fn widens(black: &[(f64, f64)], index: &VideoIndex, window: &Window, min_secs: f64) -> bool {
+    let frame = frame(index);
+    let from = index.keyframes.get(window.keyframe).copied().unwrap_or(0.0);
+    let first = window.silences.first().map_or(window.start, |s| s.0);
+    let last = window.silences.iter().map(|s| s.1).fold(first, f64::max);
+    // The first frame is within a frame after `start`; a run that lasts to the last frame ends
+    // at its start, within a frame before `end` (a half frame more of slack for rounding).
+    let cut_at_start = |a: f64, b: f64| {
+        window.start > from + 1e-6 && a <= window.start + frame + 0.002 && b > first
+    };
+    let cut_at_end = |a: f64, b: f64| b >= window.end - 1.5 * frame && a < last;
+    window.margin == Margin::Narrow
+        && black
+            .iter()
+            .any(|&(a, b)| b - a < min_secs - 1e-6 && (cut_at_start(a, b) || cut_at_end(a, b)))
 }
 
 /// Groups `windows` (ascending by keyframe) into runs of at most [`WINDOWS_PER_RUN`] whose
@@ -297,8 +367,8 @@ fn batches(windows: Vec<Window>) -> Vec<Vec<Window>> {
     out
 }
 
-/// Decodes `windows` (moving a window's start back a keyframe at a time while a black run may
-/// have been cut by it) and returns, per window, its silences and its black runs at least
+/// Decodes `windows` (widening a narrow window, and moving a window's start back a keyframe at a
+/// time, while a black run that may count may have been cut by an edge) and returns, per window, its silences and its black runs at least
 /// `min_secs` long.
 pub(super) async fn windows_pass(
     source: &Source<'_>,
@@ -324,18 +394,25 @@ pub(super) async fn windows_pass(
         for (group, (black, (dropped, cut))) in groups.into_iter().zip(found) {
             work.frames_dropped += dropped;
             work.frames_cut += cut;
-            for (mut window, black) in group.into_iter().zip(black) {
+            for (window, black) in group.into_iter().zip(black) {
                 let from = index.keyframes.get(window.keyframe).copied().unwrap_or(0.0);
                 work.video_secs += window.end - from;
-                if clipped_at_start(&black, index, &window, min_secs) {
+                let again = if widens(&black, index, &window, min_secs) {
+                    tracing::debug!(from, "black run cut by a narrow window: widening it");
+                    work.windows_widened += 1;
+                    Some((window.keyframe, Margin::Wide))
+                } else if clipped_at_start(&black, index, &window, min_secs) {
                     tracing::debug!(
                         from,
                         "black run at a window's first frame: one keyframe back"
                     );
-                    window.keyframe -= 1;
-                    let silence = window.silences.first().map_or(window.start, |s| s.0);
-                    window.start = analysis_start(index, window.keyframe, silence, min_secs);
-                    pending.push(window);
+                    Some((window.keyframe - 1, window.margin))
+                } else {
+                    None
+                };
+                if let Some((keyframe, margin)) = again {
+                    let silences = window.silences;
+                    pending.push(Window::around(index, keyframe, silences, margin, min_secs));
                     continue;
                 }
                 let black = black
@@ -350,129 +427,4 @@ pub(super) async fn windows_pass(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn index() -> VideoIndex {
-        VideoIndex {
-            keyframes: vec![0.0, 10.0, 20.0, 21.0, 30.0],
-            end: 40.0,
-            frame: 0.04,
-            packets: Vec::new(),
-            keyframe_packets: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn windows_start_at_the_keyframe_before_and_merge_when_they_overlap() {
-        let silences = [
-            (0.0, 0.8),
-            (12.0, 13.0),
-            (14.0, 15.0),
-            (21.5, 22.0),
-            (39.0, 40.0),
-        ];
-        let windows = plan(&silences, &index(), 0.5);
-        let ms = |t: f64| (t * 1000.0).round() / 1000.0;
-        let got: Vec<(usize, f64, f64, usize)> = windows
-            .iter()
-            .map(|w| (w.keyframe, ms(w.start), ms(w.end), w.silences.len()))
-            .collect();
-        // 12-13 and 14-15 start from the same keyframe; 21.5 starts at the keyframe at 21 s
-        // (later than 0.58 s before the silence), the others 0.58 s before their silence.
-        assert_eq!(
-            got,
-            vec![
-                (0, 0.0, 1.38, 1),
-                (1, 11.42, 15.58, 2),
-                (3, 21.0, 22.58, 1),
-                (4, 38.42, 40.58, 1)
-            ]
-        );
-    }
-
-    #[test]
-    fn a_short_run_at_the_first_frame_may_have_begun_earlier() {
-        let window = Window {
-            keyframe: 3,
-            start: 21.0,
-            end: 22.58,
-            silences: vec![(21.0, 22.0)],
-        };
-        assert!(clipped_at_start(&[(21.0, 21.3)], &index(), &window, 0.5));
-        assert!(!clipped_at_start(&[(21.0, 21.6)], &index(), &window, 0.5));
-        assert!(!clipped_at_start(&[(21.1, 21.3)], &index(), &window, 0.5));
-        // Analysed from before the keyframe: a run cut there is longer than the minimum anyway.
-        let earlier = Window {
-            keyframe: 2,
-            start: 20.42,
-            ..window
-        };
-        assert!(!clipped_at_start(&[(20.42, 20.6)], &index(), &earlier, 0.5));
-    }
-
-    /// What ffmpeg 5.1 printed for three windows decoded by one process (runs of different
-    /// filters interleaved, in file time), with other lines and odd ones around them.
-    const MULTI: &str = "Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'a.mp4':\n\
-        [h264 @ 0x5603] co located POCs unavailable\n\
-        [blackdetect @ 0x55bad72bfdc0] black_start:105.021 black_end:106.061 black_duration:1.04\n\
-        [blackdetect @ 0x55bad72bf380] black_start:45.021 black_end:45.661 black_duration:0.64\n\
-        [blackdetect @ 0x55bad72bf380] black_start:46 black_end:\n\
-        [blackdetect @ 0x55bad72bf380] black_start:nan black_end:47 black_duration:nan\n\
-        [blackdetect @ 0x55bad72bfdc0] black_start:107.5 black_end:108.021 black_duration:0.52\n\
-        black_end:1.0 black_start:\n\
-        [blackdetect @ 0x55bad72c1840] black_start:165.021 black_end:167.061 black_duration:2.04\n\
-        frame= 250 fps=0.0 q=-0.0 Lsize=N/A time=00:00:10.00 bitrate=N/A speed=  20x\n";
-
-    #[test]
-    fn runs_of_many_windows_are_read_from_one_log_and_sorted_by_time() {
-        let runs = black_runs(MULTI);
-        assert_eq!(
-            runs,
-            vec![
-                (105.021, 106.061),
-                (45.021, 45.661),
-                (107.5, 108.021),
-                (165.021, 167.061)
-            ]
-        );
-        let windows = attribute(runs, &[44.4, 104.4, 164.4]);
-        assert_eq!(
-            windows,
-            vec![
-                vec![(45.021, 45.661)],
-                vec![(105.021, 106.061), (107.5, 108.021)],
-                vec![(165.021, 167.061)]
-            ]
-        );
-        // A run before every window belongs to none; an empty log gives empty windows.
-        assert_eq!(attribute(vec![(1.0, 2.0)], &[5.0]), vec![vec![]]);
-        assert_eq!(attribute(black_runs(""), &[5.0, 9.0]), vec![vec![], vec![]]);
-        assert!(black_runs("black_start:\nblack_start:1e400 black_end:2\n").is_empty());
-    }
-
-    #[test]
-    fn batches_hold_windows_that_do_not_overlap() {
-        let window = |start: f64, end: f64| Window {
-            keyframe: 0,
-            start,
-            end,
-            silences: vec![],
-        };
-        let sizes: Vec<usize> = batches(
-            (0..20)
-                .map(|i| window(f64::from(i) * 10.0, f64::from(i) * 10.0 + 5.0))
-                .collect(),
-        )
-        .iter()
-        .map(Vec::len)
-        .collect();
-        assert_eq!(
-            sizes,
-            vec![WINDOWS_PER_RUN, WINDOWS_PER_RUN, 20 - 2 * WINDOWS_PER_RUN]
-        );
-        let overlapping = batches(vec![window(0.0, 5.0), window(3.0, 8.0), window(9.0, 12.0)]);
-        assert_eq!(overlapping.len(), 2, "{overlapping:?}");
-        assert_eq!(overlapping[0].len(), 2);
-    }
-}
+mod tests;
