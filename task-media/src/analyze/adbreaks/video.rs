@@ -368,8 +368,8 @@ fn batches(windows: Vec<Window>) -> Vec<Vec<Window>> {
 }
 
 /// Decodes `windows` (widening a narrow window, and moving a window's start back a keyframe at a
-/// time, while a black run that may count may have been cut by an edge) and returns, per window, its silences and its black runs at least
-/// `min_secs` long.
+/// time, while a black run that may count may have been cut by an edge) and returns, per
+/// window, its silences and its black runs at least `min_secs` long.
 pub(super) async fn windows_pass(
     source: &Source<'_>,
     windows: Vec<Window>,
