@@ -25,7 +25,7 @@ use task_media::analyze::adbreaks::{AdbreaksAnalyzer, AdbreaksData, AdbreaksMode
 
 #[path = "support/cost.rs"]
 mod cost;
-use cost::{bare_decode, duration, measure_with_self};
+use cost::{bare_decode, duration, measure_with_self, process_cpu};
 
 /// The stretches drawn into the asset: (black+silent gaps, silent only, black only).
 type Spans = Vec<(f64, f64)>;
@@ -166,8 +166,10 @@ fn bench(runtime: &tokio::runtime::Runtime, path: &Path, gaps: usize, first_only
     );
     let bare = (!first_only).then(|| measure_with_self(|| bare_decode(path)));
     let full = (!first_only).then(|| measure_with_self(|| analyse(AdbreaksMode::Full)));
+    let own = process_cpu();
     let ((first, work), first_cpu, first_wall) =
         measure_with_self(|| analyse(AdbreaksMode::AudioFirst));
+    let own = process_cpu() - own;
     let bare_cpu = bare.as_ref().map(|b| b.1);
     let ratio = |cpu: f64| bare_cpu.map_or("-".into(), |b| format!("{:.3}x", cpu / b));
     println!(
@@ -194,6 +196,7 @@ fn bench(runtime: &tokio::runtime::Runtime, path: &Path, gaps: usize, first_only
         ratio(first_cpu),
         first.candidates.len()
     );
+    println!("audio first: {own:.2} s of its CPU in this process (the lead copies)");
     println!(
         "audio first: {} silent intervals, {} windows ({} widened), {} video ffmpeg runs, \
          {:.1} s of video decoded, lead pictures: {} left out, {} cut to their headers",

@@ -14,7 +14,12 @@ pub fn children_cpu() -> f64 {
 
 /// CPU seconds (user + sys) of this process (all its threads) and its reaped children so far.
 pub fn process_and_children_cpu() -> f64 {
-    stat_cpu("/proc/self/stat", 14) + children_cpu()
+    process_cpu() + children_cpu()
+}
+
+/// CPU seconds (user + sys) of this process (all its threads) so far.
+pub fn process_cpu() -> f64 {
+    stat_cpu("/proc/self/stat", 14)
 }
 
 /// CPU seconds (user + sys) of the calling thread so far.
