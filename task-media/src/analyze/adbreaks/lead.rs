@@ -108,14 +108,17 @@ fn disposable(unit: &[u8]) -> bool {
     slices > 0
 }
 
-/// The packets of `window`'s copy, in decode order: from its keyframe to [`COPY_SLACK_SECS`]
-/// past its end.
-fn window_packets<'a>(index: &'a VideoIndex, start_time: f64, window: &Window) -> &'a [Packet] {
+/// The packets of the copy of `windows` (from one keyframe, ascending), in decode order: from
+/// their keyframe to [`COPY_SLACK_SECS`] past the last one's end.
+fn window_packets<'a>(index: &'a VideoIndex, start_time: f64, windows: &[Window]) -> &'a [Packet] {
+    let (Some(window), Some(end)) = (windows.first(), windows.last().map(|w| w.end)) else {
+        return &[];
+    };
     let Some(&first) = index.keyframe_packets.get(window.keyframe) else {
         return &[];
     };
     let rest = index.packets.get(first..).unwrap_or_default();
-    let last = window.end + start_time + COPY_SLACK_SECS;
+    let last = end + start_time + COPY_SLACK_SECS;
     let count = rest.iter().position(|p| p.pts > last).unwrap_or(rest.len());
     &rest[..count]
 }
@@ -199,16 +202,17 @@ struct Copied {
     cut: usize,
 }
 
-/// Writes window `window`'s copy to `to`, or returns `Ok(None)` when it would spare nothing.
+/// Writes the copy of `windows` (from one keyframe, ascending) to `to`, or returns `Ok(None)`
+/// when it would spare nothing.
 fn copy_window(
     file: &File,
     avcc: Option<&[u8]>,
     index: &VideoIndex,
     start_time: f64,
-    window: &Window,
+    windows: &[Window],
     to: &Path,
 ) -> std::io::Result<Option<Copied>> {
-    let packets = window_packets(index, start_time, window);
+    let packets = window_packets(index, start_time, windows);
     if packets.is_empty() || packets.iter().any(|p| p.pos.is_none() || p.pts < 0.0) {
         return Ok(None);
     }
@@ -220,9 +224,27 @@ fn copy_window(
             Ok(unit)
         })
         .collect::<std::io::Result<Vec<_>>>()?;
-    // Pictures shown from half a frame before the analysis starts must decode right.
-    let before = window.start + start_time - index.frame.max(0.02) / 2.0;
-    let wanted = |i: usize| i == 0 || packets.get(i).is_some_and(|p| p.pts >= before);
+    // Pictures shown from half a frame before a window's analysis starts to half a frame after
+    // it ends, and all after the last one starts, must decode right.
+    let half = index.frame.max(0.02) / 2.0;
+    let ranges: Vec<(f64, f64)> = windows
+        .iter()
+        .enumerate()
+        .map(|(k, w)| {
+            let end = if k + 1 == windows.len() {
+                f64::INFINITY
+            } else {
+                w.end + start_time + half
+            };
+            (w.start + start_time - half, end)
+        })
+        .collect();
+    let wanted = |i: usize| {
+        i == 0
+            || packets
+                .get(i)
+                .is_some_and(|p| ranges.iter().any(|(a, b)| (*a..=*b).contains(&p.pts)))
+    };
     let mut parser = avcc.and_then(|a| Parser::from_avcc(a).ok());
     let (fates, refusal) = fates(parser.as_mut(), &units, wanted);
     if let Some(refusal) = refusal {
@@ -270,30 +292,31 @@ fn copy_window(
     Ok(Some(copied))
 }
 
-/// Copies the windows of `windows` whose lead has work to spare, without it. Falls back to no
-/// copies (the windows are then decoded from the asset) when nothing qualifies or a copy fails.
-pub(super) async fn copies(source: &Source<'_>, windows: &[Window]) -> Copies {
-    if !source.drop_leads || windows.is_empty() {
-        return Copies::none(windows.len());
+/// Copies each group of `groups` (windows decoded from one keyframe) that has work to spare,
+/// without it. Falls back to no copies (the windows are then decoded from the asset) when
+/// nothing qualifies or a copy fails.
+pub(super) async fn copies(source: &Source<'_>, groups: &[&[Window]]) -> Copies {
+    if !source.drop_leads || groups.is_empty() {
+        return Copies::none(groups.len());
     }
     let Ok(dir) = tempfile::Builder::new().prefix("adbreaks-").tempdir() else {
-        return Copies::none(windows.len());
+        return Copies::none(groups.len());
     };
     let path = source.path.to_owned();
     let avcc = source.avcc.map(<[u8]>::to_vec);
     let index = source.index.clone();
     let start_time = source.start_time;
-    let count = windows.len();
-    let windows = windows.to_vec();
+    let count = groups.len();
+    let groups: Vec<Vec<Window>> = groups.iter().map(|g| g.to_vec()).collect();
     let base = dir.path().to_owned();
     let made = tokio::task::spawn_blocking(move || {
         let file = File::open(&path)?;
-        windows
+        groups
             .iter()
             .enumerate()
-            .map(|(i, window)| {
+            .map(|(i, group)| {
                 let to = base.join(format!("w{i}.mkv"));
-                let copied = copy_window(&file, avcc.as_deref(), &index, start_time, window, &to)?;
+                let copied = copy_window(&file, avcc.as_deref(), &index, start_time, group, &to)?;
                 Ok(copied.map(|c| (to, c)))
             })
             .collect::<std::io::Result<Vec<_>>>()

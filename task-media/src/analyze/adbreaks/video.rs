@@ -120,14 +120,16 @@ impl Window {
     }
 }
 
-/// Windows closer than this are decoded as one: opening another input costs about as much as
-/// decoding this much more video.
+/// Windows whose analysed parts are closer than this are analysed as one: opening another
+/// chain costs about as much as decoding this much more video.
 const MERGE_SLACK_SECS: f64 = 0.3;
 
-/// The narrow windows to decode for `silences` (ascending), merged where they overlap. Merging
-/// looks at the narrow extents: it only saves a decoder's start, since a window's candidates
-/// come from its own silences and the runs around them, whatever else it covers, and a window
-/// is widened from its own silences.
+/// The narrow windows to decode for `silences` (ascending), merged where their analysed parts
+/// overlap. Windows that start from the same keyframe but are further apart stay apart: they
+/// share one decode ([`black_in_windows`]), and what lies between them is decoded only as a
+/// reference ([`super::lead`]), not analysed. A window's candidates come from its own silences
+/// and the runs around them, whatever else it covers, and a window is widened from its own
+/// silences.
 pub(super) fn plan(silences: &[(f64, f64)], index: &VideoIndex, min_secs: f64) -> Vec<Window> {
     let mut windows: Vec<Window> = Vec::new();
     for &silence in silences {
@@ -135,20 +137,14 @@ pub(super) fn plan(silences: &[(f64, f64)], index: &VideoIndex, min_secs: f64) -
             .keyframes
             .partition_point(|k| *k <= silence.0 + 1e-6)
             .saturating_sub(1);
-        let begins = index.keyframes.get(keyframe).copied().unwrap_or(0.0);
+        let window = Window::around(index, keyframe, vec![silence], Margin::Narrow, min_secs);
         match windows.last_mut() {
-            Some(last) if begins <= last.end + MERGE_SLACK_SECS => {
+            Some(last) if window.start <= last.end + MERGE_SLACK_SECS => {
                 let mut covered = std::mem::take(&mut last.silences);
                 covered.push(silence);
                 *last = Window::around(index, last.keyframe, covered, Margin::Narrow, min_secs);
             }
-            _ => windows.push(Window::around(
-                index,
-                keyframe,
-                vec![silence],
-                Margin::Narrow,
-                min_secs,
-            )),
+            _ => windows.push(window),
         }
     }
     windows
@@ -201,22 +197,53 @@ pub(super) fn seek_target(index: &VideoIndex, window: &Window) -> f64 {
 /// Black runs per window of a batch.
 type WindowRuns = Vec<Vec<(f64, f64)>>;
 
-/// Lead pictures left out and cut to their headers.
-type Spared = (usize, usize);
+/// What a batch's decode spared and covered.
+#[derive(Debug, Default)]
+struct Decoded {
+    /// Lead pictures left out.
+    dropped: usize,
+    /// Lead pictures cut to their headers.
+    cut: usize,
+    /// Seconds of video decoded, from each keyframe to its last window's end.
+    secs: f64,
+}
+
+/// The windows of `windows` (ascending) that start from the same keyframe, in runs.
+fn by_keyframe(windows: &[Window]) -> Vec<&[Window]> {
+    windows.chunk_by(|a, b| a.keyframe == b.keyframe).collect()
+}
 
 /// Black runs (of any length) inside each of `windows` (ascending, disjoint), on the file's
-/// time line, decoded by one ffmpeg process, and how many lead packets were dropped.
+/// time line, decoded by one ffmpeg process: an input per keyframe, split into a chain per
+/// window.
 async fn black_in_windows(
     source: &Source<'_>,
     windows: &[Window],
-) -> Result<(WindowRuns, Spared), TaskError> {
-    let copies = lead::copies(source, windows).await;
+) -> Result<(WindowRuns, Decoded), TaskError> {
+    let groups = by_keyframe(windows);
+    let copies = lead::copies(source, &groups).await;
+    let mut decoded = Decoded {
+        dropped: copies.dropped,
+        cut: copies.cut,
+        secs: 0.0,
+    };
     // Timestamps as in the file (-copyts), so every run says by its time which window it is in.
     let mut args = ffmpeg_args(["-copyts"]);
-    let mut chains = Vec::with_capacity(windows.len());
-    for (i, window) in windows.iter().enumerate() {
+    let mut chains = Vec::with_capacity(windows.len() + groups.len());
+    let mut w = 0;
+    for (i, group) in groups.iter().enumerate() {
+        let (Some(first), Some(last)) = (group.first(), group.last()) else {
+            continue;
+        };
         args.extend(WINDOW_DECODER.map(Into::into));
-        let target = seek_target(source.index, window);
+        let target = seek_target(source.index, first);
+        decoded.secs += last.end
+            - source
+                .index
+                .keyframes
+                .get(first.keyframe)
+                .copied()
+                .unwrap_or(0.0);
         if copies.has_headers_only(i) {
             args.extend(["-ec".into(), "0".into()]);
         }
@@ -234,19 +261,24 @@ async fn black_in_windows(
         };
         args.extend(["-an", "-sn", "-dn", "-i"].map(Into::into));
         args.push(input);
-        // `trim` counts in the file's time (start time included, which may be negative); a
-        // millisecond of slack keeps a first frame exactly at the start.
-        chains.push(format!(
-            "[{i}:V:0]trim=start={:.6}:end={:.6},blackdetect=d=0:{BLACK}[w{i}]",
-            window.start + source.start_time - 0.001,
-            window.end + source.start_time,
-        ));
+        let labels: Vec<String> = (0..group.len()).map(|k| format!("[d{i}_{k}]")).collect();
+        chains.push(format!("[{i}:V:0]split={}{}", group.len(), labels.concat()));
+        for (label, window) in labels.iter().zip(group.iter()) {
+            // `trim` counts in the file's time (start time included, which may be negative); a
+            // millisecond of slack keeps a first frame exactly at the start.
+            chains.push(format!(
+                "{label}trim=start={:.6}:end={:.6},blackdetect=d=0:{BLACK}[w{w}]",
+                window.start + source.start_time - 0.001,
+                window.end + source.start_time,
+            ));
+            w += 1;
+        }
     }
     args.extend(["-filter_complex".into(), chains.join(";").into()]);
-    for i in 0..windows.len() {
+    for w in 0..w {
         args.extend([
             "-map".into(),
-            format!("[w{i}]").into(),
+            format!("[w{w}]").into(),
             "-f".into(),
             "null".into(),
             "-".into(),
@@ -267,7 +299,7 @@ async fn black_in_windows(
         .map(|(a, b)| (a - source.start_time, b - source.start_time))
         .collect::<Vec<_>>();
     let starts: Vec<f64> = windows.iter().map(|w| w.start - 0.002).collect();
-    Ok((attribute(runs, &starts), (copies.dropped, copies.cut)))
+    Ok((attribute(runs, &starts), decoded))
 }
 
 /// Black runs in a log of one or more `blackdetect` filters: each run is one line with its
@@ -349,7 +381,8 @@ fn widens(black: &[(f64, f64)], index: &VideoIndex, window: &Window, min_secs: f
 }
 
 /// Groups `windows` (ascending by keyframe) into runs of at most [`WINDOWS_PER_RUN`] whose
-/// windows do not overlap (a window moved back a keyframe may reach into the one before).
+/// windows do not overlap (a window moved back a keyframe may reach into the one before),
+/// keeping windows from the same keyframe together.
 fn batches(windows: Vec<Window>) -> Vec<Vec<Window>> {
     let mut out: Vec<Vec<Window>> = Vec::new();
     for window in windows {
@@ -359,8 +392,12 @@ fn batches(windows: Vec<Window>) -> Vec<Vec<Window>> {
                     .last()
                     .is_none_or(|last| last.end + 0.01 < window.start)
         };
-        match out.iter_mut().find(|b| fits(b)) {
-            Some(batch) => batch.push(window),
+        // Beside a window from the same keyframe when it fits: they then share a decode.
+        let sibling = out.iter().position(|batch| {
+            batch.last().is_some_and(|l| l.keyframe == window.keyframe) && fits(batch)
+        });
+        match sibling.or_else(|| out.iter().position(fits)) {
+            Some(batch) => out[batch].push(window),
             None => out.push(vec![window]),
         }
     }
@@ -386,17 +423,17 @@ pub(super) async fn windows_pass(
             .iter()
             .map(|group| black_in_windows(source, group))
             .collect();
-        let found: Vec<(WindowRuns, Spared)> = futures::stream::iter(runs)
+        let found: Vec<(WindowRuns, Decoded)> = futures::stream::iter(runs)
             .buffered(RUNS_AT_ONCE)
             .try_collect()
             .await?;
         let index = source.index;
-        for (group, (black, (dropped, cut))) in groups.into_iter().zip(found) {
-            work.frames_dropped += dropped;
-            work.frames_cut += cut;
+        for (group, (black, decoded)) in groups.into_iter().zip(found) {
+            work.frames_dropped += decoded.dropped;
+            work.frames_cut += decoded.cut;
+            work.video_secs += decoded.secs;
             for (window, black) in group.into_iter().zip(black) {
                 let from = index.keyframes.get(window.keyframe).copied().unwrap_or(0.0);
-                work.video_secs += window.end - from;
                 let again = if widens(&black, index, &window, min_secs) {
                     tracing::debug!(from, "black run cut by a narrow window: widening it");
                     work.windows_widened += 1;

@@ -28,19 +28,26 @@ fn windows_start_at_the_keyframe_before_and_merge_when_they_overlap() {
         .map(|w| (w.keyframe, ms(w.start), ms(w.end), w.silences.len()))
         .collect();
     // Two frames (0.08 s) around the silences. 12-13 and 14-15 start from the same keyframe, as
-    // do 21.05-22 and 29.3-29.6; 21.05 starts at the keyframe at 21 s (later than 0.08 s before
-    // the silence). 30.1-30.8 starts from the next keyframe, at 30 s, more than the slack after
-    // the narrow end at 29.68 s (it would have been merged by the wide end, at 30.18 s).
+    // do 21.05-22 and 29.3-29.6, but are analysed apart (they share a decode); 21.05 starts at
+    // the keyframe at 21 s (later than 0.08 s before the silence). 30.1-30.8 starts from the
+    // next keyframe, at 30 s, and is analysed apart from 29.3-29.6, more than the slack after
+    // its narrow end at 29.68 s (the wide ends would have met).
     assert_eq!(
         got,
         vec![
             (0, 0.0, 0.88, 1),
-            (1, 11.92, 15.08, 2),
-            (3, 21.0, 29.68, 2),
+            (1, 11.92, 13.08, 1),
+            (1, 13.92, 15.08, 1),
+            (3, 21.0, 22.08, 1),
+            (3, 29.22, 29.68, 1),
             (4, 30.02, 30.88, 1),
             (5, 38.92, 40.08, 1)
         ]
     );
+    // Silences whose analysed parts come within the slack are analysed as one.
+    let close = plan(&[(12.0, 13.0), (13.3, 14.0)], &index(), 0.5);
+    assert_eq!(close.len(), 1);
+    assert_eq!((ms(close[0].start), ms(close[0].end)), (11.92, 14.08));
     assert!(windows.iter().all(|w| w.margin == Margin::Narrow));
     // Widened: 0.58 s around the silences, from the same keyframe.
     let wide = Window::around(&index(), 1, vec![(12.0, 13.0)], Margin::Wide, 0.5);
