@@ -1,9 +1,11 @@
 //! What the adbreaks analysis costs against a bare decode: CPU time (user + sys) of this
 //! process (which reads packets and writes the lead copies) and its ffmpeg and ffprobe
-//! children, from /proc/self/stat, in one run. Needs
-//! ffmpeg (scripts/install-test-deps.sh). Prints its figures; not run by CI or `cargo test`.
+//! children, from /proc/self/stat, in one run: audio first, a bare decode, audio first, the
+//! full analysis, audio first (the median of the three is compared). Needs ffmpeg
+//! (scripts/install-test-deps.sh). Prints its figures; not run by CI or `cargo test`.
 //!
-//! `cargo bench --bench adbreaks_cost [-- [first-only]]`: two assets, both 1920x1080 25 fps
+//! `cargo bench --bench adbreaks_cost [-- [first-only]]` (the bench profile: the copies are
+//! written by this process): two assets, both 1920x1080 25 fps
 //! H.264 (libx264 veryfast, x264's keyframe every 250 frames and at scene cuts) + 48 kHz stereo
 //! AAC, testsrc2 and a 440 Hz tone:
 //! - a 300 s segment with a black and silent gap every minute (0.6, 1 and 2 s in turn), and every
@@ -11,8 +13,8 @@
 //! - a 30-minute asset made of six copies of that segment (concat demuxer, `-c copy`; encoding
 //!   30 minutes of 1080p takes about 26 minutes here), so 42 silent intervals.
 //!
-//! Both are made once and cached under target/bench-media/. `first-only` skips the bare decode
-//! and the full analysis (for quick iterations; the figures need all three). `keyint=N` makes
+//! Both are made once and cached under target/bench-media/. `first-only` runs audio first once
+//! and nothing else (for quick iterations; the figures need all the runs). `keyint=N` makes
 //! (and caches) the assets with a keyframe at most every N frames instead of x264's 250 (e.g.
 //! 50: the 2 s GOPs of streaming encodes), since audio first decodes each window from the
 //! keyframe before its silence.
@@ -145,7 +147,8 @@ fn repeated(segment: &Path, copies: u32) -> PathBuf {
     path
 }
 
-/// One asset's runs: bare decode, full analysis (unless `first_only`), audio first.
+/// One asset's runs: audio first, then (unless `first_only`) a bare decode, audio first, the
+/// full analysis and audio first again.
 fn bench(runtime: &tokio::runtime::Runtime, path: &Path, gaps: usize, first_only: bool) {
     let length = duration(path);
     let analyse = |mode: AdbreaksMode| -> (AdbreaksData, AdbreaksWork) {
@@ -164,12 +167,24 @@ fn bench(runtime: &tokio::runtime::Runtime, path: &Path, gaps: usize, first_only
         length,
         size as f64 * 8.0 / length / 1e6,
     );
-    let bare = (!first_only).then(|| measure_with_self(|| bare_decode(path)));
-    let full = (!first_only).then(|| measure_with_self(|| analyse(AdbreaksMode::Full)));
+    // Audio first three times, before, between and after the two whole decodes: on a shared
+    // machine the same work costs more or less CPU from one minute to the next, and the median
+    // of three places is fairer to both sides than one run placed first or last.
     let own = process_cpu();
-    let ((first, work), first_cpu, first_wall) =
-        measure_with_self(|| analyse(AdbreaksMode::AudioFirst));
+    let mut firsts = vec![measure_with_self(|| analyse(AdbreaksMode::AudioFirst))];
     let own = process_cpu() - own;
+    let bare = (!first_only).then(|| measure_with_self(|| bare_decode(path)));
+    if !first_only {
+        firsts.push(measure_with_self(|| analyse(AdbreaksMode::AudioFirst)));
+    }
+    let full = (!first_only).then(|| measure_with_self(|| analyse(AdbreaksMode::Full)));
+    if !first_only {
+        firsts.push(measure_with_self(|| analyse(AdbreaksMode::AudioFirst)));
+    }
+    let mut cpus: Vec<f64> = firsts.iter().map(|f| f.1).collect();
+    cpus.sort_by(f64::total_cmp);
+    let first_cpu = cpus[cpus.len() / 2];
+    let ((first, work), _, first_wall) = firsts.swap_remove(0);
     let bare_cpu = bare.as_ref().map(|b| b.1);
     let ratio = |cpu: f64| bare_cpu.map_or("-".into(), |b| format!("{:.3}x", cpu / b));
     println!(
@@ -190,8 +205,11 @@ fn bench(runtime: &tokio::runtime::Runtime, path: &Path, gaps: usize, first_only
             data.candidates.len()
         );
     }
+    let each: Vec<String> = cpus.iter().map(|c| format!("{c:.2} s")).collect();
     println!(
-        "| adbreaks, audio first | {first_cpu:.2} s | {:.1} s | **{}** | {} |",
+        "| adbreaks, audio first (median of {}: {}) | {first_cpu:.2} s | {:.1} s | **{}** | {} |",
+        cpus.len(),
+        each.join(", "),
         first_wall.as_secs_f64(),
         ratio(first_cpu),
         first.candidates.len()

@@ -6,7 +6,8 @@ layout, including the QuickTime version-1 and version-2 sound descriptions), and
 that froze the mp4 crate (a moov child of size 0, a zeroed moov body).
 corpus/asset_url/: URLs that are valid, and ones that broke a rule.
 corpus/h264_leads/: the avcC and first access units of small x264 streams (B-frames used as
-references, several references, no B-frames), in the target's length-prefixed form.
+references, several references, no B-frames), in the target's length-prefixed form; plus
+(committed, not written here) the input that made h264-reader's own avcC reader panic.
 """
 import os
 import struct

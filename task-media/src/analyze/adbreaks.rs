@@ -109,8 +109,8 @@ pub struct AdbreaksWork {
 pub enum AdbreaksMode {
     /// Silence from the audio alone, then the video only in windows around each silent
     /// interval. The default: its cost grows with the number of silent intervals and the
-    /// keyframe interval, 0.075x a bare decode's CPU with 1.4 silences a minute and a keyframe
-    /// every 2 s, 0.123x with one every 10 s (1080p, 30 minutes, BENCHMARKS.md).
+    /// keyframe interval, 0.048x a bare decode's CPU with 1.4 silences a minute and a keyframe
+    /// every 2 s, 0.084x with one every 10 s (1080p, 30 minutes, BENCHMARKS.md).
     #[default]
     AudioFirst,
     /// The whole video through `blackdetect`: the reference, at the cost of a full decode.

@@ -7,7 +7,6 @@
 //! gives an error, and the caller keeps the picture whole.
 
 use h264_reader::Context;
-use h264_reader::avcc::AvcDecoderConfigurationRecord;
 use h264_reader::nal::pps::PicParameterSet;
 use h264_reader::nal::slice::{
     DecRefPicMarking, FieldPic, MemoryManagementControlOperation as Mmco, ModificationOfPicNums,
@@ -26,6 +25,50 @@ pub(crate) struct Parser {
     context: Context,
     length_size: usize,
     sequence: Option<Sequence>,
+}
+
+/// The parts of an `avcC` box body (ISO/IEC 14496-15 5.3.3.1) the parser needs. Read here
+/// rather than by h264-reader's reader, which panics on an empty parameter set.
+struct AvcConfiguration<'a> {
+    length_size: usize,
+    sequence: Vec<&'a [u8]>,
+    picture: Vec<&'a [u8]>,
+}
+
+impl<'a> AvcConfiguration<'a> {
+    fn read(avcc: &'a [u8]) -> Result<Self, Refusal> {
+        const BAD: Refusal = "an unreadable avcC";
+        let (&[version, _, _, _, lengths, sequences], mut rest) =
+            avcc.split_first_chunk::<6>().ok_or(BAD)?;
+        if version != 1 || lengths & 0x03 == 2 {
+            return Err(BAD);
+        }
+        let sequence = parameter_sets(&mut rest, sequences & 0x1f)?;
+        let (&pictures, tail) = rest.split_first().ok_or(BAD)?;
+        rest = tail;
+        let picture = parameter_sets(&mut rest, pictures)?;
+        Ok(Self {
+            length_size: usize::from(lengths & 0x03) + 1,
+            sequence,
+            picture,
+        })
+    }
+}
+
+/// `count` parameter sets, each behind a 2-byte length, from the front of `rest`.
+fn parameter_sets<'a>(rest: &mut &'a [u8], count: u8) -> Result<Vec<&'a [u8]>, Refusal> {
+    (0..count)
+        .map(|_| {
+            let (length, tail) = rest.split_first_chunk::<2>().ok_or("an unreadable avcC")?;
+            let length = usize::from(u16::from_be_bytes(*length));
+            let set = tail
+                .get(..length)
+                .filter(|s| !s.is_empty())
+                .ok_or("an empty or cut parameter set in avcC")?;
+            *rest = &tail[length..];
+            Ok(set)
+        })
+        .collect()
 }
 
 /// The NAL units of an access unit: (offset of the unit's first byte after its length, length).
@@ -62,14 +105,21 @@ fn slice_header<'a>(
 impl Parser {
     /// A parser for the stream whose `avcC` box body is `avcc`.
     pub fn from_avcc(avcc: &[u8]) -> Result<Self, Refusal> {
-        let record =
-            AvcDecoderConfigurationRecord::try_from(avcc).map_err(|_| "an unreadable avcC")?;
-        let context = record
-            .create_context()
-            .map_err(|_| "an unreadable parameter set in avcC")?;
+        let record = AvcConfiguration::read(avcc)?;
+        let mut context = Context::new();
+        for sps in record.sequence {
+            let sps = SeqParameterSet::from_bits(RefNal::new(sps, &[], true).rbsp_bits())
+                .map_err(|_| "an unreadable sequence parameter set in avcC")?;
+            context.put_seq_param_set(sps);
+        }
+        for pps in record.picture {
+            let pps = PicParameterSet::from_bits(&context, RefNal::new(pps, &[], true).rbsp_bits())
+                .map_err(|_| "an unreadable picture parameter set in avcC")?;
+            context.put_pic_param_set(pps);
+        }
         Ok(Self {
             context,
-            length_size: usize::from(record.length_size_minus_one()) + 1,
+            length_size: record.length_size,
             sequence: None,
         })
     }
@@ -323,5 +373,9 @@ mod tests {
     fn garbage_is_refused_not_a_panic() {
         assert!(Parser::from_avcc(&[]).is_err());
         assert!(Parser::from_avcc(&[1, 0x64, 0, 0x28, 0xff, 0xe1, 0, 0x40]).is_err());
+        // An empty parameter set (what made h264-reader's own avcC reader panic, found by the
+        // h264_leads fuzz target).
+        assert!(Parser::from_avcc(&[1, 0x64, 0, 0x28, 0xff, 0xe1, 0, 0, 0]).is_err());
+        assert!(Parser::from_avcc(&[1, 0x64, 0, 0x28, 0xff, 0xe0, 1, 0, 0]).is_err());
     }
 }
