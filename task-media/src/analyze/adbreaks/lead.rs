@@ -202,17 +202,17 @@ struct Copied {
     cut: usize,
 }
 
-/// Writes the copy of `windows` (from one keyframe, ascending) to `to`, or returns `Ok(None)`
-/// when it would spare nothing.
+/// Writes the copy of `windows` (from one keyframe, ascending), whose packets are `packets`
+/// ([`window_packets`]) in a video of `frame`-second frames, to `to`, or returns `Ok(None)` when
+/// it would spare nothing.
 fn copy_window(
     file: &File,
     avcc: Option<&[u8]>,
-    index: &VideoIndex,
+    (packets, frame): (&[Packet], f64),
     start_time: f64,
     windows: &[Window],
     to: &Path,
 ) -> std::io::Result<Option<Copied>> {
-    let packets = window_packets(index, start_time, windows);
     if packets.is_empty() || packets.iter().any(|p| p.pos.is_none() || p.pts < 0.0) {
         return Ok(None);
     }
@@ -226,7 +226,7 @@ fn copy_window(
         .collect::<std::io::Result<Vec<_>>>()?;
     // Pictures shown from half a frame before a window's analysis starts to half a frame after
     // it ends, and all after the last one starts, must decode right.
-    let half = index.frame.max(0.02) / 2.0;
+    let half = frame.max(0.02) / 2.0;
     let ranges: Vec<(f64, f64)> = windows
         .iter()
         .enumerate()
@@ -304,19 +304,29 @@ pub(super) async fn copies(source: &Source<'_>, groups: &[&[Window]]) -> Copies 
     };
     let path = source.path.to_owned();
     let avcc = source.avcc.map(<[u8]>::to_vec);
-    let index = source.index.clone();
     let start_time = source.start_time;
+    let frame = source.index.frame;
     let count = groups.len();
-    let groups: Vec<Vec<Window>> = groups.iter().map(|g| g.to_vec()).collect();
+    // Only each group's own packets go to the blocking thread, not the whole index.
+    let groups: Vec<(Vec<Window>, Vec<Packet>)> = groups
+        .iter()
+        .map(|g| {
+            (
+                g.to_vec(),
+                window_packets(source.index, start_time, g).to_vec(),
+            )
+        })
+        .collect();
     let base = dir.path().to_owned();
     let made = tokio::task::spawn_blocking(move || {
         let file = File::open(&path)?;
         groups
             .iter()
             .enumerate()
-            .map(|(i, group)| {
+            .map(|(i, (group, packets))| {
                 let to = base.join(format!("w{i}.mkv"));
-                let copied = copy_window(&file, avcc.as_deref(), &index, start_time, group, &to)?;
+                let packets = (&packets[..], frame);
+                let copied = copy_window(&file, avcc.as_deref(), packets, start_time, group, &to)?;
                 Ok(copied.map(|c| (to, c)))
             })
             .collect::<std::io::Result<Vec<_>>>()

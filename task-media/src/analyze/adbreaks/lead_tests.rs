@@ -78,8 +78,18 @@ async fn cut_and_left_out_lead_pictures_leave_the_analysed_pictures_unchanged() 
         let copy = dir.path().join(format!("a{i}.mkv"));
         let file = File::open(&asset).expect("open");
         let avcc = listed.video_extradata.as_deref();
-        let copied =
-            copy_window(&file, avcc, &index, listed.start_time, &windows, &copy).expect("copy");
+        let copied = copy_window(
+            &file,
+            avcc,
+            (
+                window_packets(&index, listed.start_time, &windows),
+                index.frame,
+            ),
+            listed.start_time,
+            &windows,
+            &copy,
+        )
+        .expect("copy");
         let Some(copied) = copied else {
             // Every picture of an all-P stream is a reference for the next: nothing to spare.
             assert_eq!(*name, "no B-frames", "{name}: nothing spared");
